@@ -1,0 +1,28 @@
+"""gunicorn settings for one realtime replica: one gevent-websocket worker, never preloaded."""
+import os
+
+bind = f"{os.environ.get('REALTIME_HOST', '127.0.0.1')}:{os.environ.get('REALTIME_PORT', '8000')}"
+# One process per replica; scale by adding replicas behind nginx, not workers.
+workers = 1
+# The websocket-capable worker; plain `-k gevent` breaks engine.io's websocket handshakes.
+worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+# gunicorn caps a gevent worker at 1000 connections by default.
+worker_connections = int(os.environ.get("REALTIME_WORKER_CONNECTIONS", "10000"))
+# Preloading would import the app before gevent patches sockets (the Redis queue refuses that).
+preload_app = False
+# Several replicas on one host would clobber one control socket in $HOME.
+control_socket_disable = True
+graceful_timeout = int(os.environ.get("REALTIME_GRACEFUL_TIMEOUT", "20"))
+timeout = 30
+keepalive = 5
+accesslog = os.environ.get("REALTIME_ACCESS_LOG") or None
+errorlog = "-"
+loglevel = os.environ.get("REALTIME_LOG_LEVEL", "info").lower()
+proc_name = f"realtime-{os.environ.get('REALTIME_PORT', '8000')}"
+
+
+def worker_exit(server, worker):
+    """Leave the cluster registry at once instead of waiting for the heartbeat to expire."""
+    services = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("realtime")
+    if services is not None:
+        services.cluster.deregister()

@@ -1,0 +1,52 @@
+"""Per-replica background loops: the registry heartbeat and the coalesced `stats` push."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from flask_socketio import SocketIO
+
+from .services import Services
+from .store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def forever(socketio: SocketIO, interval: float, step: Callable[[], Any]) -> Callable[[], None]:
+    """A loop that runs `step` every `interval` seconds and survives any failure of it."""
+    def loop() -> None:
+        while True:
+            try:
+                step()
+            except StoreUnavailable as exc:
+                log.warning("%s: store unavailable: %s", step.__name__, exc)
+            except Exception:
+                log.exception("%s failed", step.__name__)
+            socketio.sleep(interval)
+    return loop
+
+
+class StatsPush:
+    """Pushes cluster-wide stats to this replica's clients when they change, at most once a tick."""
+
+    def __init__(self, socketio: SocketIO, services: Services):
+        self.socketio = socketio
+        self.services = services
+        self.pushed: Any = None
+
+    def __call__(self) -> None:
+        """Recompute the counts and push them if anything changed."""
+        stats = self.services.cluster.stats()
+        if stats != self.pushed:
+            # Each replica reads the shared counts itself, so the push stays local to it.
+            self.socketio.emit("stats", stats, namespace="/chat", ignore_queue=True)
+            self.pushed = stats
+
+
+def start(socketio: SocketIO, services: Services) -> None:
+    """Start this replica's loops; they live as long as the process."""
+    settings = services.settings
+    socketio.start_background_task(
+        forever(socketio, settings["HEARTBEAT_INTERVAL"], services.cluster.heartbeat))
+    socketio.start_background_task(
+        forever(socketio, settings["STATS_INTERVAL"], StatsPush(socketio, services)))

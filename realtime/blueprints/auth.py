@@ -1,0 +1,18 @@
+"""Demo login: a token for a chosen name, only when enabled."""
+from flask import Blueprint, current_app, jsonify, request
+
+from .. import auth
+from ..errors import AppError
+from ..services import validation
+
+bp = Blueprint("auth", __name__, url_prefix="/api/auth")
+
+
+@bp.post("/token")
+def token():
+    """Issue a demo access token for `{"username"}`."""
+    if not current_app.config["REALTIME"]["DEMO_LOGIN"]:
+        raise AppError("not_found", "demo login is disabled", 404)
+    data = validation.payload_dict(request.get_json(silent=True))
+    access_token, user = auth.issue_demo_token(data.get("username"))
+    return jsonify(access_token=access_token, token_type="Bearer", user=user)

@@ -1,0 +1,44 @@
+"""Every HTTP error is JSON `{"error": {"code", "message"}}` with the right status."""
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from ..errors import AppError, unavailable
+from ..store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def app_error(exc: AppError):
+    """A refusal we raised on purpose."""
+    response = jsonify(error=exc.to_dict())
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(int(exc.retry_after + 0.999))
+    return response, exc.status
+
+
+def http_error(exc: HTTPException):
+    """Werkzeug's errors (404, 405, 413, ...) in our shape."""
+    code = (exc.name or "error").lower().replace(" ", "_")
+    return jsonify(error={"code": code, "message": exc.description}), exc.code
+
+
+def store_unavailable(exc: StoreUnavailable):
+    """The store is down: retryable, nothing changed."""
+    log.warning("store unavailable: %s", exc)
+    return app_error(unavailable())
+
+
+def unexpected(exc: Exception):
+    """A bug: logged once with its traceback, answered without details."""
+    log.exception("unhandled error")
+    return jsonify(error={"code": "internal", "message": "internal error"}), 500
+
+
+def register(app: Flask) -> None:
+    """Install the JSON error handlers."""
+    app.register_error_handler(AppError, app_error)
+    app.register_error_handler(HTTPException, http_error)
+    app.register_error_handler(StoreUnavailable, store_unavailable)
+    app.register_error_handler(Exception, unexpected)

@@ -1,0 +1,23 @@
+"""Liveness and readiness probes."""
+from flask import Blueprint, current_app, jsonify
+
+from ..store import StoreUnavailable
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """The process is alive and serving."""
+    return jsonify(status="ok", instance=current_app.extensions["realtime"].cluster.instance_id)
+
+
+@bp.get("/readyz")
+def readyz():
+    """The replica can reach its state store; 503 with the reason otherwise."""
+    services = current_app.extensions["realtime"]
+    try:
+        services.store.ping()
+    except StoreUnavailable as exc:
+        return jsonify(status="unavailable", store=services.store.name, reason=str(exc)), 503
+    return jsonify(status="ready", store=services.store.name)

@@ -1,0 +1,78 @@
+"""`realtime serve | cluster | emit`."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .settings import PROJECT_ROOT
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run one replica under gunicorn with the project's gunicorn.conf.py (replaces this process)."""
+    os.environ["REALTIME_HOST"] = args.host
+    os.environ["REALTIME_PORT"] = str(args.port)
+    conf = os.environ.get("REALTIME_GUNICORN_CONF", str(PROJECT_ROOT / "config" / "gunicorn.conf.py"))
+    argv = [sys.executable, "-m", "gunicorn", "--config", conf, "--chdir", str(PROJECT_ROOT), "wsgi:app"]
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
+def emit(args: argparse.Namespace) -> int:
+    """Send one message into a room through Redis."""
+    from .emitter import Emitter
+    from .errors import AppError
+    url = args.redis_url or os.environ.get("REALTIME_REDIS_URL")
+    if not url:
+        print("realtime emit: --redis-url or REALTIME_REDIS_URL is required", file=sys.stderr)
+        return 2
+    emitter = Emitter(url)
+    try:
+        sender = {"id": args.sender.lower(), "name": args.sender}
+        message = emitter.send(args.room, args.text, sender=sender, client_id=args.client_id)
+    except AppError as exc:
+        print(json.dumps({"error": exc.to_dict()}), file=sys.stderr)
+        return 1
+    finally:
+        emitter.close()
+    print(json.dumps(message))
+    return 0
+
+
+def cluster(args: argparse.Namespace) -> int:
+    """Start, stop or inspect the local cluster (redis, 3 replicas, nginx, webhook)."""
+    from . import localcluster
+    return localcluster.main([args.action])
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    root = argparse.ArgumentParser(prog="realtime", description=__doc__)
+    commands = root.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("serve", help="run one replica (gunicorn, gevent-websocket worker)")
+    run.add_argument("--host", default=os.environ.get("REALTIME_HOST", "127.0.0.1"))
+    run.add_argument("--port", type=int, default=int(os.environ.get("REALTIME_PORT", "8000")))
+    run.set_defaults(func=serve)
+    send = commands.add_parser("emit", help="send a message to a room through Redis")
+    send.add_argument("--room", required=True)
+    send.add_argument("--redis-url")
+    send.add_argument("--from", dest="sender", default="system")
+    send.add_argument("--client-id")
+    send.add_argument("text")
+    send.set_defaults(func=emit)
+    local = commands.add_parser("cluster", help="local cluster without Docker")
+    local.add_argument("action", choices=["start", "stop", "status"])
+    local.set_defaults(func=cluster)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `realtime` console script."""
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The external-process API: persist a message and publish it through the Redis message queue.
+
+Works from a plain Python process: no gevent, no Flask app.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+
+from .services.messages import MessagePolicy, MessageService
+from .settings import load_settings
+from .store import create_redis
+from .store.redis import RedisStore
+
+SYSTEM_SENDER = {"id": "system", "name": "system"}
+
+
+class Emitter:
+    """Send messages to rooms from outside the cluster, with the same rules as clients."""
+
+    def __init__(self, redis_url: str, channel: str | None = None,
+                 policy: MessagePolicy | None = None):
+        from . import message_policy
+        settings = load_settings({"REDIS_URL": redis_url})
+        self._redis = create_redis(redis_url, settings["REDIS_SOCKET_TIMEOUT"])
+        self._queue = socketio.RedisManager(redis_url, channel=channel or settings["MQ_CHANNEL"],
+                                            write_only=True)
+        self.messages = MessageService(RedisStore(self._redis), self._publish,
+                                       policy or message_policy(settings))
+
+    def _publish(self, event: str, data: dict[str, Any], room: str) -> None:
+        """Hand an event to every replica through the message queue."""
+        self._queue.emit(event, data, namespace="/chat", room=room)
+
+    def send(self, room: str, body: Any, type: str = "text",
+             sender: dict[str, str] | None = None, client_id: str | None = None) -> dict[str, Any]:
+        """Persist and deliver a message to `room`; returns the stored message."""
+        payload = {"type": type, "body": body, "client_id": client_id}
+        return self.messages.send(sender or SYSTEM_SENDER, self.messages.room(room), payload)
+
+    def close(self) -> None:
+        """Release the Redis connections."""
+        self._redis.close()

@@ -1,0 +1,21 @@
+"""Domain services, wired once per app and injected where they are used."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..store import Store
+from .cluster import ClusterService
+from .messages import MessageService
+
+__all__ = ["Services", "ClusterService", "MessageService"]
+
+
+@dataclass
+class Services:
+    """Everything a handler needs, built by the app factory."""
+
+    settings: dict[str, Any]
+    store: Store
+    messages: MessageService
+    cluster: ClusterService

@@ -1,0 +1,66 @@
+"""This replica's place in the cluster: registration, connection tracking, cluster-wide stats."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from ..store import Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class ClusterService:
+    """Registers this replica with a heartbeat and reports cluster-wide counts."""
+
+    def __init__(self, store: Store, instance_id: str, ttl: float):
+        self.store = store
+        self.instance_id = instance_id
+        self.ttl = ttl
+        self.started_at = int(time.time() * 1000)
+        self.connections: dict[str, dict[str, Any]] = {}
+        self.last_stats: dict[str, Any] | None = None
+
+    def info(self) -> dict[str, Any]:
+        """What this replica announces about itself."""
+        return {"id": self.instance_id, "started_at": self.started_at}
+
+    def heartbeat(self) -> bool:
+        """Refresh this replica's registration; False while the store is down."""
+        try:
+            if not self.store.register_instance(self.info(), self.ttl):
+                # First beat, or the registration expired (Redis restarted or was unreachable).
+                self.store.replace_connections(self.instance_id, self.connections)
+            return True
+        except StoreUnavailable as exc:
+            log.warning("heartbeat failed: %s", exc)
+            return False
+
+    def connected(self, sid: str, user: dict[str, Any]) -> None:
+        """Track a new connection on this replica."""
+        self.connections[sid] = user
+        self.store.add_connection(self.instance_id, sid, user)
+
+    def disconnected(self, sid: str) -> None:
+        """Stop tracking a connection; tolerate a store outage (the heartbeat expiry cleans up)."""
+        self.connections.pop(sid, None)
+        try:
+            self.store.remove_connection(self.instance_id, sid)
+        except StoreUnavailable as exc:
+            log.warning("could not untrack %s: %s", sid, exc)
+
+    def deregister(self) -> None:
+        """Leave the cluster now instead of waiting for the heartbeat to expire."""
+        try:
+            self.store.remove_instance(self.instance_id)
+        except StoreUnavailable as exc:
+            log.warning("deregister failed: %s", exc)
+
+    def stats(self) -> dict[str, Any]:
+        """Cluster-wide counts as the `stats` event and GET /api/stats carry them."""
+        instances = [{"id": i["id"], "clients": i["clients"], "started_at": i["started_at"]}
+                     for i in self.store.list_instances()]
+        self.last_stats = {"instance": self.instance_id,
+                           "clients_total": sum(i["clients"] for i in instances),
+                           "instances": instances}
+        return self.last_stats

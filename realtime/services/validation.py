@@ -1,0 +1,75 @@
+"""Schemas for payloads that come from outside; each failure names the field."""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..errors import ValidationError
+
+ROOM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
+CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+
+
+def payload_dict(payload: Any) -> dict[str, Any]:
+    """The payload as an object, or a structured refusal."""
+    if not isinstance(payload, dict):
+        raise ValidationError("invalid_payload", "payload must be a JSON object")
+    return payload
+
+
+def room_name(value: Any, allowed: frozenset[str] = frozenset()) -> str:
+    """A syntactically valid, known room name."""
+    if not isinstance(value, str) or not ROOM_RE.match(value):
+        raise ValidationError("invalid_room",
+                              "room must be 1-64 characters of letters, digits, '_', '.' or '-'")
+    if allowed and value not in allowed:
+        raise ValidationError("unknown_room", f"room {value!r} does not exist")
+    return value
+
+
+def username(value: Any) -> str:
+    """A display name usable as a user id."""
+    if not isinstance(value, str) or not USERNAME_RE.match(value):
+        raise ValidationError("invalid_username",
+                              "username must be 1-32 characters of letters, digits, '_', '.' or '-'")
+    return value
+
+
+def message_id(value: Any, field: str, required: bool = False) -> int | None:
+    """A non-negative integer message id, or None when absent and optional."""
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 2**53:
+        raise ValidationError("invalid_payload", f"{field} must be a non-negative integer message id")
+    return value
+
+
+def limit(value: Any, maximum: int, default: int) -> int:
+    """A page size between 1 and `maximum`."""
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ValidationError("invalid_payload", f"limit must be an integer from 1 to {maximum}")
+    return value
+
+
+def client_id(value: Any) -> str | None:
+    """An optional idempotency key chosen by the client."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not CLIENT_ID_RE.match(value):
+        raise ValidationError("invalid_payload",
+                              "client_id must be 1-64 characters of letters, digits, '_', '.', ':' or '-'")
+    return value
+
+
+def text_body(value: Any, max_chars: int) -> str:
+    """A non-blank text message within the length limit."""
+    if not isinstance(value, str):
+        raise ValidationError("invalid_body", "body of a text message must be a string")
+    if not value.strip():
+        raise ValidationError("invalid_body", "body must not be empty")
+    if len(value) > max_chars:
+        raise ValidationError("body_too_long", f"body is longer than {max_chars} characters")
+    return value

@@ -1,0 +1,106 @@
+"""Settings: defaults, then a `.env` file, then `REALTIME_*` environment, then explicit overrides."""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Mapping
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "REALTIME_"
+
+DEFAULTS: dict[str, Any] = {
+    # None means the embedded single replica on in-memory backends.
+    "REDIS_URL": None,
+    "INSTANCE_ID": None,
+    "HOST": "127.0.0.1",
+    "PORT": 8000,
+    # None means "on only in the embedded mode" (no Redis configured).
+    "DEMO_LOGIN": None,
+    "JWT_SECRET_KEY": None,
+    "JWT_ACCESS_TOKEN_EXPIRES": 3600,
+    "CORS_ORIGINS": None,
+    "ROOMS": "",
+    "MESSAGE_MAX_CHARS": 4000,
+    "HISTORY_MAX_MESSAGES": 10000,
+    "HISTORY_MAX_AGE": 7 * 24 * 3600,
+    "HISTORY_PAGE_MAX": 100,
+    "RECOVERY_MAX_MESSAGES": 500,
+    "IDEMPOTENCY_TTL": 24 * 3600,
+    "INSTANCE_TTL": 15,
+    "HEARTBEAT_INTERVAL": 5,
+    "STATS_INTERVAL": 1.0,
+    "MQ_CHANNEL": "realtime",
+    "REDIS_SOCKET_TIMEOUT": 5.0,
+    "MAX_HTTP_BUFFER_SIZE": 1_000_000,
+    "STATIC_DIR": str(PROJECT_ROOT / "static"),
+    "BACKGROUND_TASKS": True,
+    # None lets Flask-SocketIO pick (gevent under gunicorn); tests use "threading".
+    "ASYNC_MODE": None,
+    "LOG_LEVEL": "INFO",
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse a minimal KEY=VALUE `.env` file; missing file means no values."""
+    if not path.is_file():
+        return {}
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip().removeprefix("export ").strip()] = value.strip().strip("'\"")
+    return values
+
+
+def coerce(key: str, raw: Any) -> Any:
+    """Convert a raw string to the type of the key's default."""
+    if not isinstance(raw, str):
+        return raw
+    default = DEFAULTS.get(key)
+    if isinstance(default, bool) or key == "DEMO_LOGIN":
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError(f"{PREFIX}{key} must be a boolean, got {raw!r}")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw or None if default is None else raw
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Build the effective settings; later sources win."""
+    environ = os.environ if environ is None else environ
+    settings = dict(DEFAULTS)
+    dotenv = read_dotenv(Path(environ.get(PREFIX + "ENV_FILE", ".env")))
+    for source in (dotenv, environ):
+        for name, raw in source.items():
+            key = name.removeprefix(PREFIX)
+            if name.startswith(PREFIX) and key in DEFAULTS:
+                settings[key] = coerce(key, raw)
+    for key, value in (overrides or {}).items():
+        settings[key] = coerce(key, value) if key in DEFAULTS else value
+    return finalize(settings)
+
+
+def finalize(settings: dict[str, Any]) -> dict[str, Any]:
+    """Derive the values that depend on others."""
+    embedded = not settings["REDIS_URL"]
+    settings["EMBEDDED"] = embedded
+    if settings["DEMO_LOGIN"] is None:
+        settings["DEMO_LOGIN"] = embedded
+    if not settings["INSTANCE_ID"]:
+        settings["INSTANCE_ID"] = f"{socket.gethostname()}-{settings['PORT']}-{os.getpid()}"
+    if settings["CORS_ORIGINS"] is None:
+        settings["CORS_ORIGINS"] = "*" if embedded else ""
+    return settings

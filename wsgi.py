@@ -1,0 +1,4 @@
+"""gunicorn entry point."""
+from realtime import create_app
+
+app = create_app()
