@@ -20,7 +20,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .events.chat import ChatNamespace
     from .extensions import jwt, socketio
     from .services import ClusterService, MessageService, Services
-    from .store import create_redis, create_store
+    from .store import create_store
 
     settings = load_settings(config)
     logging.basicConfig(level=settings["LOG_LEVEL"])
@@ -30,8 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       MAX_CONTENT_LENGTH=settings["MAX_HTTP_BUFFER_SIZE"])
 
     url = settings["REDIS_URL"]
-    redis_client = create_redis(url, settings["REDIS_SOCKET_TIMEOUT"]) if url else None
-    store = create_store(url, redis_client)
+    store = create_store(url, settings["REDIS_SOCKET_TIMEOUT"])
     jwt.init_app(app)
     socketio.init_app(app, message_queue=url, channel=settings["MQ_CHANNEL"],
                       async_mode=settings["ASYNC_MODE"],
@@ -43,7 +42,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         messages=MessageService(store, broadcaster(socketio), message_policy(settings)),
         cluster=ClusterService(store, settings["INSTANCE_ID"], settings["INSTANCE_TTL"]))
     app.extensions["realtime"] = services
-    app.extensions["realtime.redis"] = redis_client
+    app.extensions["realtime.redis"] = getattr(store, "client", None)
 
     errors.register(app)
     for module in (health, auth, stats, rooms, demo):

@@ -38,6 +38,12 @@ return {0, id, body}
 """
 
 
+def create_redis(url: str, socket_timeout: float = 5.0) -> redis.Redis:
+    """The process's one Redis connection pool, with timeouts on every call."""
+    return redis.Redis.from_url(url, socket_timeout=socket_timeout,
+                                socket_connect_timeout=socket_timeout, health_check_interval=30)
+
+
 def unavailable_on_error(method: Callable) -> Callable:
     """Turn Redis connection failures into StoreUnavailable."""
     @functools.wraps(method)
@@ -71,6 +77,7 @@ class RedisStore(Store):
     INSTANCES = "rt:instances"
 
     def __init__(self, client: redis.Redis):
+        self.client = client
         self._redis = client
         self._append = client.register_script(APPEND_SCRIPT)
         self._connection_ttl_ms = 15_000
@@ -83,7 +90,7 @@ class RedisStore(Store):
                           separators=(",", ":"))
         keys = [room_key(room, "messages"), room_key(room, "seq"),
                 room_key(room, f"idem:{idempotency_key or ''}")]
-        args = [body, int(now * 1000), retention.max_messages,
+        args = [body, int(message.get("ts", now * 1000)), retention.max_messages,
                 int((now - retention.max_age) * 1000), int(retention.idempotency_ttl * 1000),
                 "1" if idempotency_key else "0"]
         duplicate, message_id, stored = self._append(keys=keys, args=args)

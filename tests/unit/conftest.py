@@ -1,0 +1,67 @@
+"""Fixtures for unit tests: an app on the in-memory store and its Socket.IO test clients."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from flask_jwt_extended import create_access_token
+
+from realtime import create_app
+from realtime.extensions import socketio
+
+SECRET = "unit-test-secret-that-is-long-enough-0123456789"
+
+
+@pytest.fixture
+def app_config():
+    """Overrides for the app under test; tests may update it before `app` is built."""
+    return {"ASYNC_MODE": "threading", "BACKGROUND_TASKS": False, "JWT_SECRET_KEY": SECRET,
+            "INSTANCE_ID": "unit-1"}
+
+
+@pytest.fixture
+def app_factory_with(app_config, monkeypatch, tmp_path):
+    """Build apps isolated from the environment and any .env file, with extra overrides."""
+    for name in list(os.environ):
+        if name.startswith("REALTIME_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("REALTIME_ENV_FILE", str(tmp_path / "none.env"))
+    return lambda **overrides: create_app({**app_config, **overrides})
+
+
+@pytest.fixture
+def app(app_factory_with):
+    """A replica on the memory store."""
+    return app_factory_with()
+
+
+@pytest.fixture
+def client(app):
+    """An HTTP test client."""
+    return app.test_client()
+
+
+@pytest.fixture
+def token(app):
+    """Make access tokens for a user name."""
+    def make(name: str = "Ana", **claims) -> str:
+        with app.app_context():
+            return create_access_token(identity=name.lower(), additional_claims={"name": name, **claims})
+    return make
+
+
+@pytest.fixture
+def chat(app, token):
+    """Connect Socket.IO test clients to /chat as a named user."""
+    clients = []
+
+    def connect(name: str = "Ana", **kwargs):
+        auth = kwargs.pop("auth", {"token": token(name)})
+        sio = socketio.test_client(app, namespace="/chat", auth=auth, **kwargs)
+        clients.append(sio)
+        return sio
+    yield connect
+    for sio in clients:
+        if sio.is_connected("/chat"):
+            sio.disconnect(namespace="/chat")
+

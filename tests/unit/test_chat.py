@@ -1,0 +1,157 @@
+"""The /chat namespace through Flask-SocketIO's test client (memory store)."""
+import pytest
+
+
+
+def call(sio, event: str, payload=None):
+    """Emit an event and return its ack."""
+    return sio.emit(event, payload, namespace="/chat", callback=True)
+
+
+def events(sio, name):
+    """Payloads of the events of one name received so far."""
+    # The test client unwraps the args of events named "message" (the send() event).
+    return [e["args"] if e["name"] == "message" else e["args"][0]
+            for e in sio.get_received("/chat") if e["name"] == name]
+
+
+def test_connect_greets_with_replica_and_user(chat):
+    sio = chat("Ana")
+    assert sio.is_connected("/chat")
+    welcome = events(sio, "welcome")[0]
+    assert welcome["instance"] == "unit-1"
+    assert welcome["user"] == {"id": "ana", "name": "Ana"}
+    assert isinstance(welcome["server_time"], int)
+
+
+@pytest.mark.parametrize("auth", [None, {}, {"token": ""}, {"token": "not-a-jwt"}, {"token": 42}])
+def test_connect_without_a_valid_token_is_refused(chat, auth):
+    assert not chat(auth=auth).is_connected("/chat")
+
+
+def test_token_query_parameter_is_accepted(chat, token):
+    sio = chat(auth=None, query_string=f"token={token('Bo')}")
+    assert sio.is_connected("/chat")
+
+
+def test_join_send_and_receive(chat):
+    ana, bo = chat("Ana"), chat("Bo")
+    assert call(ana, "join", {"room": "lobby"}) == {
+        "ok": True, "room": "lobby", "missed": [], "truncated": False, "unread": 0, "online": []}
+    call(bo, "join", {"room": "lobby"})
+    ack = call(ana, "send", {"room": "lobby", "type": "text", "body": "hi", "client_id": "c1"})
+    assert ack["ok"] is True
+    message = ack["message"]
+    assert message["id"] == 1 and message["room"] == "lobby" and message["body"] == "hi"
+    assert message["from"] == {"id": "ana", "name": "Ana"} and message["client_id"] == "c1"
+    assert events(bo, "message") == [message]
+
+
+def test_resend_with_same_client_id_is_not_delivered_twice(chat):
+    ana, bo = chat("Ana"), chat("Bo")
+    call(ana, "join", {"room": "lobby"})
+    call(bo, "join", {"room": "lobby"})
+    first = call(ana, "send", {"room": "lobby", "body": "once", "client_id": "k"})
+    again = call(ana, "send", {"room": "lobby", "body": "once", "client_id": "k"})
+    assert again["message"] == first["message"]
+    assert len(events(bo, "message")) == 1
+
+
+BAD_JOINS = [
+    (None, "invalid_payload"), ("lobby", "invalid_payload"), ([], "invalid_payload"),
+    ({}, "invalid_room"), ({"room": 5}, "invalid_room"), ({"room": ""}, "invalid_room"),
+    ({"room": "has space"}, "invalid_room"), ({"room": "x" * 65}, "invalid_room"),
+    ({"room": "<script>"}, "invalid_room"), ({"room": "lobby", "since": "3"}, "invalid_payload"),
+    ({"room": "lobby", "since": -1}, "invalid_payload"), ({"room": "lobby", "since": True}, "invalid_payload"),
+]
+
+
+@pytest.mark.parametrize("payload, code", BAD_JOINS)
+def test_bad_join_gets_a_structured_error(chat, payload, code):
+    ack = call(chat(), "join", payload)
+    assert ack["ok"] is False
+    assert ack["error"]["code"] == code
+    assert ack["error"]["message"]
+
+
+BAD_SENDS = [
+    (None, "invalid_payload"), ({"type": "text", "body": "x"}, "invalid_room"),
+    ({"room": "lobby", "body": 5}, "invalid_body"), ({"room": "lobby", "body": "   "}, "invalid_body"),
+    ({"room": "lobby"}, "invalid_body"), ({"room": "lobby", "body": "x" * 4001}, "body_too_long"),
+    ({"room": "lobby", "type": "video", "body": "x"}, "unsupported_type"),
+    ({"room": "lobby", "type": ["text"], "body": "x"}, "unsupported_type"),
+    ({"room": "lobby", "body": "x", "client_id": 7}, "invalid_payload"),
+    ({"room": "lobby", "body": "x", "client_id": "x" * 65}, "invalid_payload"),
+    ({"room": "elsewhere", "body": "x"}, "not_joined"),
+]
+
+
+@pytest.mark.parametrize("payload, code", BAD_SENDS)
+def test_bad_send_gets_a_structured_error_and_stores_nothing(app, chat, payload, code):
+    sio = chat()
+    call(sio, "join", {"room": "lobby"})
+    ack = call(sio, "send", payload)
+    assert ack == {"ok": False, "error": {"code": code, "message": ack["error"]["message"]}}
+    assert app.extensions["realtime"].store.room_bounds("lobby") == (0, 0)
+    assert events(sio, "message") == []
+
+
+def test_unknown_room_is_refused_when_rooms_are_configured(app_config, app_factory_with):
+    app = app_factory_with(ROOMS="lobby,dev")
+    from realtime.extensions import socketio
+    from flask_jwt_extended import create_access_token
+    with app.app_context():
+        token = create_access_token(identity="ana")
+    sio = socketio.test_client(app, namespace="/chat", auth={"token": token})
+    assert call(sio, "join", {"room": "dev"})["ok"] is True
+    assert call(sio, "join", {"room": "random"})["error"]["code"] == "unknown_room"
+
+
+def test_unknown_event_is_answered(chat):
+    assert call(chat(), "explode", {})["error"]["code"] == "unknown_event"
+
+
+def test_join_since_returns_missed_messages(chat):
+    ana, bo = chat("Ana"), chat("Bo")
+    call(ana, "join", {"room": "r"})
+    for n in range(5):
+        call(ana, "send", {"room": "r", "body": f"m{n}"})
+    ack = call(bo, "join", {"room": "r", "since": 2})
+    assert [m["body"] for m in ack["missed"]] == ["m2", "m3", "m4"]
+    assert ack["truncated"] is False and ack["unread"] == 3
+
+
+def test_history_pages(chat):
+    sio = chat()
+    call(sio, "join", {"room": "r"})
+    for n in range(6):
+        call(sio, "send", {"room": "r", "body": f"m{n}"})
+    newest = call(sio, "history", {"room": "r", "limit": 2})["messages"]
+    assert [m["id"] for m in newest] == [5, 6]
+    older = call(sio, "history", {"room": "r", "before": 5, "limit": 2})["messages"]
+    assert [m["id"] for m in older] == [3, 4]
+    after = call(sio, "history", {"room": "r", "after": 4})["messages"]
+    assert [m["id"] for m in after] == [5, 6]
+    assert call(sio, "history", {"room": "r", "limit": 0})["error"]["code"] == "invalid_payload"
+    assert call(sio, "history", {"room": "r", "limit": 1000})["error"]["code"] == "invalid_payload"
+
+
+def test_leave_stops_delivery(chat):
+    ana, bo = chat("Ana"), chat("Bo")
+    call(ana, "join", {"room": "r"})
+    call(bo, "join", {"room": "r"})
+    assert call(bo, "leave", {"room": "r"}) == {"ok": True, "room": "r"}
+    call(ana, "send", {"room": "r", "body": "after leave"})
+    assert events(bo, "message") == []
+
+
+def test_connections_are_tracked(app, chat):
+    cluster = app.extensions["realtime"].cluster
+    cluster.heartbeat()
+    ana = chat("Ana")
+    chat("Bo")
+    assert cluster.stats()["clients_total"] == 2
+    ana.disconnect(namespace="/chat")
+    assert cluster.stats() == {"instance": "unit-1", "clients_total": 1,
+                               "instances": [{"id": "unit-1", "clients": 1,
+                                              "started_at": cluster.started_at}]}

@@ -1,0 +1,55 @@
+"""The app factory and its refusals."""
+import pytest
+
+from realtime import create_app, cors_origins
+
+
+def test_factory_builds_an_embedded_replica(app, client):
+    assert app.extensions["realtime"].store.name == "memory"
+    assert client.get("/healthz").get_json() == {"status": "ok", "instance": "unit-1"}
+    assert client.get("/readyz").get_json() == {"status": "ready", "store": "memory"}
+
+
+def test_overrides_reach_the_app(app_config, monkeypatch, tmp_path):
+    monkeypatch.setenv("REALTIME_ENV_FILE", str(tmp_path / "none"))
+    app = create_app({**app_config, "INSTANCE_ID": "custom"})
+    assert app.config["REALTIME"]["INSTANCE_ID"] == "custom"
+
+
+def test_cluster_mode_needs_a_secret(app_config, monkeypatch, tmp_path):
+    monkeypatch.setenv("REALTIME_ENV_FILE", str(tmp_path / "none"))
+    config = {**app_config, "REDIS_URL": "redis://127.0.0.1:1/0", "JWT_SECRET_KEY": None}
+    with pytest.raises(RuntimeError, match="JWT_SECRET_KEY is required"):
+        create_app(config)
+
+
+def test_weak_secret_is_refused_outside_demo_mode(app_config, monkeypatch, tmp_path):
+    monkeypatch.setenv("REALTIME_ENV_FILE", str(tmp_path / "none"))
+    config = {**app_config, "REDIS_URL": "redis://127.0.0.1:1/0", "JWT_SECRET_KEY": "short"}
+    with pytest.raises(RuntimeError, match="at least 32"):
+        create_app(config)
+
+
+def test_unknown_store_scheme_is_refused(app_config, monkeypatch, tmp_path):
+    monkeypatch.setenv("REALTIME_ENV_FILE", str(tmp_path / "none"))
+    with pytest.raises(ValueError, match="unsupported store URL scheme"):
+        create_app({**app_config, "REDIS_URL": "mongodb://x"})
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("*", "*"), ("", None), ("https://a.example, https://b.example", ["https://a.example", "https://b.example"]),
+])
+def test_cors_origins_setting(value, expected):
+    assert cors_origins(value) == expected
+
+
+def test_demo_page_is_served(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    assert b"<html" in response.data.lower()
+
+
+def test_http_errors_are_json(client):
+    response = client.get("/nope")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"

@@ -1,0 +1,142 @@
+"""One contract, run against both backends (Redis is a real redis-server)."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from realtime.store import Retention, StoreUnavailable, create_redis, create_store
+from realtime.store.memory import MemoryStore
+from realtime.store.redis import RedisStore
+
+KEEP = Retention(max_messages=1000, max_age=3600, idempotency_ttl=60)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request):
+    """Each backend in turn."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    client = create_redis(request.getfixturevalue("redis_url"))
+    yield RedisStore(client)
+    client.close()
+
+
+def text(body: str, ts: int | None = None) -> dict:
+    """A message as the service hands it to the store."""
+    return {"from": {"id": "ana", "name": "Ana"}, "type": "text", "body": body,
+            "ts": ts if ts is not None else int(time.time() * 1000)}
+
+
+def ids(messages):
+    return [m["id"] for m in messages]
+
+
+def test_ids_are_monotonic_per_room(store):
+    first = store.append_message("a", text("1"), None, KEEP).message
+    second = store.append_message("a", text("2"), None, KEEP).message
+    other = store.append_message("b", text("x"), None, KEEP).message
+    assert (first["id"], second["id"], other["id"]) == (1, 2, 1)
+    assert second == {**text("2", second["ts"]), "id": 2, "room": "a"}
+
+
+def test_idempotency_key_returns_the_original(store):
+    first = store.append_message("a", text("hello"), "ana:k1", KEEP)
+    again = store.append_message("a", text("changed"), "ana:k1", KEEP)
+    assert (first.duplicate, again.duplicate) == (False, True)
+    assert again.message == first.message
+    assert ids(store.messages_after("a", 0, 10)) == [1]
+
+
+def test_same_key_in_another_room_is_independent(store):
+    store.append_message("a", text("x"), "ana:k1", KEEP)
+    assert store.append_message("b", text("y"), "ana:k1", KEEP).duplicate is False
+
+
+def test_pages_after_and_before(store):
+    for n in range(10):
+        store.append_message("r", text(str(n)), None, KEEP)
+    assert ids(store.messages_after("r", 0, 3)) == [1, 2, 3]
+    assert ids(store.messages_after("r", 8, 5)) == [9, 10]
+    assert ids(store.messages_before("r", None, 3)) == [8, 9, 10]
+    assert ids(store.messages_before("r", 4, 5)) == [1, 2, 3]
+    assert store.messages_before("r", 1, 5) == []
+    assert store.messages_after("empty", 0, 5) == []
+
+
+def test_bounds(store):
+    assert store.room_bounds("r") == (0, 0)
+    for n in range(3):
+        store.append_message("r", text(str(n)), None, KEEP)
+    assert store.room_bounds("r") == (1, 3)
+
+
+def test_retention_by_count_keeps_ids_growing(store):
+    small = Retention(max_messages=3, max_age=3600, idempotency_ttl=60)
+    for n in range(5):
+        store.append_message("r", text(str(n)), None, small)
+    assert ids(store.messages_after("r", 0, 10)) == [3, 4, 5]
+    assert store.room_bounds("r") == (3, 5)
+
+
+def test_retention_by_age(store):
+    old = int((time.time() - 100) * 1000)
+    for n in range(3):
+        store.append_message("r", text(str(n), ts=old), None, KEEP)
+    store.append_message("r", text("new"), None, Retention(1000, max_age=50, idempotency_ttl=60))
+    assert ids(store.messages_after("r", 0, 10)) == [4]
+
+
+def test_instances_and_connection_counts(store):
+    assert store.register_instance({"id": "i1", "started_at": 1}, ttl=30) is False
+    assert store.register_instance({"id": "i1", "started_at": 1}, ttl=30) is True
+    store.register_instance({"id": "i2", "started_at": 2}, ttl=30)
+    store.add_connection("i1", "s1", {"id": "ana", "name": "Ana"})
+    store.add_connection("i1", "s2", {"id": "bo", "name": "Bo"})
+    store.add_connection("i2", "s3", {"id": "cy", "name": "Cy"})
+    store.remove_connection("i1", "s2")
+    assert store.list_instances() == [{"id": "i1", "started_at": 1, "clients": 1},
+                                      {"id": "i2", "started_at": 2, "clients": 1}]
+    store.remove_instance("i2")
+    assert [i["id"] for i in store.list_instances()] == ["i1"]
+
+
+def test_instance_expires_without_heartbeat(store):
+    store.register_instance({"id": "gone", "started_at": 1}, ttl=0.3)
+    store.add_connection("gone", "s1", {"id": "ana", "name": "Ana"})
+    store.register_instance({"id": "alive", "started_at": 1}, ttl=30)
+    time.sleep(0.5)
+    assert [i["id"] for i in store.list_instances()] == ["alive"]
+
+
+def test_replace_connections_restores_counts(store):
+    store.register_instance({"id": "i1", "started_at": 1}, ttl=30)
+    store.add_connection("i1", "old", {"id": "x", "name": "x"})
+    store.replace_connections("i1", {"s1": {"id": "a", "name": "a"}, "s2": {"id": "b", "name": "b"}})
+    assert store.list_instances()[0]["clients"] == 2
+    store.replace_connections("i1", {})
+    assert store.list_instances()[0]["clients"] == 0
+
+
+def test_ping(store):
+    store.ping()
+
+
+def test_unreachable_redis_raises_store_unavailable():
+    store = RedisStore(create_redis("redis://127.0.0.1:1/0", socket_timeout=0.5))
+    with pytest.raises(StoreUnavailable):
+        store.ping()
+    with pytest.raises(StoreUnavailable):
+        store.append_message("r", text("x"), None, KEEP)
+
+
+@pytest.mark.parametrize("url, kind", [(None, "memory"), ("memory://", "memory"),
+                                       ("redis://127.0.0.1:1/0", "redis")])
+def test_create_store_chooses_by_scheme(url, kind):
+    assert create_store(url).name == kind
+
+
+def test_create_store_refuses_unknown_scheme():
+    with pytest.raises(ValueError):
+        create_store("postgres://x")
