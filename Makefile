@@ -26,3 +26,20 @@ system-deps:
 ## test: installs what the tests need (venv, redis-server, nginx, ...) and runs them all
 test: venv system-deps
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+.PHONY: cluster cluster-stop cluster-status
+
+## cluster: redis + 3 replicas + nginx (sticky) + webhook on this machine, detached; prints the URLs.
+## Ports: CLUSTER_HTTP_PORT (8080), CLUSTER_REPLICA_PORTS (8001,8002,8003), CLUSTER_REDIS_PORT
+## (6390), CLUSTER_WEBHOOK_PORT (8090); REDIS_URL uses that Redis instead of starting one.
+cluster: venv system-deps
+	$(BIN)/realtime cluster start
+
+## cluster-stop: stops exactly the processes `make cluster` started (logs stay in run/cluster/logs)
+# No venv dependency: stopping must never trigger a reinstall.
+cluster-stop:
+	$(BIN)/realtime cluster stop
+
+## cluster-status: what the local cluster runs (exit 1 if it is down or partly down)
+cluster-status:
+	$(BIN)/realtime cluster status

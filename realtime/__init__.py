@@ -20,6 +20,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .events.chat import ChatNamespace
     from .extensions import jwt, socketio
     from .services import ClusterService, MessageService, Services
+    from .queue import RedisQueue
     from .store import create_store
 
     settings = load_settings(config)
@@ -32,8 +33,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     url = settings["REDIS_URL"]
     store = create_store(url, settings["REDIS_SOCKET_TIMEOUT"])
     jwt.init_app(app)
-    socketio.init_app(app, message_queue=url, channel=settings["MQ_CHANNEL"],
-                      async_mode=settings["ASYNC_MODE"],
+    queue = RedisQueue(url, settings["MQ_CHANNEL"], settings["MQ_RETRY_MAX"]) if url else None
+    socketio.init_app(app, client_manager=queue, async_mode=settings["ASYNC_MODE"],
                       cors_allowed_origins=cors_origins(settings["CORS_ORIGINS"]),
                       max_http_buffer_size=settings["MAX_HTTP_BUFFER_SIZE"])
 

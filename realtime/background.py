@@ -12,16 +12,17 @@ from .store import StoreUnavailable
 log = logging.getLogger(__name__)
 
 
-def forever(socketio: SocketIO, interval: float, step: Callable[[], Any]) -> Callable[[], None]:
+def forever(socketio: SocketIO, name: str, interval: float,
+            step: Callable[[], Any]) -> Callable[[], None]:
     """A loop that runs `step` every `interval` seconds and survives any failure of it."""
     def loop() -> None:
         while True:
             try:
                 step()
             except StoreUnavailable as exc:
-                log.warning("%s: store unavailable: %s", step.__name__, exc)
+                log.warning("%s: store unavailable: %s", name, exc)
             except Exception:
-                log.exception("%s failed", step.__name__)
+                log.exception("%s failed", name)
             socketio.sleep(interval)
     return loop
 
@@ -47,6 +48,6 @@ def start(socketio: SocketIO, services: Services) -> None:
     """Start this replica's loops; they live as long as the process."""
     settings = services.settings
     socketio.start_background_task(
-        forever(socketio, settings["HEARTBEAT_INTERVAL"], services.cluster.heartbeat))
+        forever(socketio, "heartbeat", settings["HEARTBEAT_INTERVAL"], services.cluster.heartbeat))
     socketio.start_background_task(
-        forever(socketio, settings["STATS_INTERVAL"], StatsPush(socketio, services)))
+        forever(socketio, "stats push", settings["STATS_INTERVAL"], StatsPush(socketio, services)))

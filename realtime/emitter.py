@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import socketio
-
+from .queue import RedisQueue
 from .services.messages import MessagePolicy, MessageService
 from .settings import load_settings
 from .store import create_redis
@@ -24,8 +23,7 @@ class Emitter:
         from . import message_policy
         settings = load_settings({"REDIS_URL": redis_url})
         self._redis = create_redis(redis_url, settings["REDIS_SOCKET_TIMEOUT"])
-        self._queue = socketio.RedisManager(redis_url, channel=channel or settings["MQ_CHANNEL"],
-                                            write_only=True)
+        self._queue = RedisQueue(redis_url, channel or settings["MQ_CHANNEL"], write_only=True)
         self.messages = MessageService(RedisStore(self._redis), self._publish,
                                        policy or message_policy(settings))
 

@@ -160,10 +160,16 @@ class Process:
         self.start_time: int | None = None
         self._popen: subprocess.Popen | None = None
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} pid={self.pid}>"
+
     def start(self, wait: bool = True, timeout: float = 30.0) -> "Process":
         """Launch the process; with `wait`, block until it is ready."""
+        if self.running():
+            raise StartupError(f"{self.name} is already running (pid {self.pid})")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
+        # A fresh log per handle, but a restart appends: the log of a crash stays readable.
+        with open(self.log_path, "ab" if self.pid else "wb") as log:
             # New session: its own process group (stopped as one) and no signals from our terminal.
             self._popen = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
                                            stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
@@ -182,7 +188,8 @@ class Process:
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Block until `ready()`; raise StartupError with the log tail if it dies or times out."""
-        if not wait_until(lambda: self.ready() or not self.running(), timeout) or not self.running():
+        settled = wait_until(lambda: self.ready() or not self.running(), timeout)
+        if not settled or not self.running():
             state = "exited" if not self.running() else f"not ready after {timeout:.0f}s"
             raise StartupError(f"{self.name} {state}; last lines of {self.log_path}:\n"
                                f"{self.log_tail()}")
@@ -235,7 +242,7 @@ class Process:
     def record(self) -> dict:
         """What `realtime cluster stop` needs to find and check this process later."""
         return {"name": self.name, "pid": self.pid, "start_time": self.start_time,
-                "argv": self.argv, "log": str(self.log_path)}
+                "argv": self.argv, "log": str(self.log_path), "url": getattr(self, "url", "")}
 
     @classmethod
     def from_record(cls, record: Mapping) -> "Process":
@@ -245,16 +252,42 @@ class Process:
         return process
 
 
-class RedisServer(Process):
+class Server(Process):
+    """A process that listens on host:port; ready once it accepts connections."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, host: str, port: int,
+                 env: Mapping[str, str] | None = None, cwd: Path | None = None):
+        self.host, self.port = host, port
+        super().__init__(name, argv, log_path, env, cwd)
+
+    @property
+    def url(self) -> str:
+        """The base URL, without a trailing slash."""
+        return f"http://{self.host}:{self.port}"
+
+    def ready(self) -> bool:
+        """True once something accepts connections on the port."""
+        return accepts(self.port, self.host)
+
+
+class HealthCheckedServer(Server):
+    """A server of ours: ready once GET /healthz answers 200."""
+
+    def ready(self) -> bool:
+        """True once /healthz answers 200."""
+        return http_ok(self.url + "/healthz")
+
+
+class RedisServer(Server):
     """A throwaway redis-server on host:port: no RDB, no AOF, its files under `state_dir`."""
 
-    def __init__(self, port: int, state_dir: Path, host: str = HOST):
-        self.host, self.port = host, port
+    def __init__(self, port: int, state_dir: Path, host: str = HOST, log_dir: Path | None = None):
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         argv = [find_executable("redis-server"), "--port", str(port), "--bind", host,
                 "--save", "", "--appendonly", "no", "--dir", str(state_dir), "--daemonize", "no"]
-        super().__init__(f"redis-{port}", argv, state_dir / f"redis-{port}.log")
+        log_path = Path(log_dir or state_dir) / f"redis-{port}.log"
+        super().__init__(f"redis-{port}", argv, log_path, host, port)
 
     @property
     def url(self) -> str:
@@ -271,88 +304,67 @@ class RedisServer(Process):
             return False
 
 
-class Replica(Process):
+class Replica(HealthCheckedServer):
     """One `realtime serve` replica (gunicorn, one gevent-websocket worker) on host:port."""
 
     def __init__(self, port: int, env: Mapping[str, str], log_dir: Path,
                  instance_id: str | None = None, host: str = HOST):
-        self.host, self.port = host, port
         self.instance_id = instance_id or f"replica-{port}"
         argv = [venv_script("realtime"), "serve", "--host", host, "--port", str(port)]
         env = {**env, "REALTIME_INSTANCE_ID": self.instance_id}
         super().__init__(self.instance_id, argv, Path(log_dir) / f"{self.instance_id}.log",
-                         env=env, cwd=ROOT)
-
-    @property
-    def url(self) -> str:
-        """The replica's base URL, without a trailing slash."""
-        return f"http://{self.host}:{self.port}"
-
-    def ready(self) -> bool:
-        """True once /healthz answers 200."""
-        return http_ok(self.url + "/healthz")
+                         host, port, env=env, cwd=ROOT)
 
 
-class WebhookReceiver(Process):
+class WebhookReceiver(HealthCheckedServer):
     """The placeholder webhook receiver (webhook/app.py) on host:port."""
 
     def __init__(self, port: int, log_dir: Path, host: str = HOST):
-        self.host, self.port = host, port
         argv = [sys.executable, "-m", "webhook", "--host", host, "--port", str(port)]
-        super().__init__(f"webhook-{port}", argv, Path(log_dir) / f"webhook-{port}.log", cwd=ROOT)
-
-    @property
-    def url(self) -> str:
-        """The receiver's base URL, without a trailing slash."""
-        return f"http://{self.host}:{self.port}"
-
-    def ready(self) -> bool:
-        """True once /healthz answers 200."""
-        return http_ok(self.url + "/healthz")
+        super().__init__(f"webhook-{port}", argv, Path(log_dir) / f"webhook-{port}.log",
+                         host, port, cwd=ROOT)
 
 
-def render_nginx_conf(template: str, prefix: Path, listen: str, upstream_ports: Iterable[int],
-                      host: str = HOST) -> str:
-    """Fill the {{PLACEHOLDERS}} of nginx/local.conf.template."""
+def render_nginx_conf(template: str, prefix: Path, log_dir: Path, listen: str,
+                      upstream_ports: Iterable[int], host: str = HOST) -> str:
+    """Fill in the double-brace placeholders of nginx/local.conf.template."""
     servers = "\n".join(f"        server {host}:{port};" for port in upstream_ports)
-    values = {"PREFIX": str(prefix), "LISTEN": listen, "UPSTREAM_SERVERS": servers.lstrip(),
-              "USER": getpass.getuser(), "GROUP": grp.getgrgid(os.getegid()).gr_name}
+    # Only root may switch users; for anyone else nginx ignores the directive with a warning.
+    user = f"user {getpass.getuser()} {grp.getgrgid(os.getegid()).gr_name};"
+    values = {"PREFIX": str(prefix), "LOG_DIR": str(log_dir), "LISTEN": listen,
+              "UPSTREAM_SERVERS": servers.lstrip(),
+              "USER_DIRECTIVE": user if os.geteuid() == 0 else "# (not root: no user directive)"}
     for key, value in values.items():
         template = template.replace("{{" + key + "}}", value)
     if "{{" in template:
-        raise ValueError("nginx template has an unknown placeholder: " + template.split("{{")[1][:40])
+        unknown = template.split("{{")[1].split("}}")[0]
+        raise ValueError(f"nginx template has an unknown placeholder: {unknown}")
     return template
 
 
-class Nginx(Process):
-    """nginx in front of the replicas, from nginx/local.conf.template, every path under `prefix`."""
+class Nginx(Server):
+    """nginx in front of the replicas, from nginx/local.conf.template, its files under `prefix`."""
 
     def __init__(self, prefix: Path, port: int, upstream_ports: Iterable[int], host: str = HOST,
-                 template: Path = TEMPLATE):
-        self.host, self.port, self.upstream_ports = host, port, list(upstream_ports)
+                 log_dir: Path | None = None, template: Path = TEMPLATE):
+        self.upstream_ports = list(upstream_ports)
         self.prefix, self.template = Path(prefix).resolve(), Path(template)
+        self.log_dir = Path(log_dir or self.prefix).resolve()
         self.conf_path = self.prefix / "nginx.conf"
         # -e: the compiled-in error log (/var/log/nginx) is opened before the config is read.
-        argv = [find_executable("nginx"), "-p", f"{self.prefix}/", "-e", str(self.prefix / "error.log"),
-                "-c", str(self.conf_path), "-g", "daemon off;"]
-        super().__init__(f"nginx-{port}", argv, self.prefix / "nginx.log")
-
-    @property
-    def url(self) -> str:
-        """The base URL clients use, without a trailing slash."""
-        return f"http://{self.host}:{self.port}"
+        argv = [find_executable("nginx"), "-p", f"{self.prefix}/",
+                "-e", str(self.log_dir / "nginx-error.log"), "-c", str(self.conf_path),
+                "-g", "daemon off;"]
+        super().__init__(f"nginx-{port}", argv, self.log_dir / f"nginx-{port}.log", host, port)
 
     def start(self, wait: bool = True, timeout: float = 30.0) -> "Nginx":
         """Write nginx.conf under the prefix, then launch nginx."""
         (self.prefix / "temp").mkdir(parents=True, exist_ok=True)
-        conf = render_nginx_conf(self.template.read_text(), self.prefix,
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        conf = render_nginx_conf(self.template.read_text(), self.prefix, self.log_dir,
                                  f"{self.host}:{self.port}", self.upstream_ports, self.host)
         self.conf_path.write_text(conf)
         return super().start(wait, timeout)
-
-    def ready(self) -> bool:
-        """True once nginx accepts connections."""
-        return accepts(self.port, self.host)
 
 
 def start_all(processes: Iterable[Process], timeout: float = 60.0) -> None:
@@ -444,18 +456,23 @@ def cluster_plan(config: ClusterConfig) -> list[list[Process]]:
     replicas = [Replica(port, env, config.log_dir, instance_id=f"replica-{n}")
                 for n, port in enumerate(config.replica_ports, start=1)]
     waves: list[list[Process]] = [] if config.external_redis_url else [
-        [RedisServer(config.redis_port, config.state_dir / "redis")]]
-    return waves + [replicas + [WebhookReceiver(config.webhook_port, config.log_dir)],
-                    [Nginx(config.state_dir / "nginx", config.http_port, config.replica_ports)]]
+        [RedisServer(config.redis_port, config.state_dir / "redis", log_dir=config.log_dir)]]
+    nginx = Nginx(config.state_dir / "nginx", config.http_port, config.replica_ports,
+                  log_dir=config.log_dir)
+    return waves + [replicas + [WebhookReceiver(config.webhook_port, config.log_dir)], [nginx]]
+
+
+def load_records(config: ClusterConfig) -> list[dict]:
+    """What a previous `start` recorded about its processes (nothing if there is no state)."""
+    try:
+        return json.loads(config.state_file.read_text())["processes"]
+    except (OSError, ValueError, KeyError):
+        return []
 
 
 def load_processes(config: ClusterConfig) -> list[Process]:
-    """Handles on the processes a previous `start` recorded (none if there is no state)."""
-    try:
-        records = json.loads(config.state_file.read_text())["processes"]
-    except (OSError, ValueError, KeyError):
-        return []
-    return [Process.from_record(record) for record in records]
+    """Handles on the processes a previous `start` recorded."""
+    return [Process.from_record(record) for record in load_records(config)]
 
 
 def save_processes(config: ClusterConfig, processes: list[Process]) -> None:
@@ -483,8 +500,8 @@ def stop_processes(processes: list[Process]) -> None:
 def cluster_start(config: ClusterConfig) -> int:
     """Start redis, the replicas, the webhook receiver and nginx; print the URLs."""
     if any(p.running() for p in load_processes(config)):
-        print(f"the cluster is already running (state in {config.state_dir}); "
-              "`realtime cluster status` shows it, `realtime cluster stop` stops it", file=sys.stderr)
+        print(f"the cluster is already running (state in {config.state_dir}); `realtime cluster "
+              "status` shows it, `realtime cluster stop` stops it", file=sys.stderr)
         return 1
     remove_state(config)  # leftovers of a cluster whose processes all died
     busy = [port for port in config.ports() if port_in_use(port)]
@@ -506,8 +523,17 @@ def cluster_start(config: ClusterConfig) -> int:
         stop_processes(started)
         remove_state(config)
         return 1
+    warn_unready([p for p in started if isinstance(p, Replica)])
     print_urls(config)
     return 0
+
+
+def warn_unready(replicas: list[Replica]) -> None:
+    """Say which replicas are alive but not ready (/readyz not 200: Redis unreachable)."""
+    for replica in replicas:
+        if not http_ok(replica.url + "/readyz"):
+            print(f"warning: {replica.name} answers /healthz but not /readyz (Redis unreachable?)",
+                  file=sys.stderr)
 
 
 def print_urls(config: ClusterConfig) -> None:
@@ -533,7 +559,8 @@ def cluster_stop(config: ClusterConfig) -> int:
     stop_processes(processes)
     left = [p for p in processes if p.running()]
     if left:
-        print("still running: " + ", ".join(f"{p.name} (pid {p.pid})" for p in left), file=sys.stderr)
+        names = ", ".join(f"{p.name} (pid {p.pid})" for p in left)
+        print(f"still running: {names}", file=sys.stderr)
         return 1
     remove_state(config)
     print(f"cluster stopped ({len(processes)} processes); logs kept in {config.log_dir}")
@@ -542,14 +569,16 @@ def cluster_stop(config: ClusterConfig) -> int:
 
 def cluster_status(config: ClusterConfig) -> int:
     """Show each recorded process and whether it still runs; exit 0 only if all do."""
-    processes = load_processes(config)
-    if not processes:
+    records = load_records(config)
+    if not records:
         print(f"no cluster running (state dir {config.state_dir})")
         return 1
-    for process in processes:
-        state = "running" if process.running() else "STOPPED"
-        print(f"  {process.name:<16} pid {process.pid:<8} {state:<8} log {process.log_path}")
-    return 0 if all(p.running() for p in processes) else 1
+    running = [Process.from_record(record).running() for record in records]
+    for record, up in zip(records, running):
+        state = "running" if up else "STOPPED"
+        print(f"  {record['name']:<16} pid {record['pid']:<8} {state:<8} {record.get('url', '')}")
+    print(f"logs in {config.log_dir}")
+    return 0 if all(running) else 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,6 +31,7 @@ DEFAULTS: dict[str, Any] = {
     "HEARTBEAT_INTERVAL": 5,
     "STATS_INTERVAL": 1.0,
     "MQ_CHANNEL": "realtime",
+    "MQ_RETRY_MAX": 2.0,
     "REDIS_SOCKET_TIMEOUT": 5.0,
     "MAX_HTTP_BUFFER_SIZE": 1_000_000,
     "STATIC_DIR": str(PROJECT_ROOT / "static"),

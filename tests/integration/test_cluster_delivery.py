@@ -1,0 +1,132 @@
+"""Three real gunicorn replicas on one real Redis: delivery, emitter, counts, recovery."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from chatclient import ChatClient, wait_until
+from realtime.emitter import Emitter
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def connect(cluster):
+    """Open ChatClients on a replica by index; all are closed after the test."""
+    opened = []
+
+    def open_client(replica: int, name: str, **kwargs) -> ChatClient:
+        client = ChatClient(cluster.replicas[replica].url, cluster.token(name), **kwargs).connect()
+        opened.append(client)
+        return client
+    yield open_client
+    for client in opened:
+        client.close()
+
+
+def test_replicas_are_distinct_and_ready(cluster):
+    ids = {requests.get(r.url + "/healthz", timeout=5).json()["instance"] for r in cluster.replicas}
+    assert len(ids) == 3
+    for replica in cluster.replicas:
+        assert requests.get(replica.url + "/readyz", timeout=5).json() == {"status": "ready", "store": "redis"}
+
+
+def test_welcome_names_the_replica(cluster, connect):
+    clients = [connect(i, f"u{i}") for i in range(3)]
+    assert [c.instance for c in clients] == [r.instance_id for r in cluster.replicas]
+
+
+@pytest.mark.parametrize("sender", [0, 2])
+def test_message_reaches_members_on_every_replica(connect, sender):
+    room = f"cross-{sender}"
+    clients = [connect(i, f"member{i}") for i in range(3)]
+    for client in clients:
+        assert client.call("join", {"room": room})["ok"] is True
+    ack = clients[sender].call("send", {"room": room, "type": "text", "body": f"from {sender}",
+                                        "client_id": f"c-{sender}"})
+    assert ack["ok"] is True
+    for client in clients:
+        got = client.wait_for("message", lambda m: m["room"] == room)
+        assert got == ack["message"]
+
+
+def test_polling_and_websocket_clients_meet(connect):
+    polling = connect(0, "poller", transports=["polling"])
+    ws = connect(1, "socket", transports=["websocket"])
+    for client in (polling, ws):
+        client.call("join", {"room": "mixed"})
+    ws.call("send", {"room": "mixed", "body": "to the poller"})
+    polling.call("send", {"room": "mixed", "body": "to the socket"})
+    assert polling.wait_for("message", lambda m: m["body"] == "to the poller")
+    assert ws.wait_for("message", lambda m: m["body"] == "to the socket")
+    assert polling.transport == "polling" and ws.transport == "websocket"
+
+
+def test_external_emitter_reaches_every_replica_and_is_persisted(cluster, connect):
+    clients = [connect(i, f"listener{i}") for i in range(3)]
+    for client in clients:
+        client.call("join", {"room": "deploys"})
+    emitter = Emitter(cluster.redis.url)
+    try:
+        sent = emitter.send(room="deploys", body="deploy finished")
+    finally:
+        emitter.close()
+    for client in clients:
+        assert client.wait_for("message", lambda m: m["room"] == "deploys") == sent
+    assert sent["from"] == {"id": "system", "name": "system"}
+    page = requests.get(cluster.replicas[1].url + "/api/rooms/deploys/messages",
+                        headers={"Authorization": "Bearer " + cluster.token("reader")}, timeout=5)
+    assert page.json()["messages"] == [sent]
+
+
+def test_cli_emit_from_a_plain_process(cluster, connect):
+    clients = [connect(i, f"cli{i}") for i in range(3)]
+    for client in clients:
+        client.call("join", {"room": "ops"})
+    cli = Path(sys.executable).with_name("realtime")
+    done = subprocess.run([str(cli), "emit", "--redis-url", cluster.redis.url, "--room", "ops",
+                           "--from", "ci-bot", "build is green"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    for client in clients:
+        message = client.wait_for("message", lambda m: m["room"] == "ops")
+        assert (message["body"], message["from"]["name"]) == ("build is green", "ci-bot")
+
+
+def test_cli_emit_refuses_bad_input(cluster):
+    cli = Path(sys.executable).with_name("realtime")
+    done = subprocess.run([str(cli), "emit", "--redis-url", cluster.redis.url, "--room", "bad room",
+                           "x"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert '"invalid_room"' in done.stderr
+
+
+def test_missed_messages_are_recovered_on_another_replica(connect):
+    writer = connect(0, "writer")
+    writer.call("join", {"room": "recover"})
+    first = writer.call("send", {"room": "recover", "body": "seen"})["message"]
+    for n in range(3):
+        writer.call("send", {"room": "recover", "body": f"missed {n}"})
+    reader = connect(2, "reader")
+    ack = reader.call("join", {"room": "recover", "since": first["id"]})
+    assert [m["body"] for m in ack["missed"]] == ["missed 0", "missed 1", "missed 2"]
+    assert ack["truncated"] is False
+
+
+def test_counts_are_cluster_wide_and_pushed(cluster, connect):
+    def total(replica: int = 2) -> dict:
+        return requests.get(cluster.replicas[replica].url + "/api/stats", timeout=5).json()
+    base = total()["clients_total"]
+    watcher = connect(2, "watcher")
+    connect(0, "a")
+    connect(0, "b")
+    connect(1, "c")
+    stats = wait_until(lambda: (s := total())["clients_total"] == base + 4 and s)
+    assert len(stats["instances"]) == 3
+    assert {i["id"] for i in stats["instances"]} == {r.instance_id for r in cluster.replicas}
+    pushed = watcher.wait_for("stats", lambda s: s["clients_total"] == base + 4)
+    assert pushed["instance"] == watcher.instance

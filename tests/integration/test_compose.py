@@ -1,0 +1,104 @@
+"""docker-compose.yml and nginx/: the documented topology, checked without a Docker engine."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from realtime.localcluster import ROOT
+
+pytestmark = pytest.mark.integration
+
+# Directives allowed to differ between nginx.conf (docker) and local.conf.template: identity,
+# paths, listen address and upstream addresses. Everything else must match line for line.
+NGINX_PER_ENVIRONMENT = {"user", "worker_processes", "pid", "error_log", "access_log", "listen",
+                         "server", "client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path",
+                         "uwsgi_temp_path", "scgi_temp_path"}
+
+
+def service_blocks(config: str) -> dict[str, list[str]]:
+    """The stripped lines of each service in `docker-compose config` output (normalized YAML)."""
+    blocks: dict[str, list[str]] = {}
+    section, current = None, None
+    for line in config.splitlines():
+        if not line.startswith(" "):
+            section, current = line.rstrip(":"), None
+        elif section == "services" and re.match(r"^  \S.*:$", line):
+            current = line.strip().rstrip(":")
+            blocks[current] = []
+        elif current:
+            blocks[current].append(line.strip())
+    return blocks
+
+
+def follows(lines: list[str], first: str, second: str) -> bool:
+    """True if `second` is the line right after `first`."""
+    return any(a == first and b == second for a, b in zip(lines, lines[1:]))
+
+
+@pytest.fixture(scope="module")
+def services(system_executable) -> dict[str, list[str]]:
+    """docker-compose.yml as `docker-compose config` resolves it, split per service."""
+    compose = system_executable("docker-compose")
+    env = {**os.environ, "REALTIME_JWT_SECRET_KEY": "compose-config-check-" + "x" * 32}
+    done = subprocess.run([compose, "-f", "docker-compose.yml", "config"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return service_blocks(done.stdout)
+
+
+def test_services(services):
+    assert set(services) == {"redis", "realtime", "nginx", "webhook"}
+
+
+def test_redis_keeps_an_append_only_file_and_is_health_checked(services):
+    redis = services["redis"]
+    assert "image: redis:7-alpine" in redis
+    assert follows(redis, "- --appendonly", '- "yes"')
+    assert "healthcheck:" in redis
+
+
+def test_three_replicas_of_the_app_wait_for_redis(services):
+    realtime = services["realtime"]
+    assert follows(realtime, "deploy:", "replicas: 3")
+    assert "REALTIME_REDIS_URL: redis://redis:6379/0" in realtime
+    assert follows(realtime, "redis:", "condition: service_healthy")
+    assert any(line.startswith("REALTIME_JWT_SECRET_KEY: ") for line in realtime)
+
+
+def test_nginx_mounts_its_conf_and_publishes_8080(services):
+    nginx = services["nginx"]
+    assert "image: nginx:alpine" in nginx
+    assert any(line.endswith("/nginx/nginx.conf:/etc/nginx/nginx.conf:ro") for line in nginx)
+    assert follows(nginx, "- published: 8080", "target: 8080")
+
+
+def test_webhook_runs_from_the_app_image(services):
+    webhook = services["webhook"]
+    assert "image: realtime:local" in webhook and "image: realtime:local" in services["realtime"]
+    assert "- webhook.app:create_app()" in webhook
+
+
+def directives(path) -> list[str]:
+    """The directive lines of an nginx file, comments and blank lines dropped."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def shared(lines: list[str]) -> list[str]:
+    """Lines that must be the same in both environments."""
+    def differs(line: str) -> bool:
+        return "{{" in line or (line.split()[0] in NGINX_PER_ENVIRONMENT and not line.endswith("{"))
+    return [line for line in lines if not differs(line)]
+
+
+def test_nginx_docker_and_local_configs_stay_in_sync():
+    docker = directives(ROOT / "nginx" / "nginx.conf")
+    local = directives(ROOT / "nginx" / "local.conf.template")
+    assert shared(docker) == shared(local)
+    assert "hash $remote_addr consistent;" in docker
+    assert "server realtime:8000;" in docker  # the compose service and the port it exposes
+    for forbidden in ("ip_hash", "keepalive "):
+        assert not any(line.startswith(forbidden) for line in docker + local)

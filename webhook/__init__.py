@@ -1,0 +1,1 @@
+"""Placeholder webhook receiver; see webhook/app.py."""
