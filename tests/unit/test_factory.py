@@ -53,3 +53,11 @@ def test_http_errors_are_json(client):
     response = client.get("/nope")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_queue_adapter_hook_still_exists():
+    """realtime.queue overrides this private hook of python-socketio; fail loudly if it moves."""
+    import socketio
+    from realtime.queue import RedisQueue
+    assert hasattr(socketio.RedisManager, "_redis_listen_with_retries")
+    assert RedisQueue._redis_listen_with_retries is not socketio.RedisManager._redis_listen_with_retries

@@ -1,0 +1,63 @@
+"""`make run`'s replica: `realtime serve` with no Redis configured, on in-memory backends."""
+from __future__ import annotations
+
+import pytest
+import requests
+
+from chatclient import ChatClient
+from realtime.localcluster import Replica, clean_environ, free_port, stop_all
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory, start_processes):
+    """One replica exactly as `make run` starts it (no REALTIME_REDIS_URL, no secret)."""
+    workdir = tmp_path_factory.mktemp("embedded")
+    env = {**clean_environ(), "REALTIME_ENV_FILE": str(workdir / "no.env")}
+    replica = Replica(free_port(), env, workdir, instance_id="embedded")
+    try:
+        start_processes(replica)
+        yield replica
+    finally:
+        stop_all([replica])
+
+
+def login(url: str, name: str) -> str:
+    response = requests.post(url + "/api/auth/token", json={"username": name}, timeout=5)
+    assert response.status_code == 200, response.text
+    return response.json()["access_token"]
+
+
+def test_demo_and_assets_are_served(embedded):
+    page = requests.get(embedded.url + "/", timeout=5)
+    assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+    for asset in ("/static/app.js", "/static/style.css", "/static/vendor/socket.io.min.js"):
+        assert requests.get(embedded.url + asset, timeout=5).status_code == 200, asset
+
+
+def test_ready_on_the_memory_store(embedded):
+    assert requests.get(embedded.url + "/readyz", timeout=5).json() == {"status": "ready", "store": "memory"}
+
+
+def test_demo_login_refuses_bad_names(embedded):
+    response = requests.post(embedded.url + "/api/auth/token", json={"username": "<b>x</b>"}, timeout=5)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_username"
+    response = requests.post(embedded.url + "/api/auth/token", data="not json", timeout=5)
+    assert response.json()["error"]["code"] == "invalid_payload"
+
+
+def test_messages_flow_and_counts_show(embedded):
+    ana = ChatClient(embedded.url, login(embedded.url, "Ana")).connect()
+    bo = ChatClient(embedded.url, login(embedded.url, "Bo"), transports=["polling"]).connect()
+    try:
+        for client in (ana, bo):
+            client.call("join", {"room": "lobby"})
+        sent = ana.call("send", {"room": "lobby", "body": "hello embedded"})["message"]
+        assert bo.wait_for("message", lambda m: m["id"] == sent["id"]) == sent
+        stats = bo.wait_for("stats", lambda s: s["clients_total"] == 2)
+        assert stats["instances"][0]["id"] == "embedded"
+    finally:
+        ana.close()
+        bo.close()
