@@ -19,7 +19,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .blueprints import auth, demo, errors, health, rooms, stats
     from .events.chat import ChatNamespace
     from .extensions import jwt, socketio
-    from .services import ClusterService, MessageService, Services
+    from .services import (ClusterService, MessageService, PresenceService, ReceiptService,
+                           Services, TypingService)
     from .queue import RedisQueue
     from .store import create_store
 
@@ -38,10 +39,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       cors_allowed_origins=cors_origins(settings["CORS_ORIGINS"]),
                       max_http_buffer_size=settings["MAX_HTTP_BUFFER_SIZE"])
 
+    broadcast = broadcaster(socketio)
     services = Services(
         settings=settings, store=store,
-        messages=MessageService(store, broadcaster(socketio), message_policy(settings)),
-        cluster=ClusterService(store, settings["INSTANCE_ID"], settings["INSTANCE_TTL"]))
+        messages=MessageService(store, broadcast, message_policy(settings)),
+        cluster=ClusterService(store, settings["INSTANCE_ID"], settings["INSTANCE_TTL"]),
+        presence=PresenceService(store, broadcast, settings["INSTANCE_ID"]),
+        receipts=ReceiptService(store, broadcast),
+        typing=TypingService(store, broadcast, settings["TYPING_THROTTLE"], settings["TYPING_EXPIRES"]))
     app.extensions["realtime"] = services
     app.extensions["realtime.redis"] = getattr(store, "client", None)
 
@@ -89,6 +94,6 @@ def message_policy(settings: Mapping[str, Any]) -> Any:
 
 def broadcaster(socketio: Any) -> Any:
     """Deliver an event to a /chat room on every replica (through the message queue)."""
-    def broadcast(event: str, data: dict[str, Any], room: str) -> None:
-        socketio.emit(event, data, to=room, namespace="/chat")
+    def broadcast(event: str, data: dict[str, Any], to: Any, skip_sid: str | None = None) -> None:
+        socketio.emit(event, data, to=to, skip_sid=skip_sid, namespace="/chat")
     return broadcast

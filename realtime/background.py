@@ -36,7 +36,10 @@ class StatsPush:
         self.pushed: Any = None
 
     def __call__(self) -> None:
-        """Recompute the counts and push them if anything changed."""
+        """Clean up after dead replicas, recompute the counts and push them if anything changed."""
+        for dead in self.services.cluster.claim_expired():
+            went = self.services.presence.reap(dead)
+            log.info("replica %s expired; %d users went offline", dead, went)
         stats = self.services.cluster.stats()
         if stats != self.pushed:
             # Each replica reads the shared counts itself, so the push stays local to it.
@@ -44,10 +47,18 @@ class StatsPush:
             self.pushed = stats
 
 
+def heartbeat(services: Services) -> Callable[[], None]:
+    """One beat: refresh the registration, and restore presence if the registration was lost."""
+    def beat() -> None:
+        if services.cluster.heartbeat():
+            services.presence.restore()
+    return beat
+
+
 def start(socketio: SocketIO, services: Services) -> None:
     """Start this replica's loops; they live as long as the process."""
     settings = services.settings
     socketio.start_background_task(
-        forever(socketio, "heartbeat", settings["HEARTBEAT_INTERVAL"], services.cluster.heartbeat))
+        forever(socketio, "heartbeat", settings["HEARTBEAT_INTERVAL"], heartbeat(services)))
     socketio.start_background_task(
         forever(socketio, "stats push", settings["STATS_INTERVAL"], StatsPush(socketio, services)))

@@ -27,9 +27,9 @@ class Emitter:
         self.messages = MessageService(RedisStore(self._redis), self._publish,
                                        policy or message_policy(settings))
 
-    def _publish(self, event: str, data: dict[str, Any], room: str) -> None:
+    def _publish(self, event: str, data: dict[str, Any], to: Any, skip_sid: str | None = None) -> None:
         """Hand an event to every replica through the message queue."""
-        self._queue.emit(event, data, namespace="/chat", room=room)
+        self._queue.emit(event, data, namespace="/chat", room=to, skip_sid=skip_sid)
 
     def send(self, room: str, body: Any, type: str = "text",
              sender: dict[str, str] | None = None, client_id: str | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The /chat namespace: connect, join, leave, send, history."""
+"""The /chat namespace: connect, join, leave, send, history, typing, read, conversations."""
 from __future__ import annotations
 
 import logging
@@ -8,10 +8,10 @@ from flask import request, session
 from flask_socketio import ConnectionRefusedError, emit, join_room, leave_room, rooms
 
 from .. import auth
-from ..errors import AppError, AuthError
+from ..errors import AppError, AuthError, ValidationError
 from ..services import Services
 from ..services import validation
-from ..services.messages import now_ms
+from ..services.messages import now_ms, user_room
 from ..store import StoreUnavailable
 from .base import AckNamespace
 
@@ -32,6 +32,8 @@ class ChatNamespace(AckNamespace):
         except AuthError as exc:
             raise ConnectionRefusedError(exc.message, {"code": exc.code})
         session["user"] = user
+        session["typing"] = set()
+        join_room(user_room(user["id"]))  # private messages reach every connection of the user
         cluster = self.services.cluster
         try:
             cluster.connected(request.sid, user)
@@ -39,46 +41,100 @@ class ChatNamespace(AckNamespace):
             log.warning("connection %s not tracked: %s", request.sid, exc)
         emit("welcome", {"instance": cluster.instance_id, "user": user, "sid": request.sid,
                          "server_time": now_ms()})
+        if cluster.last_stats is not None:
+            emit("stats", cluster.last_stats)
 
     def on_disconnect(self, reason: Any = None) -> None:
-        """Stop tracking the connection."""
+        """Stop tracking the connection; it stops typing and leaves its rooms."""
+        user = session.get("user")
+        for room in sorted(session.get("typing", ())):
+            self.quietly(self.services.typing.typing, user, room, False, request.sid)
+        self.services.presence.disconnected(request.sid)
         self.services.cluster.disconnected(request.sid)
 
     def on_join(self, payload: Any) -> dict[str, Any]:
         """Join a room; with `since`, the ack carries what was missed."""
         data = validation.payload_dict(payload)
-        room = self.services.messages.room(data.get("room"))
+        user = session["user"]
+        room = self.services.messages.room(data.get("room"), user["id"])
         since = validation.message_id(data.get("since"), "since")
         # Join before reading so that nothing falls between; overlap is deduplicated by id.
         join_room(room)
+        self.services.presence.joined(request.sid, user, room)
         missed, truncated = self.services.messages.missed(room, since) if since is not None else ([], False)
+        reads = self.services.receipts.reads(room)
         return {"room": room, "missed": missed, "truncated": truncated,
-                "unread": len(missed), "online": []}
+                "unread": self.services.receipts.unread(room, reads.get(user["id"], 0)),
+                "online": self.services.presence.online(room), "reads": reads}
 
     def on_leave(self, payload: Any) -> dict[str, Any]:
         """Leave a room."""
-        room = self.services.messages.room(validation.payload_dict(payload).get("room"))
+        room = self.services.messages.room(validation.payload_dict(payload).get("room"),
+                                           session["user"]["id"])
         leave_room(room)
+        self.services.presence.left(request.sid, room)
         return {"room": room}
 
     def on_send(self, payload: Any) -> dict[str, Any]:
-        """Persist and broadcast a message to a room this connection has joined."""
+        """Persist and broadcast a message to a joined room, or privately to a user."""
         data = validation.payload_dict(payload)
+        user = session["user"]
+        if "to" in data:
+            if "room" in data:
+                raise ValidationError("invalid_payload", "give either room or to, not both")
+            room, audience = self.services.messages.direct(user, data["to"])
+            return {"message": self.services.messages.send(user, room, data, audience)}
         room = self.joined_room(data.get("room"))
-        return {"message": self.services.messages.send(session["user"], room, data)}
+        return {"message": self.services.messages.send(user, room, data)}
 
     def on_history(self, payload: Any) -> dict[str, Any]:
         """A page of a room's messages."""
         data = validation.payload_dict(payload)
-        room = self.services.messages.room(data.get("room"))
+        room = self.services.messages.room(data.get("room"), session["user"]["id"])
         before = validation.message_id(data.get("before"), "before")
         after = validation.message_id(data.get("after"), "after")
         return {"room": room,
                 "messages": self.services.messages.history(room, before, after, data.get("limit"))}
 
+    def on_typing(self, payload: Any) -> dict[str, Any]:
+        """Tell the other members of a joined room that this user is (not) typing."""
+        data = validation.payload_dict(payload)
+        room = self.joined_room(data.get("room"))
+        active = data.get("typing")
+        if not isinstance(active, bool):
+            raise ValidationError("invalid_payload", "typing must be true or false")
+        (session["typing"].add if active else session["typing"].discard)(room)
+        sent = self.services.typing.typing(session["user"], room, active, request.sid)
+        return {} if sent else {"throttled": True}
+
+    def on_read(self, payload: Any) -> dict[str, Any]:
+        """Move this user's read position in a room forward."""
+        data = validation.payload_dict(payload)
+        user = session["user"]
+        room = self.services.messages.room(data.get("room"), user["id"])
+        message_id = validation.message_id(data.get("message_id"), "message_id", required=True)
+        return {"room": room, "message_id": self.services.receipts.mark_read(user, room, message_id)}
+
+    def on_conversations(self, payload: Any) -> dict[str, Any]:
+        """This user's direct-message rooms, most recent first, with unread counts."""
+        user = session["user"]
+        listing = self.services.messages.conversations(user["id"])
+        for item in listing:
+            last_read = self.services.receipts.reads(item["room"]).get(user["id"], 0)
+            item["unread"] = self.services.receipts.unread(item["room"], last_read)
+        return {"conversations": listing}
+
     def joined_room(self, value: Any) -> str:
         """A room this connection is in, or a structured refusal."""
-        room = self.services.messages.room(value)
+        room = self.services.messages.room(value, session["user"]["id"])
         if room not in rooms():
-            raise AppError("not_joined", f"join {room!r} before sending to it", 403)
+            raise AppError("not_joined", f"join {room!r} first", 403)
         return room
+
+    @staticmethod
+    def quietly(action: Any, *args: Any) -> None:
+        """Run a best-effort cleanup step; a store outage only costs a log line."""
+        try:
+            action(*args)
+        except StoreUnavailable as exc:
+            log.warning("cleanup step skipped: %s", exc)

@@ -7,8 +7,12 @@ from typing import Any
 from ..store import Store
 from .cluster import ClusterService
 from .messages import MessageService
+from .presence import PresenceService
+from .receipts import ReceiptService
+from .typing import TypingService
 
-__all__ = ["Services", "ClusterService", "MessageService"]
+__all__ = ["Services", "ClusterService", "MessageService", "PresenceService", "ReceiptService",
+           "TypingService"]
 
 
 @dataclass
@@ -19,3 +23,6 @@ class Services:
     store: Store
     messages: MessageService
     cluster: ClusterService
+    presence: PresenceService
+    receipts: ReceiptService
+    typing: TypingService

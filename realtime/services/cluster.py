@@ -26,15 +26,16 @@ class ClusterService:
         return {"id": self.instance_id, "started_at": self.started_at}
 
     def heartbeat(self) -> bool:
-        """Refresh this replica's registration; False while the store is down."""
-        try:
-            if not self.store.register_instance(self.info(), self.ttl):
-                # First beat, or the registration expired (Redis restarted or was unreachable).
-                self.store.replace_connections(self.instance_id, self.connections)
-            return True
-        except StoreUnavailable as exc:
-            log.warning("heartbeat failed: %s", exc)
+        """Refresh this replica's registration; True if it had been lost and was written anew."""
+        if self.store.register_instance(self.info(), self.ttl):
             return False
+        # First beat, or the registration expired (Redis restarted or was unreachable too long).
+        self.store.replace_connections(self.instance_id, self.connections)
+        return True
+
+    def claim_expired(self) -> list[str]:
+        """Replicas that stopped beating; each is handed to exactly one live replica to clean up."""
+        return [i for i in self.store.claim_expired_instances() if i != self.instance_id]
 
     def connected(self, sid: str, user: dict[str, Any]) -> None:
         """Track a new connection on this replica."""

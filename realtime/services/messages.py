@@ -7,9 +7,10 @@ from typing import Any, Callable
 
 from ..store import Retention, Store
 from . import validation
-from ..errors import ValidationError
+from ..errors import AppError, ValidationError
 
-Broadcast = Callable[[str, dict[str, Any], str], None]
+# broadcast(event, data, to, skip_sid=None): to is a room or a list of rooms, on every replica.
+Broadcast = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,11 @@ class MessagePolicy:
     retention: Retention = Retention()
 
 
+def user_room(user_id: str) -> str:
+    """The Socket.IO room every connection of a user is in (not joinable by clients)."""
+    return f"user:{user_id}"
+
+
 def now_ms() -> int:
     """Wall-clock time in milliseconds since the epoch."""
     return int(time.time() * 1000)
@@ -31,15 +37,37 @@ def now_ms() -> int:
 class MessageService:
     """Every accepted message is persisted first, then broadcast to its room."""
 
-    def __init__(self, store: Store, broadcast: Broadcast, policy: MessagePolicy):
+    def __init__(self, store: Store, broadcast: Broadcast, policy: MessagePolicy,
+                 schemas: dict[str, Callable[[Any], Any]] | None = None):
         self.store = store
         self.broadcast = broadcast
         self.policy = policy
-        self.body_schemas = {"text": lambda body: validation.text_body(body, policy.max_chars)}
+        self.body_schemas = schemas or {"text": lambda body: validation.text_body(body, policy.max_chars)}
 
-    def room(self, value: Any) -> str:
-        """A valid room name under this policy."""
-        return validation.room_name(value, self.policy.rooms)
+    def room(self, value: Any, user_id: str | None = None) -> str:
+        """A valid room name that `user_id` may use (direct rooms belong to their two users)."""
+        room = validation.room_name(value, self.policy.rooms)
+        pair = validation.dm_users(room)
+        if pair and user_id not in pair:
+            raise AppError("forbidden", "this direct-message room belongs to other users", 403)
+        return room
+
+    def direct(self, sender: dict[str, str], to: Any) -> tuple[str, list[str]]:
+        """The room of a private message and the rooms to deliver it to (every connection of both)."""
+        recipient = validation.user_id(to)
+        if recipient == sender["id"]:
+            raise ValidationError("invalid_payload", "to must be another user")
+        room = validation.dm_room(sender["id"], recipient)
+        return room, [room, user_room(sender["id"]), user_room(recipient)]
+
+    def conversations(self, user_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """A user's direct-message rooms, most recent first, with the peer and the newest id."""
+        listing = []
+        for room in self.store.conversations(user_id, limit):
+            low, high = validation.dm_users(room) or (user_id, user_id)
+            listing.append({"room": room, "peer": high if low == user_id else low,
+                            "last_id": self.store.room_bounds(room)[1]})
+        return listing
 
     def body(self, kind: Any, body: Any) -> Any:
         """The body validated against its type's schema."""
@@ -49,18 +77,23 @@ class MessageService:
                                   f"type must be one of: {', '.join(sorted(self.body_schemas))}")
         return schema(body)
 
-    def send(self, sender: dict[str, str], room: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """Persist and broadcast a message; a repeated client_id returns the original."""
+    def send(self, sender: dict[str, str], room: str, payload: dict[str, Any],
+             audience: str | list[str] | None = None) -> dict[str, Any]:
+        """Persist, then broadcast to `audience` (default: the room); a repeated client_id returns the original."""
         kind = payload.get("type", "text")
         message = {"from": {"id": sender["id"], "name": sender["name"]}, "type": kind,
                    "body": self.body(kind, payload.get("body")), "ts": now_ms()}
         key = validation.client_id(payload.get("client_id"))
         if key is not None:
             message["client_id"] = key
+        pair = validation.dm_users(room)
+        if pair:
+            # Indexed first: harmless if the append then fails, and the recipient finds it later.
+            self.store.touch_conversation(list(pair), room, message["ts"])
         appended = self.store.append_message(
             room, message, f"{sender['id']}:{key}" if key else None, self.policy.retention)
         if not appended.duplicate:
-            self.broadcast("message", appended.message, room)
+            self.broadcast("message", appended.message, audience or room)
         return appended.message
 
     def missed(self, room: str, since: int) -> tuple[list[dict[str, Any]], bool]:

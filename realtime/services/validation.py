@@ -8,6 +8,8 @@ from ..errors import ValidationError
 
 ROOM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
+USER_ID_RE = re.compile(r"^[a-z0-9_.\-]{1,32}$")
+DM_RE = re.compile(r"^dm:([a-z0-9_.\-]{1,32}):([a-z0-9_.\-]{1,32})$")
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 
@@ -18,8 +20,32 @@ def payload_dict(payload: Any) -> dict[str, Any]:
     return payload
 
 
+def dm_users(room: str) -> tuple[str, str] | None:
+    """The two user ids of a direct-message room name, or None if it is not one."""
+    match = DM_RE.match(room)
+    if not match or match.group(1) >= match.group(2):
+        return None
+    return match.group(1), match.group(2)
+
+
+def dm_room(a: str, b: str) -> str:
+    """The one direct-message room of two users: `dm:<smaller id>:<larger id>`."""
+    low, high = sorted((a, b))
+    return f"dm:{low}:{high}"
+
+
+def user_id(value: Any, field: str = "to") -> str:
+    """A user id (lower-case name)."""
+    if not isinstance(value, str) or not USER_ID_RE.match(value):
+        raise ValidationError("invalid_payload",
+                              f"{field} must be a user id: 1-32 lower-case letters, digits, '_', '.' or '-'")
+    return value
+
+
 def room_name(value: Any, allowed: frozenset[str] = frozenset()) -> str:
-    """A syntactically valid, known room name."""
+    """A syntactically valid, known room name (public, or a direct-message room)."""
+    if isinstance(value, str) and dm_users(value):
+        return value
     if not isinstance(value, str) or not ROOM_RE.match(value):
         raise ValidationError("invalid_room",
                               "room must be 1-64 characters of letters, digits, '_', '.' or '-'")

@@ -75,6 +75,54 @@ class Store(ABC):
     def remove_connection(self, instance_id: str, sid: str) -> None:
         """Stop tracking one connection."""
 
+    # read receipts
+    @abstractmethod
+    def advance_read(self, room: str, user_id: str, message_id: int) -> tuple[bool, int]:
+        """Move a user's last-read id forward only; (moved, effective id)."""
+
+    @abstractmethod
+    def read_positions(self, room: str) -> dict[str, int]:
+        """Every user's last-read id in a room."""
+
+    # presence: who is in a room, cluster-wide, by connection
+    @abstractmethod
+    def presence_join(self, room: str, instance_id: str, sid: str, user: dict[str, Any]) -> bool:
+        """Record a connection in a room; True if it is the user's first there."""
+
+    @abstractmethod
+    def presence_leave(self, room: str, instance_id: str, sid: str) -> dict[str, Any] | None:
+        """Forget a connection in a room; the user if it was their last there."""
+
+    @abstractmethod
+    def online(self, room: str) -> list[dict[str, Any]]:
+        """Users with at least one connection in the room, sorted by id."""
+
+    @abstractmethod
+    def instance_presence(self, instance_id: str) -> list[tuple[str, str]]:
+        """(room, sid) of every presence entry a replica holds."""
+
+    @abstractmethod
+    def claim_expired_instances(self) -> list[str]:
+        """Remove expired replicas from the registry; each id is returned to one caller only."""
+
+    # conversations (direct messages)
+    @abstractmethod
+    def touch_conversation(self, user_ids: list[str], room: str, ts: int) -> None:
+        """Record that users have a conversation in `room`, most recent at `ts`."""
+
+    @abstractmethod
+    def conversations(self, user_id: str, limit: int) -> list[str]:
+        """A user's conversation rooms, most recent first."""
+
+    # short-lived flags (throttles)
+    @abstractmethod
+    def claim(self, key: str, ttl: float) -> bool:
+        """Set `key` for `ttl` seconds unless it is set; True if this call set it."""
+
+    @abstractmethod
+    def release(self, key: str) -> None:
+        """Unset a claimed key."""
+
     @abstractmethod
     def ping(self) -> None:
         """Raise StoreUnavailable when the backend cannot be reached."""

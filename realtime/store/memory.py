@@ -22,6 +22,10 @@ class MemoryStore(Store):
         self._keys: dict[tuple[str, str], tuple[int, float]] = {}
         self._instances: dict[str, tuple[dict[str, Any], float]] = {}
         self._connections: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        self._reads: dict[str, dict[str, int]] = defaultdict(dict)
+        self._presence: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
+        self._conversations: dict[str, dict[str, int]] = defaultdict(dict)
+        self._claims: dict[str, float] = {}
 
     def append_message(self, room, message, idempotency_key, retention: Retention) -> Appended:
         """Persist `message` with the room's next id, unless the key was already used."""
@@ -102,13 +106,19 @@ class MemoryStore(Store):
         """Live replicas with their connection counts, sorted by id."""
         now = self._clock()
         with self._lock:
-            for instance_id, (_, expires) in list(self._instances.items()):
-                if expires <= now:
-                    self._forget(instance_id)
             return [
                 {**info, "clients": len(self._connections.get(instance_id, {}))}
-                for instance_id, (info, _) in sorted(self._instances.items())
+                for instance_id, (info, expires) in sorted(self._instances.items()) if expires > now
             ]
+
+    def claim_expired_instances(self):
+        """Remove expired replicas from the registry; each id is returned to one caller only."""
+        now = self._clock()
+        with self._lock:
+            expired = [i for i, (_, expires) in self._instances.items() if expires <= now]
+            for instance_id in expired:
+                self._forget(instance_id)
+            return sorted(expired)
 
     def add_connection(self, instance_id, sid, user):
         """Track one connection on a replica."""
@@ -119,6 +129,80 @@ class MemoryStore(Store):
         """Stop tracking one connection."""
         with self._lock:
             self._connections.get(instance_id, {}).pop(sid, None)
+
+    def advance_read(self, room, user_id, message_id):
+        """Move a user's last-read id forward only; (moved, effective id)."""
+        with self._lock:
+            if message_id > self._last_id.get(room, 0):
+                raise ValueError(f"message {message_id} does not exist in {room}")
+            current = self._reads[room].get(user_id, 0)
+            if message_id <= current:
+                return False, current
+            self._reads[room][user_id] = message_id
+            return True, message_id
+
+    def read_positions(self, room):
+        """Every user's last-read id in a room."""
+        with self._lock:
+            return dict(self._reads.get(room, {}))
+
+    def presence_join(self, room, instance_id, sid, user):
+        """Record a connection in a room; True if it is the user's first there."""
+        with self._lock:
+            members = self._presence[room]
+            if (instance_id, sid) in members:
+                return False
+            first = all(u["id"] != user["id"] for u in members.values())
+            members[(instance_id, sid)] = dict(user)
+            return first
+
+    def presence_leave(self, room, instance_id, sid):
+        """Forget a connection in a room; the user if it was their last there."""
+        with self._lock:
+            user = self._presence.get(room, {}).pop((instance_id, sid), None)
+            if user is None or any(u["id"] == user["id"] for u in self._presence[room].values()):
+                return None
+            return user
+
+    def online(self, room):
+        """Users with at least one connection in the room, sorted by id."""
+        with self._lock:
+            users = {u["id"]: u for u in self._presence.get(room, {}).values()}
+            return [users[k] for k in sorted(users)]
+
+    def instance_presence(self, instance_id):
+        """(room, sid) of every presence entry a replica holds."""
+        with self._lock:
+            return sorted((room, sid) for room, members in self._presence.items()
+                          for (owner, sid) in members if owner == instance_id)
+
+    def touch_conversation(self, user_ids, room, ts):
+        """Record that users have a conversation in `room`, most recent at `ts`."""
+        with self._lock:
+            for user_id in user_ids:
+                self._conversations[user_id][room] = ts
+
+    def conversations(self, user_id, limit):
+        """A user's conversation rooms, most recent first."""
+        with self._lock:
+            rooms = self._conversations.get(user_id, {})
+            return sorted(rooms, key=lambda r: (-rooms[r], r))[:limit]
+
+    def claim(self, key, ttl):
+        """Set `key` for `ttl` seconds unless it is set; True if this call set it."""
+        now = self._clock()
+        with self._lock:
+            if self._claims.get(key, 0) > now:
+                return False
+            if len(self._claims) > 10_000:  # keep the table bounded: drop what has expired
+                self._claims = {k: v for k, v in self._claims.items() if v > now}
+            self._claims[key] = now + ttl
+            return True
+
+    def release(self, key):
+        """Unset a claimed key."""
+        with self._lock:
+            self._claims.pop(key, None)
 
     def ping(self):
         """Memory is always reachable."""

@@ -44,6 +44,41 @@ def create_redis(url: str, socket_timeout: float = 5.0) -> redis.Redis:
                                 socket_connect_timeout=socket_timeout, health_check_interval=30)
 
 
+# Read position only moves forward, and never past the room's newest id.
+ADVANCE_READ_SCRIPT = """
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local wanted = tonumber(ARGV[2])
+if wanted > tonumber(redis.call('GET', KEYS[2]) or '0') then return {-1, current} end
+if wanted <= current then return {0, current} end
+redis.call('HSET', KEYS[1], ARGV[1], wanted)
+return {1, wanted}
+"""
+
+# members: "<instance>|<sid>" -> user JSON; online: user id -> number of connections.
+PRESENCE_JOIN_SCRIPT = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+return redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+"""
+
+PRESENCE_LEAVE_SCRIPT = """
+local user = redis.call('HGET', KEYS[1], ARGV[1])
+if not user then return false end
+redis.call('HDEL', KEYS[1], ARGV[1])
+local id = cjson.decode(user)['id']
+if redis.call('HINCRBY', KEYS[2], id, -1) <= 0 then
+  redis.call('HDEL', KEYS[2], id)
+  return user
+end
+return false
+"""
+
+CLAIM_EXPIRED_SCRIPT = """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+for _, id in ipairs(expired) do redis.call('ZREM', KEYS[1], id) end
+return expired
+"""
+
+
 def unavailable_on_error(method: Callable) -> Callable:
     """Turn Redis connection failures into StoreUnavailable."""
     @functools.wraps(method)
@@ -80,6 +115,10 @@ class RedisStore(Store):
         self.client = client
         self._redis = client
         self._append = client.register_script(APPEND_SCRIPT)
+        self._advance_read = client.register_script(ADVANCE_READ_SCRIPT)
+        self._presence_join = client.register_script(PRESENCE_JOIN_SCRIPT)
+        self._presence_leave = client.register_script(PRESENCE_LEAVE_SCRIPT)
+        self._claim_expired = client.register_script(CLAIM_EXPIRED_SCRIPT)
         self._connection_ttl_ms = 15_000
 
     @unavailable_on_error
@@ -151,15 +190,15 @@ class RedisStore(Store):
     def remove_instance(self, instance_id):
         """Forget a replica and its connections at once."""
         with self._redis.pipeline(transaction=False) as pipe:
-            pipe.delete(f"rt:instance:{instance_id}", f"rt:instance:{instance_id}:connections")
+            pipe.delete(f"rt:instance:{instance_id}", f"rt:instance:{instance_id}:connections",
+                        f"rt:instance:{instance_id}:rooms")
             pipe.zrem(self.INSTANCES, instance_id)
             pipe.execute()
 
     @unavailable_on_error
     def list_instances(self):
         """Live replicas with their connection counts, sorted by id."""
-        self._redis.zremrangebyscore(self.INSTANCES, "-inf", time.time())
-        ids = sorted(i.decode() for i in self._redis.zrange(self.INSTANCES, 0, -1))
+        ids = sorted(i.decode() for i in self._redis.zrangebyscore(self.INSTANCES, time.time(), "+inf"))
         with self._redis.pipeline(transaction=False) as pipe:
             for instance_id in ids:
                 pipe.get(f"rt:instance:{instance_id}")
@@ -184,6 +223,87 @@ class RedisStore(Store):
     def remove_connection(self, instance_id, sid):
         """Stop tracking one connection."""
         self._redis.hdel(f"rt:instance:{instance_id}:connections", sid)
+
+    @unavailable_on_error
+    def claim_expired_instances(self):
+        """Remove expired replicas from the registry; each id is returned to one caller only."""
+        # One script, so two replicas reaping at once cannot both get the same id.
+        expired = self._claim_expired(keys=[self.INSTANCES], args=[time.time()])
+        return sorted(i.decode() for i in expired)
+
+    @unavailable_on_error
+    def advance_read(self, room, user_id, message_id):
+        """Move a user's last-read id forward only; (moved, effective id)."""
+        moved, effective = self._advance_read(
+            keys=[room_key(room, "reads"), room_key(room, "seq")], args=[user_id, message_id])
+        if moved < 0:
+            raise ValueError(f"message {message_id} does not exist in {room}")
+        return bool(moved), int(effective)
+
+    @unavailable_on_error
+    def read_positions(self, room):
+        """Every user's last-read id in a room."""
+        return {k.decode(): int(v) for k, v in self._redis.hgetall(room_key(room, "reads")).items()}
+
+    @unavailable_on_error
+    def presence_join(self, room, instance_id, sid, user):
+        """Record a connection in a room; True if it is the user's first there."""
+        count = self._presence_join(keys=[room_key(room, "members"), room_key(room, "online")],
+                                    args=[f"{instance_id}|{sid}", json.dumps(user), user["id"]])
+        self._redis.sadd(f"rt:instance:{instance_id}:rooms", room)
+        return count == 1
+
+    @unavailable_on_error
+    def presence_leave(self, room, instance_id, sid):
+        """Forget a connection in a room; the user if it was their last there."""
+        user = self._presence_leave(keys=[room_key(room, "members"), room_key(room, "online")],
+                                    args=[f"{instance_id}|{sid}"])
+        return json.loads(user) if user else None
+
+    @unavailable_on_error
+    def online(self, room):
+        """Users with at least one connection in the room, sorted by id."""
+        users = {}
+        for raw in self._redis.hvals(room_key(room, "members")):
+            user = json.loads(raw)
+            users[user["id"]] = user
+        return [users[k] for k in sorted(users)]
+
+    @unavailable_on_error
+    def instance_presence(self, instance_id):
+        """(room, sid) of every presence entry a replica holds."""
+        entries = []
+        rooms_key = f"rt:instance:{instance_id}:rooms"
+        prefix = f"{instance_id}|".encode()
+        for room in sorted(r.decode() for r in self._redis.smembers(rooms_key)):
+            for field in self._redis.hkeys(room_key(room, "members")):
+                if field.startswith(prefix):
+                    entries.append((room, field[len(prefix):].decode()))
+        return entries
+
+    @unavailable_on_error
+    def touch_conversation(self, user_ids, room, ts):
+        """Record that users have a conversation in `room`, most recent at `ts`."""
+        with self._redis.pipeline(transaction=False) as pipe:
+            for user_id in user_ids:
+                pipe.zadd(f"rt:user:{user_id}:conversations", {room: ts})
+            pipe.execute()
+
+    @unavailable_on_error
+    def conversations(self, user_id, limit):
+        """A user's conversation rooms, most recent first."""
+        rooms = self._redis.zrevrange(f"rt:user:{user_id}:conversations", 0, limit - 1)
+        return [r.decode() for r in rooms]
+
+    @unavailable_on_error
+    def claim(self, key, ttl):
+        """Set `key` for `ttl` seconds unless it is set; True if this call set it."""
+        return bool(self._redis.set(f"rt:claim:{key}", 1, px=max(1, int(ttl * 1000)), nx=True))
+
+    @unavailable_on_error
+    def release(self, key):
+        """Unset a claimed key."""
+        self._redis.delete(f"rt:claim:{key}")
 
     @unavailable_on_error
     def ping(self):

@@ -37,7 +37,8 @@ def test_token_query_parameter_is_accepted(chat, token):
 def test_join_send_and_receive(chat):
     ana, bo = chat("Ana"), chat("Bo")
     assert call(ana, "join", {"room": "lobby"}) == {
-        "ok": True, "room": "lobby", "missed": [], "truncated": False, "unread": 0, "online": []}
+        "ok": True, "room": "lobby", "missed": [], "truncated": False, "unread": 0,
+        "online": [{"id": "ana", "name": "Ana"}], "reads": {}}
     call(bo, "join", {"room": "lobby"})
     ack = call(ana, "send", {"room": "lobby", "type": "text", "body": "hi", "client_id": "c1"})
     assert ack["ok"] is True
@@ -118,7 +119,7 @@ def test_join_since_returns_missed_messages(chat):
         call(ana, "send", {"room": "r", "body": f"m{n}"})
     ack = call(bo, "join", {"room": "r", "since": 2})
     assert [m["body"] for m in ack["missed"]] == ["m2", "m3", "m4"]
-    assert ack["truncated"] is False and ack["unread"] == 3
+    assert ack["truncated"] is False and ack["unread"] == 5  # bo has read nothing yet
 
 
 def test_history_pages(chat):

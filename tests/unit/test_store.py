@@ -140,3 +140,61 @@ def test_create_store_chooses_by_scheme(url, kind):
 def test_create_store_refuses_unknown_scheme():
     with pytest.raises(ValueError):
         create_store("postgres://x")
+
+
+ANA, BO = {"id": "ana", "name": "Ana"}, {"id": "bo", "name": "Bo"}
+
+
+def test_read_position_moves_forward_only(store):
+    for n in range(5):
+        store.append_message("r", text(str(n)), None, KEEP)
+    assert store.advance_read("r", "ana", 3) == (True, 3)
+    assert store.advance_read("r", "ana", 2) == (False, 3)
+    assert store.advance_read("r", "bo", 5) == (True, 5)
+    assert store.read_positions("r") == {"ana": 3, "bo": 5}
+    with pytest.raises(ValueError):
+        store.advance_read("r", "ana", 6)
+
+
+def test_presence_counts_connections_per_user(store):
+    assert store.presence_join("r", "i1", "s1", ANA) is True
+    assert store.presence_join("r", "i2", "s2", ANA) is False   # second connection, other replica
+    assert store.presence_join("r", "i1", "s1", ANA) is False   # same connection again
+    assert store.presence_join("r", "i1", "s3", BO) is True
+    assert store.online("r") == [ANA, BO]
+    assert store.presence_leave("r", "i1", "s1") is None
+    assert store.presence_leave("r", "i2", "s2") == ANA
+    assert store.presence_leave("r", "i2", "s2") is None
+    assert store.online("r") == [BO]
+
+
+def test_instance_presence_lists_a_replicas_entries(store):
+    store.presence_join("a", "i1", "s1", ANA)
+    store.presence_join("b", "i1", "s1", ANA)
+    store.presence_join("a", "i2", "s9", BO)
+    assert store.instance_presence("i1") == [("a", "s1"), ("b", "s1")]
+
+
+def test_expired_instances_are_claimed_once(store):
+    store.register_instance({"id": "dead", "started_at": 1}, ttl=0.2)
+    store.register_instance({"id": "live", "started_at": 1}, ttl=30)
+    time.sleep(0.4)
+    assert store.claim_expired_instances() == ["dead"]
+    assert store.claim_expired_instances() == []
+
+
+def test_conversations_most_recent_first(store):
+    store.touch_conversation(["ana", "bo"], "dm:ana:bo", 10)
+    store.touch_conversation(["ana", "cy"], "dm:ana:cy", 20)
+    assert store.conversations("ana", 10) == ["dm:ana:cy", "dm:ana:bo"]
+    assert store.conversations("bo", 10) == ["dm:ana:bo"]
+    assert store.conversations("ana", 1) == ["dm:ana:cy"]
+
+
+def test_claim_is_exclusive_until_it_expires_or_is_released(store):
+    assert store.claim("k", 0.3) is True
+    assert store.claim("k", 0.3) is False
+    store.release("k")
+    assert store.claim("k", 0.2) is True
+    time.sleep(0.3)
+    assert store.claim("k", 1) is True

@@ -1,0 +1,72 @@
+"""Who is in which room, cluster-wide: `presence` on a user's first join and last leave."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from ..store import Store, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class PresenceService:
+    """Tracks this replica's connections in rooms and announces users coming and going."""
+
+    def __init__(self, store: Store, broadcast: Callable[..., None], instance_id: str):
+        self.store = store
+        self.broadcast = broadcast
+        self.instance_id = instance_id
+        # sid -> (user, rooms): what this replica must restore if its registration is lost.
+        self.local: dict[str, tuple[dict[str, Any], set[str]]] = {}
+
+    def announce(self, room: str, user: dict[str, Any], online: bool) -> None:
+        """Tell the room that a user came or went."""
+        self.broadcast("presence", {"room": room, "user": user, "online": online}, room)
+
+    def joined(self, sid: str, user: dict[str, Any], room: str) -> None:
+        """A connection entered a room."""
+        self.local.setdefault(sid, (user, set()))[1].add(room)
+        if self.store.presence_join(room, self.instance_id, sid, user):
+            self.announce(room, user, True)
+
+    def left(self, sid: str, room: str) -> None:
+        """A connection left a room."""
+        if sid in self.local:
+            self.local[sid][1].discard(room)
+        gone = self.store.presence_leave(room, self.instance_id, sid)
+        if gone is not None:
+            self.announce(room, gone, False)
+
+    def disconnected(self, sid: str) -> None:
+        """A connection closed: it leaves every room it was in."""
+        _, rooms = self.local.pop(sid, (None, set()))
+        for room in sorted(rooms):
+            try:
+                gone = self.store.presence_leave(room, self.instance_id, sid)
+            except StoreUnavailable as exc:
+                log.warning("presence of %s in %s not cleared: %s", sid, room, exc)
+                continue
+            if gone is not None:
+                self.announce(room, gone, False)
+
+    def online(self, room: str) -> list[dict[str, Any]]:
+        """Users online in a room."""
+        return self.store.online(room)
+
+    def restore(self) -> None:
+        """Write this replica's presence again after its registration was lost (and reaped)."""
+        for sid, (user, rooms) in list(self.local.items()):
+            for room in rooms:
+                if self.store.presence_join(room, self.instance_id, sid, user):
+                    self.announce(room, user, True)
+
+    def reap(self, instance_id: str) -> int:
+        """Clear the presence of a replica that died; returns how many users went offline."""
+        went = 0
+        for room, sid in self.store.instance_presence(instance_id):
+            gone = self.store.presence_leave(room, instance_id, sid)
+            if gone is not None:
+                self.announce(room, gone, False)
+                went += 1
+        self.store.remove_instance(instance_id)
+        return went

@@ -1,0 +1,59 @@
+"""Registry heartbeat, reaping a dead replica, and restoring after a lost registration."""
+import time
+
+from realtime.services import ClusterService, PresenceService
+from realtime.store.memory import MemoryStore
+
+ANA, BO = {"id": "ana", "name": "Ana"}, {"id": "bo", "name": "Bo"}
+
+
+def replica(store, instance_id, ttl=30.0):
+    """A replica's cluster and presence services, recording what it broadcasts."""
+    sent = []
+    broadcast = lambda event, data, to, skip_sid=None: sent.append((event, data, to))  # noqa: E731
+    return ClusterService(store, instance_id, ttl), PresenceService(store, broadcast, instance_id), sent
+
+
+def test_first_beat_registers_and_later_beats_refresh():
+    store = MemoryStore()
+    cluster, _, _ = replica(store, "r1")
+    assert cluster.heartbeat() is True
+    assert cluster.heartbeat() is False
+    assert [i["id"] for i in store.list_instances()] == ["r1"]
+
+
+def test_dead_replicas_presence_is_reaped_by_one_survivor():
+    store = MemoryStore()
+    dying, dying_presence, _ = replica(store, "dying", ttl=0.2)
+    survivor, survivor_presence, sent = replica(store, "survivor")
+    other, _, _ = replica(store, "other")
+    for service in (dying, survivor, other):
+        service.heartbeat()
+    dying.connected("s1", ANA)
+    dying_presence.joined("s1", ANA, "lobby")
+    survivor_presence.joined("s2", BO, "lobby")
+    time.sleep(0.3)
+    claimed = survivor.claim_expired()
+    assert claimed == ["dying"] and other.claim_expired() == []
+    assert survivor_presence.reap("dying") == 1
+    assert ("presence", {"room": "lobby", "user": ANA, "online": False}, "lobby") in sent
+    assert store.online("lobby") == [BO]
+    assert [i["id"] for i in store.list_instances()] == ["other", "survivor"]
+
+
+def test_lost_registration_restores_connections_and_presence():
+    store = MemoryStore()
+    cluster, presence, _ = replica(store, "r1", ttl=0.2)
+    cluster.heartbeat()
+    cluster.connected("s1", ANA)
+    presence.joined("s1", ANA, "lobby")
+    time.sleep(0.3)
+    # Another replica reaped us while we could not beat (e.g. Redis was unreachable).
+    _, reaper, _ = replica(store, "r2")
+    store.claim_expired_instances()
+    reaper.reap("r1")
+    assert store.online("lobby") == [] and store.list_instances() == []
+    assert cluster.heartbeat() is True
+    presence.restore()
+    assert store.online("lobby") == [ANA]
+    assert store.list_instances()[0]["clients"] == 1
