@@ -1,0 +1,110 @@
+"""Messaging across 3 real replicas: recovery, idempotency, private messages, typing, receipts, presence."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from chatclient import ChatClient, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def connect(cluster):
+    """Open ChatClients on a replica by index; all are closed after the test."""
+    opened = []
+
+    def open_client(replica: int, name: str, **kwargs) -> ChatClient:
+        client = ChatClient(cluster.replicas[replica].url, cluster.token(name), **kwargs).connect()
+        opened.append(client)
+        return client
+    yield open_client
+    for client in opened:
+        client.close()
+
+
+def live_ids(client: ChatClient, room: str) -> list[int]:
+    return [m["id"] for m in client.events["message"] if m["room"] == room]
+
+
+def test_reconnect_elsewhere_gets_exactly_the_missed_then_live(connect):
+    writer, reader = connect(0, "writer"), connect(1, "reader")
+    for client in (writer, reader):
+        client.call("join", {"room": "gap"})
+    first = writer.call("send", {"room": "gap", "body": "before"})["message"]
+    reader.wait_for("message", lambda m: m["id"] == first["id"])
+    reader.close()
+    missed = [writer.call("send", {"room": "gap", "body": f"missed {n}"})["message"] for n in range(5)]
+    again = connect(2, "reader")
+    ack = again.call("join", {"room": "gap", "since": first["id"]})
+    assert ack["missed"] == missed and ack["truncated"] is False
+    live = writer.call("send", {"room": "gap", "body": "live"})["message"]
+    again.wait_for("message", lambda m: m["id"] == live["id"])
+    seen = [m["id"] for m in ack["missed"]] + live_ids(again, "gap")
+    assert seen == list(range(first["id"] + 1, live["id"] + 1))
+
+
+def test_idempotent_resend_on_another_replica(connect):
+    ana_a, ana_b, bo = connect(0, "ana"), connect(1, "ana"), connect(2, "bo")
+    for client in (ana_a, ana_b, bo):
+        client.call("join", {"room": "idem"})
+    first = ana_a.call("send", {"room": "idem", "body": "once", "client_id": "k-1"})["message"]
+    again = ana_b.call("send", {"room": "idem", "body": "once", "client_id": "k-1"})["message"]
+    assert again == first
+    bo.wait_for("message", lambda m: m["id"] == first["id"])
+    time.sleep(0.5)
+    assert live_ids(bo, "idem") == [first["id"]]
+    assert [m["id"] for m in bo.call("history", {"room": "idem"})["messages"]] == [first["id"]]
+
+
+def test_private_messages_stay_private_across_replicas(connect):
+    ana, bo_phone, bo_laptop, eve = connect(0, "ana"), connect(1, "bo"), connect(2, "bo"), connect(2, "eve")
+    sent = ana.call("send", {"to": "bo", "body": "just for bo"})["message"]
+    for client in (ana, bo_phone, bo_laptop):
+        assert client.wait_for("message", lambda m: m["id"] == sent["id"] and m["room"] == "dm:ana:bo")
+    for event, payload in [("join", {"room": "dm:ana:bo"}), ("history", {"room": "dm:ana:bo"}),
+                           ("read", {"room": "dm:ana:bo", "message_id": sent["id"]})]:
+        assert eve.call(event, payload)["error"]["code"] == "forbidden"
+    time.sleep(0.5)
+    assert eve.events["message"] == []
+
+
+def test_typing_reaches_other_replicas_and_stops_on_disconnect(connect):
+    typist, watcher = connect(0, "typist"), connect(2, "watcher")
+    for client in (typist, watcher):
+        client.call("join", {"room": "typing"})
+    assert typist.call("typing", {"room": "typing", "typing": True}) == {"ok": True}
+    started = watcher.wait_for("typing", lambda e: e["typing"])
+    assert started["user"]["id"] == "typist" and started["expires_in"] > 0
+    typist.close()
+    watcher.wait_for("typing", lambda e: not e["typing"] and e["user"]["id"] == "typist")
+    assert typist.events["typing"] == []
+
+
+def test_receipts_and_unread_across_replicas(connect):
+    ana, bo = connect(0, "ana"), connect(1, "bo")
+    for client in (ana, bo):
+        client.call("join", {"room": "receipts"})
+    ids = [ana.call("send", {"room": "receipts", "body": f"m{n}"})["message"]["id"] for n in range(3)]
+    assert bo.call("read", {"room": "receipts", "message_id": ids[1]})["message_id"] == ids[1]
+    seen = ana.wait_for("read", lambda e: e["user"]["id"] == "bo")
+    assert seen == {"room": "receipts", "user": {"id": "bo", "name": "bo"}, "message_id": ids[1]}
+    assert bo.call("read", {"room": "receipts", "message_id": ids[0]})["message_id"] == ids[1]
+    later = connect(2, "bo")
+    assert later.call("join", {"room": "receipts"})["unread"] == 1
+
+
+def test_presence_across_replicas_and_after_sigkill(cluster, connect):
+    watcher = connect(0, "watcher")
+    watcher.call("join", {"room": "presence"})
+    doomed = connect(2, "doomed")
+    ack = doomed.call("join", {"room": "presence"})
+    assert {u["id"] for u in ack["online"]} == {"watcher", "doomed"}
+    watcher.wait_for("presence", lambda e: e["user"]["id"] == "doomed" and e["online"])
+    cluster.replicas[2].kill()
+    killed = time.monotonic()
+    watcher.wait_for("presence", lambda e: e["user"]["id"] == "doomed" and not e["online"],
+                     timeout=cluster.instance_ttl + 6)
+    print(f"\nusers of a SIGKILLed replica reported offline after {time.monotonic() - killed:.1f}s")
+    assert [u["id"] for u in watcher.call("join", {"room": "presence"})["online"]] == ["watcher"]
