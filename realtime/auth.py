@@ -1,6 +1,8 @@
-"""Identity: demo tokens and verification of the JWT every connection carries."""
+"""Identity: verification of the JWT every connection and API call carries, and demo tokens."""
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt as pyjwt
@@ -9,6 +11,30 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 
 from .errors import AuthError
 from .services import validation
+from .store import Store
+
+MAX_TOKEN_CHARS = 8192
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a verified token names, and what it grants."""
+
+    id: str
+    name: str
+    exp: int
+    jti: str | None = None
+    roles: frozenset[str] = field(default_factory=frozenset)
+    rooms: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def user(self) -> dict[str, str]:
+        """The public face of the user, as events carry it."""
+        return {"id": self.id, "name": self.name}
+
+    def has_role(self, role: str) -> bool:
+        """Whether the token grants `role`."""
+        return role in self.roles
 
 
 def issue_demo_token(name: Any) -> tuple[str, dict[str, str]]:
@@ -24,29 +50,72 @@ def token_from(auth: Any, query_token: str | None) -> str:
     token = token or query_token
     if not token:
         raise AuthError("auth_required", "a token is required (auth: {token})")
-    if not isinstance(token, str) or len(token) > 8192:
-        raise AuthError("token_invalid", "token must be a string")
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
+        raise AuthError("token_invalid", "token must be a string", reason="malformed")
     return token
 
 
-def verify(token: str) -> dict[str, Any]:
-    """The user a valid access token names; expired and invalid tokens have their own codes."""
+def decode(token: str) -> dict[str, Any]:
+    """The verified claims; each way a token can be bad has its own reason."""
     try:
-        claims = decode_token(token)
+        return decode_token(token)
     except pyjwt.ExpiredSignatureError as exc:
-        raise AuthError("token_expired", "token has expired") from exc
-    except (pyjwt.InvalidTokenError, JWTExtendedException) as exc:
-        raise AuthError("token_invalid", f"token is invalid: {exc}") from exc
-    subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject:
-        raise AuthError("token_invalid", "token has no subject")
-    name = claims.get("name") if isinstance(claims.get("name"), str) else subject
-    return {"id": subject, "name": name[:64]}
+        raise AuthError("token_expired", "token has expired", reason="expired") from exc
+    except pyjwt.InvalidSignatureError as exc:
+        raise AuthError("token_invalid", "token signature does not verify", reason="bad_signature") from exc
+    except pyjwt.InvalidAlgorithmError as exc:
+        raise AuthError("token_invalid", "token algorithm is not allowed", reason="alg_not_allowed") from exc
+    except pyjwt.ImmatureSignatureError as exc:
+        raise AuthError("token_invalid", "token is not valid yet", reason="not_yet_valid") from exc
+    except (pyjwt.MissingRequiredClaimError, pyjwt.InvalidAudienceError, pyjwt.InvalidIssuerError) as exc:
+        raise AuthError("token_invalid", f"token claims are not acceptable: {exc}", reason="bad_claims") from exc
+    except (pyjwt.InvalidTokenError, JWTExtendedException, ValueError) as exc:
+        raise AuthError("token_invalid", "token is malformed", reason="malformed") from exc
 
 
-def user_from_header(header: str | None) -> dict[str, Any]:
-    """The user of an `Authorization: Bearer <jwt>` header."""
+def string_set(value: Any, claim: str) -> frozenset[str]:
+    """An optional list-of-strings claim."""
+    if value is None:
+        return frozenset()
+    if not isinstance(value, list) or not all(isinstance(v, str) and len(v) <= 128 for v in value):
+        raise AuthError("token_invalid", f"claim {claim} must be a list of strings", reason="bad_claims")
+    return frozenset(value)
+
+
+def principal_of(claims: dict[str, Any]) -> Principal:
+    """A Principal from verified claims: `sub` and `exp` are required."""
+    subject, expires = claims.get("sub"), claims.get("exp")
+    if not isinstance(subject, str) or not validation.USER_ID_RE.match(subject):
+        raise AuthError("token_invalid", "claim sub must be a user id", reason="bad_claims")
+    if not isinstance(expires, (int, float)) or isinstance(expires, bool):
+        raise AuthError("token_invalid", "claim exp is required", reason="bad_claims")
+    if claims.get("type", "access") != "access":
+        raise AuthError("token_invalid", "an access token is required", reason="wrong_type")
+    name = claims.get("name")
+    name = name[:64] if isinstance(name, str) and name.strip() else subject
+    jti = claims.get("jti") if isinstance(claims.get("jti"), str) else None
+    return Principal(subject, name, int(expires), jti, string_set(claims.get("roles"), "roles"),
+                     string_set(claims.get("rooms"), "rooms"))
+
+
+def verify(token: str, store: Store | None = None) -> Principal:
+    """The principal of a valid, unrevoked access token."""
+    principal = principal_of(decode(token))
+    if store is not None and principal.jti and store.is_revoked(principal.jti):
+        raise AuthError("token_invalid", "token has been revoked", reason="revoked")
+    return principal
+
+
+def user_from_header(header: str | None, store: Store | None = None) -> Principal:
+    """The principal of an `Authorization: Bearer <jwt>` header."""
     scheme, _, token = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("auth_required", "an Authorization: Bearer token is required")
-    return verify(token.strip())
+    if len(token) > MAX_TOKEN_CHARS:
+        raise AuthError("token_invalid", "token is too long", reason="malformed")
+    return verify(token.strip(), store)
+
+
+def seconds_left(principal: Principal) -> float:
+    """How long until the token expires."""
+    return principal.exp - time.time()

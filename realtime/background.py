@@ -47,6 +47,25 @@ class StatsPush:
             self.pushed = stats
 
 
+class TokenExpiry:
+    """Warns connections whose token is about to expire and closes those past it."""
+
+    def __init__(self, socketio: SocketIO, services: Services):
+        self.socketio = socketio
+        self.services = services
+
+    def __call__(self) -> None:
+        """One pass over this replica's connections."""
+        warn, drop = self.services.tokens.due()
+        for sid, left in warn:
+            self.socketio.emit("token_expiring", {"expires_in": max(0, int(left))}, to=sid,
+                               namespace="/chat", ignore_queue=True)
+        for sid in drop:
+            log.info("closing %s: token expired and was not refreshed", sid)
+            self.services.tokens.forget(sid)
+            self.socketio.server.disconnect(sid, namespace="/chat")
+
+
 def heartbeat(services: Services) -> Callable[[], None]:
     """One beat: refresh the registration, and restore presence if the registration was lost."""
     def beat() -> None:
@@ -62,3 +81,4 @@ def start(socketio: SocketIO, services: Services) -> None:
         forever(socketio, "heartbeat", settings["HEARTBEAT_INTERVAL"], heartbeat(services)))
     socketio.start_background_task(
         forever(socketio, "stats push", settings["STATS_INTERVAL"], StatsPush(socketio, services)))
+    socketio.start_background_task(forever(socketio, "token expiry", 1.0, TokenExpiry(socketio, services)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .queue import RedisQueue
+from .services import message_policy
 from .services.messages import MessagePolicy, MessageService
 from .settings import load_settings
 from .store import create_redis
@@ -20,7 +21,6 @@ class Emitter:
 
     def __init__(self, redis_url: str, channel: str | None = None,
                  policy: MessagePolicy | None = None):
-        from . import message_policy
         settings = load_settings({"REDIS_URL": redis_url})
         self._redis = create_redis(redis_url, settings["REDIS_SOCKET_TIMEOUT"])
         self._queue = RedisQueue(redis_url, channel or settings["MQ_CHANNEL"], write_only=True)

@@ -31,9 +31,20 @@ class ValidationError(AppError):
 
 
 class AuthError(AppError):
-    """A missing, invalid or expired credential."""
+    """A missing, invalid or expired credential; `reason` says exactly what was wrong."""
 
     status = 401
+
+    def __init__(self, code: str, message: str, reason: str | None = None):
+        super().__init__(code, message)
+        self.reason = reason
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error object, with the precise reason when there is one."""
+        error = super().to_dict()
+        if self.reason:
+            error["reason"] = self.reason
+        return error
 
 
 def unavailable(retry_after: float = 1.0) -> AppError:

@@ -19,6 +19,24 @@ DEFAULTS: dict[str, Any] = {
     "DEMO_LOGIN": None,
     "JWT_SECRET_KEY": None,
     "JWT_ACCESS_TOKEN_EXPIRES": 3600,
+    # Accepted algorithms; HS* verify with JWT_SECRET_KEY, RS*/ES* with JWT_PUBLIC_KEY.
+    "JWT_ALGORITHMS": "HS256",
+    "JWT_PUBLIC_KEY": None,
+    "JWT_PRIVATE_KEY": None,
+    "JWT_LEEWAY": 10,
+    "JWT_AUDIENCE": None,
+    "JWT_ISSUER": None,
+    "TOKEN_EXPIRING_NOTICE": 60,
+    "PRIVATE_ROOM_PREFIX": "private-",
+    "API_KEYS": "",
+    "RATE_LIMITS": ("connect=120/minute; join=60/minute; leave=60/minute; send=30/10 seconds; "
+                    "typing=30/10 seconds; read=120/minute; history=60/minute; "
+                    "conversations=30/minute; invite=30/minute; refresh=10/minute; "
+                    "abuse=20/minute"),
+    "HTTP_RATE_LIMIT": "300/minute",
+    "LOGIN_RATE_LIMIT": "20/minute",
+    "PROXY_COUNT": 0,
+    "HSTS": False,
     "CORS_ORIGINS": None,
     "ROOMS": "",
     "MESSAGE_MAX_CHARS": 4000,

@@ -3,12 +3,14 @@ from flask import Blueprint, current_app, jsonify, request
 
 from .. import auth
 from ..errors import AppError
+from ..extensions import limiter
 from ..services import validation
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 
 
 @bp.post("/token")
+@limiter.limit(lambda: current_app.config["REALTIME"]["LOGIN_RATE_LIMIT"])
 def token():
     """Issue a demo access token for `{"username"}`."""
     if not current_app.config["REALTIME"]["DEMO_LOGIN"]:

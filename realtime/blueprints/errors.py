@@ -2,6 +2,7 @@
 import logging
 
 from flask import Flask, jsonify
+from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from ..errors import AppError, unavailable
@@ -24,6 +25,14 @@ def http_error(exc: HTTPException):
     return jsonify(error={"code": code, "message": exc.description}), exc.code
 
 
+def rate_limited(exc: RateLimitExceeded):
+    """An HTTP rate limit was hit: the same `rate_limited` code as socket events."""
+    retry_after = getattr(exc, "retry_after", None)
+    limit = AppError("rate_limited", f"too many requests ({exc.description}), slow down", 429,
+                     retry_after=retry_after if retry_after is not None else 1.0)
+    return app_error(limit)
+
+
 def store_unavailable(exc: StoreUnavailable):
     """The store is down: retryable, nothing changed."""
     log.warning("store unavailable: %s", exc)
@@ -39,6 +48,7 @@ def unexpected(exc: Exception):
 def register(app: Flask) -> None:
     """Install the JSON error handlers."""
     app.register_error_handler(AppError, app_error)
+    app.register_error_handler(RateLimitExceeded, rate_limited)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(StoreUnavailable, store_unavailable)
     app.register_error_handler(Exception, unexpected)

@@ -1,8 +1,9 @@
-"""Room history over HTTP."""
+"""Room messages over HTTP: pages for users and servers, and the server API to post."""
 from flask import Blueprint, current_app, jsonify, request
 
-from .. import auth
 from ..errors import ValidationError
+from ..services import validation
+from .guards import caller, require_server
 
 bp = Blueprint("rooms", __name__, url_prefix="/api/rooms")
 
@@ -19,9 +20,24 @@ def int_arg(name: str) -> int | None:
 
 @bp.get("/<room>/messages")
 def messages(room: str):
-    """A page of a room's messages for an authenticated caller."""
-    auth.user_from_header(request.headers.get("Authorization"))
-    service = current_app.extensions["realtime"].messages
-    room = service.room(room)
-    page = service.history(room, int_arg("before"), int_arg("after"), int_arg("limit"))
+    """A page of a room's messages for a user who may read it, or for a server."""
+    services = current_app.extensions["realtime"]
+    who = caller()
+    room = services.messages.room(room)
+    if not who.is_server:
+        services.access.check(who.principal, room)
+    page = services.messages.history(room, int_arg("before"), int_arg("after"), int_arg("limit"))
     return jsonify(room=room, messages=page)
+
+
+@bp.post("/<room>/messages")
+def post_message(room: str):
+    """Server API: persist and deliver a message like a client `send` (`{type, body, client_id?, from?}`)."""
+    services = current_app.extensions["realtime"]
+    who = require_server()
+    room = services.messages.room(room)
+    data = validation.payload_dict(request.get_json(silent=True))
+    name = validation.username(data["from"]) if "from" in data else "system"
+    services.limits.hit("send", f"server:{who.api_key or who.principal.id}")
+    message = services.messages.send({"id": name.lower(), "name": name}, room, data)
+    return jsonify(message=message), 201

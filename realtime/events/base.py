@@ -22,11 +22,15 @@ def error_ack(error: AppError) -> dict[str, Any]:
 
 def acked(handler: Callable) -> Callable:
     """Turn a handler's result into `{ok: true, ...}` and any failure into `{ok: false, error}`."""
+    event = handler.__name__.removeprefix("on_")
+
     @functools.wraps(handler)
     def run(self, payload: Any = None, *_extra: Any) -> dict[str, Any]:
         try:
+            self.before_event(event)
             return {"ok": True, **(handler(self, payload) or {})}
         except AppError as exc:
+            self.refused(event, exc)
             return error_ack(exc)
         except StoreUnavailable as exc:
             log.warning("store unavailable during %s: %s", handler.__name__, exc)
@@ -46,6 +50,12 @@ class AckNamespace(Namespace):
         for name, member in list(vars(cls).items()):
             if name.startswith("on_") and name not in LIFECYCLE and callable(member):
                 setattr(cls, name, acked(member))
+
+    def before_event(self, event: str) -> None:
+        """Checks every event passes before its handler runs (e.g. rate limits)."""
+
+    def refused(self, event: str, error: AppError) -> None:
+        """Called after an event was refused (e.g. to spot abuse)."""
 
     def trigger_event(self, event: str, *args: Any) -> Any:
         """Answer unknown events with an error ack instead of dropping them silently."""

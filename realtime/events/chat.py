@@ -1,11 +1,11 @@
-"""The /chat namespace: connect, join, leave, send, history, typing, read, conversations."""
+"""The /chat namespace: connect, join, leave, send, history, typing, read, conversations, refresh."""
 from __future__ import annotations
 
 import logging
 from typing import Any
 
 from flask import request, session
-from flask_socketio import ConnectionRefusedError, emit, join_room, leave_room, rooms
+from flask_socketio import ConnectionRefusedError, disconnect, emit, join_room, leave_room, rooms
 
 from .. import auth
 from ..errors import AppError, AuthError, ValidationError
@@ -18,6 +18,12 @@ from .base import AckNamespace
 log = logging.getLogger(__name__)
 
 
+def refuse(error: AppError) -> ConnectionRefusedError:
+    """A connection refusal shaped as the contract says: {message, data: {code, ...}}."""
+    data = {k: v for k, v in error.to_dict().items() if k != "message"}
+    return ConnectionRefusedError(error.message, data)
+
+
 class ChatNamespace(AckNamespace):
     """Messaging for authenticated users; per-connection state lives in the session."""
 
@@ -28,35 +34,63 @@ class ChatNamespace(AckNamespace):
     def on_connect(self, auth_payload: Any = None) -> None:
         """Authenticate, track the connection, and greet the client."""
         try:
-            user = auth.verify(auth.token_from(auth_payload, request.args.get("token")))
-        except AuthError as exc:
-            raise ConnectionRefusedError(exc.message, {"code": exc.code})
-        session["user"] = user
+            self.services.limits.hit("connect", request.remote_addr or "unknown")
+            principal = auth.verify(auth.token_from(auth_payload, request.args.get("token")),
+                                    self.services.store)
+        except (AppError, StoreUnavailable) as exc:
+            raise refuse(exc if isinstance(exc, AppError) else AppError("unavailable", str(exc)))
+        session["principal"] = principal
         session["typing"] = set()
-        join_room(user_room(user["id"]))  # private messages reach every connection of the user
+        join_room(user_room(principal.id))  # private messages reach every connection of the user
+        self.services.tokens.track(request.sid, principal)
         cluster = self.services.cluster
         try:
-            cluster.connected(request.sid, user)
+            cluster.connected(request.sid, principal.user)
         except StoreUnavailable as exc:
             log.warning("connection %s not tracked: %s", request.sid, exc)
-        emit("welcome", {"instance": cluster.instance_id, "user": user, "sid": request.sid,
+        emit("welcome", {"instance": cluster.instance_id, "user": principal.user, "sid": request.sid,
                          "server_time": now_ms()})
         if cluster.last_stats is not None:
             emit("stats", cluster.last_stats)
 
     def on_disconnect(self, reason: Any = None) -> None:
         """Stop tracking the connection; it stops typing and leaves its rooms."""
-        user = session.get("user")
+        principal = session.get("principal")
         for room in sorted(session.get("typing", ())):
-            self.quietly(self.services.typing.typing, user, room, False, request.sid)
+            self.quietly(self.services.typing.typing, principal.user, room, False, request.sid)
+        self.services.tokens.forget(request.sid)
         self.services.presence.disconnected(request.sid)
         self.services.cluster.disconnected(request.sid)
+
+    def before_event(self, event: str) -> None:
+        """Every event counts against the user's limit for that event type."""
+        self.services.limits.hit(event, session["principal"].id)
+
+    def refused(self, event: str, error: AppError) -> None:
+        """A connection that keeps hitting its limits is cut off."""
+        if error.code != "rate_limited":
+            return
+        try:
+            self.services.limits.hit("abuse", request.sid)
+        except AppError:
+            log.warning("disconnecting %s (user %s): rate limits exceeded repeatedly",
+                        request.sid, session["principal"].id)
+            disconnect()
+
+    @property
+    def principal(self) -> auth.Principal:
+        """Who this connection authenticated as."""
+        return session["principal"]
+
+    def room(self, value: Any) -> str:
+        """A valid room this connection's user may use."""
+        return self.services.access.check(self.principal, self.services.messages.room(value))
 
     def on_join(self, payload: Any) -> dict[str, Any]:
         """Join a room; with `since`, the ack carries what was missed."""
         data = validation.payload_dict(payload)
-        user = session["user"]
-        room = self.services.messages.room(data.get("room"), user["id"])
+        user = self.principal.user
+        room = self.room(data.get("room"))
         since = validation.message_id(data.get("since"), "since")
         # Join before reading so that nothing falls between; overlap is deduplicated by id.
         join_room(room)
@@ -69,8 +103,7 @@ class ChatNamespace(AckNamespace):
 
     def on_leave(self, payload: Any) -> dict[str, Any]:
         """Leave a room."""
-        room = self.services.messages.room(validation.payload_dict(payload).get("room"),
-                                           session["user"]["id"])
+        room = self.services.messages.room(validation.payload_dict(payload).get("room"))
         leave_room(room)
         self.services.presence.left(request.sid, room)
         return {"room": room}
@@ -78,7 +111,7 @@ class ChatNamespace(AckNamespace):
     def on_send(self, payload: Any) -> dict[str, Any]:
         """Persist and broadcast a message to a joined room, or privately to a user."""
         data = validation.payload_dict(payload)
-        user = session["user"]
+        user = self.principal.user
         if "to" in data:
             if "room" in data:
                 raise ValidationError("invalid_payload", "give either room or to, not both")
@@ -90,7 +123,7 @@ class ChatNamespace(AckNamespace):
     def on_history(self, payload: Any) -> dict[str, Any]:
         """A page of a room's messages."""
         data = validation.payload_dict(payload)
-        room = self.services.messages.room(data.get("room"), session["user"]["id"])
+        room = self.room(data.get("room"))
         before = validation.message_id(data.get("before"), "before")
         after = validation.message_id(data.get("after"), "after")
         return {"room": room,
@@ -104,29 +137,46 @@ class ChatNamespace(AckNamespace):
         if not isinstance(active, bool):
             raise ValidationError("invalid_payload", "typing must be true or false")
         (session["typing"].add if active else session["typing"].discard)(room)
-        sent = self.services.typing.typing(session["user"], room, active, request.sid)
+        sent = self.services.typing.typing(self.principal.user, room, active, request.sid)
         return {} if sent else {"throttled": True}
 
     def on_read(self, payload: Any) -> dict[str, Any]:
         """Move this user's read position in a room forward."""
         data = validation.payload_dict(payload)
-        user = session["user"]
-        room = self.services.messages.room(data.get("room"), user["id"])
+        room = self.room(data.get("room"))
         message_id = validation.message_id(data.get("message_id"), "message_id", required=True)
-        return {"room": room, "message_id": self.services.receipts.mark_read(user, room, message_id)}
+        return {"room": room,
+                "message_id": self.services.receipts.mark_read(self.principal.user, room, message_id)}
 
     def on_conversations(self, payload: Any) -> dict[str, Any]:
         """This user's direct-message rooms, most recent first, with unread counts."""
-        user = session["user"]
-        listing = self.services.messages.conversations(user["id"])
+        user_id = self.principal.id
+        listing = self.services.messages.conversations(user_id)
         for item in listing:
-            last_read = self.services.receipts.reads(item["room"]).get(user["id"], 0)
+            last_read = self.services.receipts.reads(item["room"]).get(user_id, 0)
             item["unread"] = self.services.receipts.unread(item["room"], last_read)
         return {"conversations": listing}
 
+    def on_invite(self, payload: Any) -> dict[str, Any]:
+        """Let another user into a private room this user may use."""
+        data = validation.payload_dict(payload)
+        room = self.services.messages.room(data.get("room"))
+        added = self.services.access.invite(self.principal, room, data.get("user"))
+        return {"room": room, "user": data.get("user"), "added": added}
+
+    def on_refresh(self, payload: Any) -> dict[str, Any]:
+        """Swap this connection's token for a fresh one of the same user."""
+        token = auth.token_from(validation.payload_dict(payload), None)
+        principal = auth.verify(token, self.services.store)
+        if principal.id != self.principal.id:
+            raise AuthError("forbidden", "a refreshed token must name the same user")
+        session["principal"] = principal
+        self.services.tokens.track(request.sid, principal)
+        return {"exp": principal.exp}
+
     def joined_room(self, value: Any) -> str:
         """A room this connection is in, or a structured refusal."""
-        room = self.services.messages.room(value, session["user"]["id"])
+        room = self.room(value)
         if room not in rooms():
             raise AppError("not_joined", f"join {room!r} first", 403)
         return room

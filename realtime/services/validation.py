@@ -44,8 +44,6 @@ def user_id(value: Any, field: str = "to") -> str:
 
 def room_name(value: Any, allowed: frozenset[str] = frozenset()) -> str:
     """A syntactically valid, known room name (public, or a direct-message room)."""
-    if isinstance(value, str) and dm_users(value):
-        return value
     if not isinstance(value, str) or not ROOM_RE.match(value):
         raise ValidationError("invalid_room",
                               "room must be 1-64 characters of letters, digits, '_', '.' or '-'")

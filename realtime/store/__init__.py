@@ -7,7 +7,8 @@ from .base import Appended, Retention, Store, StoreUnavailable
 from .memory import MemoryStore
 from .redis import RedisStore, create_redis
 
-__all__ = ["Appended", "Retention", "Store", "StoreUnavailable", "create_store", "create_redis"]
+__all__ = ["Appended", "Retention", "Store", "StoreUnavailable", "create_store", "create_redis",
+           "limits_storage"]
 
 REDIS_SCHEMES = {"redis", "rediss", "unix"}
 
@@ -20,3 +21,11 @@ def create_store(url: str | None, socket_timeout: float = 5.0) -> Store:
     if scheme in REDIS_SCHEMES:
         return RedisStore(create_redis(url, socket_timeout))
     raise ValueError(f"unsupported store URL scheme {scheme!r} (use memory:// or redis://)")
+
+
+def limits_storage(store: Store):
+    """Rate-limit counters next to the state: the same Redis pool, or process memory."""
+    from limits.storage import MemoryStorage, RedisStorage
+    if isinstance(store, RedisStore):
+        return RedisStorage("redis://", connection_pool=store.client.connection_pool)
+    return MemoryStorage()

@@ -114,6 +114,23 @@ class Store(ABC):
     def conversations(self, user_id: str, limit: int) -> list[str]:
         """A user's conversation rooms, most recent first."""
 
+    # access control
+    @abstractmethod
+    def revoke_token(self, jti: str, ttl: float) -> None:
+        """Deny a token id for `ttl` seconds (until the token would expire anyway)."""
+
+    @abstractmethod
+    def is_revoked(self, jti: str) -> bool:
+        """Whether a token id is on the denylist."""
+
+    @abstractmethod
+    def invite(self, room: str, user_id: str) -> bool:
+        """Let a user into a private room; False if they already were."""
+
+    @abstractmethod
+    def is_invited(self, room: str, user_id: str) -> bool:
+        """Whether a user was invited into a private room."""
+
     # short-lived flags (throttles)
     @abstractmethod
     def claim(self, key: str, ttl: float) -> bool:

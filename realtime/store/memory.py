@@ -26,6 +26,7 @@ class MemoryStore(Store):
         self._presence: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
         self._conversations: dict[str, dict[str, int]] = defaultdict(dict)
         self._claims: dict[str, float] = {}
+        self._invited: dict[str, set[str]] = defaultdict(set)
 
     def append_message(self, room, message, idempotency_key, retention: Retention) -> Appended:
         """Persist `message` with the room's next id, unless the key was already used."""
@@ -187,6 +188,28 @@ class MemoryStore(Store):
         with self._lock:
             rooms = self._conversations.get(user_id, {})
             return sorted(rooms, key=lambda r: (-rooms[r], r))[:limit]
+
+    def revoke_token(self, jti, ttl):
+        """Deny a token id for `ttl` seconds."""
+        with self._lock:
+            self._claims[f"revoked:{jti}"] = self._clock() + ttl
+
+    def is_revoked(self, jti):
+        """Whether a token id is on the denylist."""
+        with self._lock:
+            return self._claims.get(f"revoked:{jti}", 0) > self._clock()
+
+    def invite(self, room, user_id):
+        """Let a user into a private room; False if they already were."""
+        with self._lock:
+            known = user_id in self._invited[room]
+            self._invited[room].add(user_id)
+            return not known
+
+    def is_invited(self, room, user_id):
+        """Whether a user was invited into a private room."""
+        with self._lock:
+            return user_id in self._invited.get(room, ())
 
     def claim(self, key, ttl):
         """Set `key` for `ttl` seconds unless it is set; True if this call set it."""

@@ -296,6 +296,26 @@ class RedisStore(Store):
         return [r.decode() for r in rooms]
 
     @unavailable_on_error
+    def revoke_token(self, jti, ttl):
+        """Deny a token id for `ttl` seconds."""
+        self._redis.set(f"rt:revoked:{jti}", 1, px=max(1, int(ttl * 1000)))
+
+    @unavailable_on_error
+    def is_revoked(self, jti):
+        """Whether a token id is on the denylist."""
+        return bool(self._redis.exists(f"rt:revoked:{jti}"))
+
+    @unavailable_on_error
+    def invite(self, room, user_id):
+        """Let a user into a private room; False if they already were."""
+        return bool(self._redis.sadd(room_key(room, "invited"), user_id))
+
+    @unavailable_on_error
+    def is_invited(self, room, user_id):
+        """Whether a user was invited into a private room."""
+        return bool(self._redis.sismember(room_key(room, "invited"), user_id))
+
+    @unavailable_on_error
     def claim(self, key, ttl):
         """Set `key` for `ttl` seconds unless it is set; True if this call set it."""
         return bool(self._redis.set(f"rt:claim:{key}", 1, px=max(1, int(ttl * 1000)), nx=True))

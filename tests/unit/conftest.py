@@ -15,8 +15,10 @@ SECRET = "unit-test-secret-that-is-long-enough-0123456789"
 @pytest.fixture
 def app_config():
     """Overrides for the app under test; tests may update it before `app` is built."""
+    # No rate limits unless a test sets its own: tests connect far faster than people do.
     return {"ASYNC_MODE": "threading", "BACKGROUND_TASKS": False, "JWT_SECRET_KEY": SECRET,
-            "INSTANCE_ID": "unit-1"}
+            "INSTANCE_ID": "unit-1", "RATE_LIMITS": "", "HTTP_RATE_LIMIT": "100000/minute",
+            "LOGIN_RATE_LIMIT": "100000/minute"}
 
 
 @pytest.fixture

@@ -198,3 +198,19 @@ def test_claim_is_exclusive_until_it_expires_or_is_released(store):
     assert store.claim("k", 0.2) is True
     time.sleep(0.3)
     assert store.claim("k", 1) is True
+
+
+def test_revoked_tokens_expire_from_the_denylist(store):
+    assert store.is_revoked("j1") is False
+    store.revoke_token("j1", 0.3)
+    assert store.is_revoked("j1") is True and store.is_revoked("j2") is False
+    time.sleep(0.4)
+    assert store.is_revoked("j1") is False
+
+
+def test_invitations(store):
+    assert store.is_invited("private-x", "ana") is False
+    assert store.invite("private-x", "ana") is True
+    assert store.invite("private-x", "ana") is False
+    assert store.is_invited("private-x", "ana") is True
+    assert store.is_invited("private-y", "ana") is False

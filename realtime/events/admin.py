@@ -1,0 +1,39 @@
+"""The /admin namespace: live cluster figures for the dashboard, admin role only."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request, session
+from flask_socketio import ConnectionRefusedError, emit
+
+from .. import auth
+from ..errors import AppError
+from ..services.access import ADMIN
+from ..store import StoreUnavailable
+from .base import AckNamespace
+from .chat import refuse
+
+
+class AdminNamespace(AckNamespace):
+    """Operators only: a token with the admin role."""
+
+    def __init__(self, namespace: str, services: Any):
+        super().__init__(namespace)
+        self.services = services
+
+    def on_connect(self, auth_payload: Any = None) -> None:
+        """Only admins get in."""
+        try:
+            principal = auth.verify(auth.token_from(auth_payload, request.args.get("token")),
+                                    self.services.store)
+        except (AppError, StoreUnavailable) as exc:
+            raise refuse(exc if isinstance(exc, AppError) else AppError("unavailable", str(exc)))
+        if not principal.has_role(ADMIN):
+            raise ConnectionRefusedError("the admin role is required", {"code": "forbidden"})
+        session["principal"] = principal
+        emit("welcome", {"instance": self.services.cluster.instance_id, "user": principal.user,
+                         "sid": request.sid})
+
+    def on_stats(self, payload: Any) -> dict[str, Any]:
+        """Cluster-wide figures now."""
+        return {"stats": self.services.cluster.stats()}
