@@ -8,13 +8,17 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     # Read by config/gunicorn.conf.py: listen on every interface of the container.
     REALTIME_HOST=0.0.0.0 \
-    REALTIME_PORT=8000
+    REALTIME_PORT=8000 \
+    REALTIME_STATIC_DIR=/app/static \
+    # Shared by every replica: docker-compose mounts one volume here.
+    REALTIME_UPLOAD_DIR=/data/uploads
 
 WORKDIR /app
 COPY . /app
 # gunicorn runs from /app (wsgi.py, config/, static/, webhook/); the install brings the dependencies.
 RUN pip install . \
-    && useradd --create-home --uid 10001 realtime
+    && useradd --create-home --uid 10001 realtime \
+    && mkdir -p /data/uploads && chown realtime /data/uploads
 # Not root; the home directory is where gunicorn would put its control socket.
 USER realtime
 

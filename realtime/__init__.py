@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Mapping
 
 from flask import Flask
@@ -14,12 +15,14 @@ log = logging.getLogger(__name__)
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a replica: settings, state store, extensions, services, blueprints, namespaces, loops."""
     from . import background, jwt_keys, web
-    from .blueprints import admin, auth, demo, errors, health, rooms, stats
+    from .blueprints import admin, auth, demo, errors, health, rooms, stats, uploads
     from .events.admin import AdminNamespace
     from .events.chat import ChatNamespace
     from .extensions import jwt, limiter, socketio
     from .queue import RedisQueue
     from .services import build_services
+    from .services.bodies import schemas
+    from .services.uploads import UploadService
     from .store import create_store, limits_storage
 
     settings = load_settings(config)
@@ -38,19 +41,22 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     origins = cors_origins(settings["CORS_ORIGINS"])
     queue = RedisQueue(url, settings["MQ_CHANNEL"], settings["MQ_RETRY_MAX"]) if url else None
     socketio.init_app(app, client_manager=queue, async_mode=settings["ASYNC_MODE"],
-                      cors_allowed_origins=origins,
+                      cors_allowed_origins=web.socketio_origins(origins),
                       max_http_buffer_size=settings["MAX_HTTP_BUFFER_SIZE"])
     web.init_app(app, settings, origins)
 
-    services = build_services(settings, store, broadcaster(socketio), rate_storage)
+    upload_store = UploadService(Path(settings["UPLOAD_DIR"]), settings["UPLOAD_MAX_BYTES"])
+    services = build_services(settings, store, broadcaster(socketio), rate_storage,
+                              schemas(settings["MESSAGE_MAX_CHARS"], upload_store))
     app.extensions["realtime"] = services
+    app.extensions["realtime.uploads"] = upload_store
     app.extensions["realtime.redis"] = getattr(store, "client", None)
 
     errors.register(app)
-    for module in (health, auth, stats, rooms, admin, demo):
+    for module in (health, auth, stats, rooms, admin, uploads, demo):
         app.register_blueprint(module.bp)
-    limiter.exempt(health.bp)
-    limiter.exempt(demo.bp)
+    for module in (health, demo):
+        limiter.exempt(module.bp)
     socketio.on_namespace(ChatNamespace("/chat", services))
     socketio.on_namespace(AdminNamespace("/admin", services))
     if settings["BACKGROUND_TASKS"]:

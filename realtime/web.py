@@ -22,6 +22,21 @@ HEADERS = {
 HSTS = "max-age=31536000; includeSubDomains"
 
 
+def same_origin(origin: str, environ: dict[str, Any]) -> bool:
+    """Whether `origin` is the server's own (as the client reached it, through a proxy too)."""
+    host = environ.get("HTTP_X_FORWARDED_HOST", environ.get("HTTP_HOST", "")).split(",")[0].strip()
+    scheme = environ.get("HTTP_X_FORWARDED_PROTO", environ.get("wsgi.url_scheme", "http"))
+    return origin == f"{scheme.split(',')[0].strip()}://{host}"
+
+
+def socketio_origins(origins: Any) -> Any:
+    """engine.io's origin rule: the listed origins plus our own (a plain list would drop ours)."""
+    if origins is None or origins == "*":
+        return origins
+    allowed = frozenset(origins)
+    return lambda origin, environ: origin in allowed or same_origin(origin, environ)
+
+
 def security_headers(hsts: bool):
     """An after_request hook adding the headers every response carries."""
     def add(response: Response) -> Response:

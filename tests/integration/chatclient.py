@@ -12,7 +12,7 @@ import requests
 import socketio
 from requests.adapters import HTTPAdapter
 
-EVENTS = ("welcome", "message", "stats", "typing", "read", "presence")
+EVENTS = ("welcome", "message", "stats", "typing", "read", "presence", "token_expiring")
 
 
 class SourceAddressAdapter(HTTPAdapter):

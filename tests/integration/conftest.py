@@ -63,7 +63,9 @@ def replica_env(redis_url: str, secret: str, workdir) -> dict[str, str]:
             # Tests open connections far faster than people do; test_security sets real limits.
             "REALTIME_RATE_LIMITS": "connect=100000/minute",
             "REALTIME_HTTP_RATE_LIMIT": "100000/minute", "REALTIME_LOGIN_RATE_LIMIT": "100000/minute",
-            "REALTIME_ENV_FILE": str(workdir / "no.env")}
+            "REALTIME_ENV_FILE": str(workdir / "no.env"),
+            # One upload directory shared by the replicas, as a volume would be in production.
+            "REALTIME_UPLOAD_DIR": str(workdir / "uploads")}
 
 
 @pytest.fixture(scope="module")

@@ -108,3 +108,39 @@ def test_presence_across_replicas_and_after_sigkill(cluster, connect):
                      timeout=cluster.instance_ttl + 6)
     print(f"\nusers of a SIGKILLed replica reported offline after {time.monotonic() - killed:.1f}s")
     assert [u["id"] for u in watcher.call("join", {"room": "presence"})["online"]] == ["watcher"]
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f"
+       b"\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00"
+       b"\x00IEND\xaeB`\x82")
+
+
+def test_typed_messages_across_replicas(cluster, connect):
+    import requests
+    sender, receiver = connect(0, "ana"), connect(2, "bo")
+    for client in (sender, receiver):
+        client.call("join", {"room": "typed"})
+    auth = {"Authorization": "Bearer " + cluster.token("ana")}
+    image = requests.post(cluster.replicas[0].url + "/api/uploads", headers=auth, timeout=10,
+                          files={"file": ("photo.html", PNG, "text/html")})
+    assert image.status_code == 201, image.text
+    doc = requests.post(cluster.replicas[1].url + "/api/uploads", headers=auth, timeout=10,
+                        files={"file": ("notes.txt", b"meeting at noon\n", "application/octet-stream")})
+    sent = [sender.call("send", {"room": "typed", "type": "image", "body": image.json()}),
+            sender.call("send", {"room": "typed", "type": "file", "body": doc.json()}),
+            sender.call("send", {"room": "typed", "type": "location",
+                                 "body": {"lat": 48.8584, "lng": 2.2945, "label": "Eiffel Tower"}})]
+    assert all(ack["ok"] for ack in sent), sent
+    for ack in sent:
+        assert receiver.wait_for("message", lambda m, i=ack["message"]["id"]: m["id"] == i) == ack["message"]
+    assert image.json()["mime"] == "image/png" and image.json()["name"].endswith(".png")
+    # Any replica serves what another stored (shared directory), with safe headers.
+    served = requests.get(cluster.replicas[2].url + image.json()["url"], timeout=10)
+    assert served.content == PNG and served.headers["Content-Type"] == "image/png"
+    assert served.headers["X-Content-Type-Options"] == "nosniff"
+    text = requests.get(cluster.replicas[0].url + doc.json()["url"], timeout=10)
+    assert text.headers["Content-Disposition"].startswith("attachment")
+    bad = sender.call("send", {"room": "typed", "type": "location", "body": {"lat": 91, "lng": 0}})
+    assert bad["error"]["code"] == "invalid_body"
+    forged = sender.call("send", {"room": "typed", "type": "image", "body": doc.json()})
+    assert forged["error"]["code"] == "invalid_body"

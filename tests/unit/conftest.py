@@ -28,7 +28,8 @@ def app_factory_with(app_config, monkeypatch, tmp_path):
         if name.startswith("REALTIME_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("REALTIME_ENV_FILE", str(tmp_path / "none.env"))
-    return lambda **overrides: create_app({**app_config, **overrides})
+    uploads = str(tmp_path / "uploads")
+    return lambda **overrides: create_app({"UPLOAD_DIR": uploads, **app_config, **overrides})
 
 
 @pytest.fixture
