@@ -1,0 +1,80 @@
+"""Key configuration, API keys, rate-limit rules and headers."""
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from realtime.extensions import socketio
+from realtime.services import apikeys
+from realtime.services.ratelimit import parse_rules
+
+
+def es256_pair():
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return key, public
+
+
+def connects(app, token) -> bool:
+    sio = socketio.test_client(app, namespace="/chat", auth={"token": token})
+    return sio.is_connected("/chat")
+
+
+def test_es256_only_accepts_es256(app_factory_with):
+    key, public = es256_pair()
+    app = app_factory_with(JWT_ALGORITHMS="ES256", JWT_PUBLIC_KEY=public, JWT_SECRET_KEY=None)
+    claims = {"sub": "ana", "exp": int(time.time()) + 60}
+    assert connects(app, jwt.encode(claims, key, algorithm="ES256"))
+    assert not connects(app, jwt.encode(claims, "x" * 40, algorithm="HS256"))
+
+
+def test_public_key_file_path_is_read(app_factory_with, tmp_path):
+    key, public = es256_pair()
+    path = tmp_path / "public.pem"
+    path.write_text(public)
+    app = app_factory_with(JWT_ALGORITHMS="ES256", JWT_PUBLIC_KEY=str(path))
+    assert connects(app, jwt.encode({"sub": "bo", "exp": int(time.time()) + 60}, key, algorithm="ES256"))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"JWT_ALGORITHMS": "none"}, "unsupported"),
+    ({"JWT_ALGORITHMS": "HS256,XX999"}, "unsupported"),
+    ({"JWT_ALGORITHMS": "RS256"}, "JWT_PUBLIC_KEY is required"),
+])
+def test_bad_key_configuration_refuses_to_start(app_factory_with, overrides, message):
+    with pytest.raises(RuntimeError, match=message):
+        app_factory_with(**overrides)
+
+
+def test_hsts_only_over_https(client):
+    assert "Strict-Transport-Security" not in client.get("/healthz").headers
+    secure = client.get("/healthz", environ_overrides={"wsgi.url_scheme": "https"})
+    assert secure.headers["Strict-Transport-Security"].startswith("max-age=")
+
+
+def test_api_keys_are_matched_by_hash():
+    key = apikeys.new_key()
+    keys = apikeys.ApiKeys(apikeys.parse(f"ci:{apikeys.hash_key(key)}, broken:nothex, other:{'0' * 64}"))
+    assert set(keys.hashes) == {"ci", "other"}
+    assert keys.identify(key) == "ci"
+    assert keys.identify(key + "x") is None and keys.identify("") is None and keys.identify(None) is None
+
+
+def test_rate_limit_rules_parse():
+    rules = parse_rules("send=20/10 seconds; join = 30/minute ;; typing=")
+    assert set(rules) == {"send", "join"}
+    assert rules["send"].amount == 20 and rules["join"].amount == 30
+
+
+def test_event_limit_answers_rate_limited_and_changes_nothing(app_factory_with, token):
+    app = app_factory_with(RATE_LIMITS="send=2/minute")
+    sio = socketio.test_client(app, namespace="/chat", auth={"token": token("Ana")})
+    sio.emit("join", {"room": "r"}, namespace="/chat", callback=True)
+    acks = [sio.emit("send", {"room": "r", "body": f"m{n}"}, namespace="/chat", callback=True)
+            for n in range(3)]
+    assert [a["ok"] for a in acks] == [True, True, False]
+    assert acks[2]["error"]["code"] == "rate_limited" and acks[2]["error"]["retry_after"] > 0
+    assert app.extensions["realtime"].store.room_bounds("r") == (1, 2)
