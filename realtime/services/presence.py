@@ -67,6 +67,9 @@ class PresenceService:
             gone = self.store.presence_leave(room, instance_id, sid)
             if gone is not None:
                 self.announce(room, gone, False)
+                # Whoever was typing there is not any more (the dead replica can not say so).
+                self.broadcast("typing", {"room": room, "user": gone, "typing": False,
+                                          "expires_in": 0}, room)
                 went += 1
         self.store.remove_instance(instance_id)
         return went

@@ -100,6 +100,7 @@ def test_presence_across_replicas_and_after_sigkill(cluster, connect):
     watcher.call("join", {"room": "presence"})
     doomed = connect(2, "doomed")
     ack = doomed.call("join", {"room": "presence"})
+    doomed.call("typing", {"room": "presence", "typing": True})
     assert {u["id"] for u in ack["online"]} == {"watcher", "doomed"}
     watcher.wait_for("presence", lambda e: e["user"]["id"] == "doomed" and e["online"])
     cluster.replicas[2].kill()
@@ -107,6 +108,8 @@ def test_presence_across_replicas_and_after_sigkill(cluster, connect):
     watcher.wait_for("presence", lambda e: e["user"]["id"] == "doomed" and not e["online"],
                      timeout=cluster.instance_ttl + 6)
     print(f"\nusers of a SIGKILLed replica reported offline after {time.monotonic() - killed:.1f}s")
+    # Their typing indicator ends too, though the dead replica never sent typing:false.
+    watcher.wait_for("typing", lambda e: e["user"]["id"] == "doomed" and not e["typing"])
     assert [u["id"] for u in watcher.call("join", {"room": "presence"})["online"]] == ["watcher"]
 
 

@@ -37,6 +37,7 @@ def test_dead_replicas_presence_is_reaped_by_one_survivor():
     assert claimed == ["dying"] and other.claim_expired() == []
     assert survivor_presence.reap("dying") == 1
     assert ("presence", {"room": "lobby", "user": ANA, "online": False}, "lobby") in sent
+    assert ("typing", {"room": "lobby", "user": ANA, "typing": False, "expires_in": 0}, "lobby") in sent
     assert store.online("lobby") == [BO]
     assert [i["id"] for i in store.list_instances()] == ["other", "survivor"]
 
