@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a replica: settings, state store, extensions, services, blueprints, namespaces, loops."""
-    from . import background, jwt_keys, web
+    from . import background, jwt_keys, web, wirejson, wsfast
     from .blueprints import admin, auth, demo, errors, health, rooms, stats, uploads
     from .events.admin import AdminNamespace
     from .events.chat import ChatNamespace
@@ -26,6 +26,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .store import create_store, limits_storage
 
     settings = load_settings(config)
+    wsfast.install()
     logging.basicConfig(level=settings["LOG_LEVEL"])
     app = Flask(__name__, static_folder=settings["STATIC_DIR"], static_url_path="/static")
     app.config.update(REALTIME=settings, MAX_CONTENT_LENGTH=settings["MAX_HTTP_BUFFER_SIZE"],
@@ -40,7 +41,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
     origins = cors_origins(settings["CORS_ORIGINS"])
     queue = RedisQueue(url, settings["MQ_CHANNEL"], settings["MQ_RETRY_MAX"]) if url else None
-    socketio.init_app(app, client_manager=queue, async_mode=settings["ASYNC_MODE"],
+    socketio.init_app(app, client_manager=queue, async_mode=settings["ASYNC_MODE"], json=wirejson,
                       cors_allowed_origins=web.socketio_origins(origins),
                       max_http_buffer_size=settings["MAX_HTTP_BUFFER_SIZE"])
     web.init_app(app, settings, origins)
@@ -49,6 +50,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     services = build_services(settings, store, broadcaster(socketio), rate_storage,
                               schemas(settings["MESSAGE_MAX_CHARS"], upload_store))
     app.extensions["realtime"] = services
+    if queue is not None:
+        queue.sequencer = services.sequencer
     app.extensions["realtime.uploads"] = upload_store
     app.extensions["realtime.redis"] = getattr(store, "client", None)
 

@@ -317,12 +317,12 @@ class Replica(HealthCheckedServer):
 
 
 class WebhookReceiver(HealthCheckedServer):
-    """The placeholder webhook receiver (webhook/app.py) on host:port."""
+    """The webhook testing service (webhook/app.py) on host:port."""
 
-    def __init__(self, port: int, log_dir: Path, host: str = HOST):
+    def __init__(self, port: int, log_dir: Path, host: str = HOST, env: Mapping[str, str] | None = None):
         argv = [sys.executable, "-m", "webhook", "--host", host, "--port", str(port)]
         super().__init__(f"webhook-{port}", argv, Path(log_dir) / f"webhook-{port}.log",
-                         host, port, cwd=ROOT)
+                         host, port, env=env, cwd=ROOT)
 
 
 def render_nginx_conf(template: str, prefix: Path, log_dir: Path, listen: str,
@@ -440,26 +440,40 @@ class ClusterConfig:
         return [self.http_port, *self.replica_ports, self.webhook_port, *own_redis]
 
 
-def jwt_secret(config: ClusterConfig) -> str:
-    """The cluster's JWT secret, created once and kept in the state dir (replicas must share it)."""
-    path = config.state_dir / "jwt_secret"
+def state_secret(config: ClusterConfig, name: str) -> str:
+    """A secret created once and kept in the state dir (every process of the cluster shares it)."""
+    path = config.state_dir / name
     if not path.exists():
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(48))
     return path.read_text().strip()
 
 
+def jwt_secret(config: ClusterConfig) -> str:
+    """The cluster's JWT secret (replicas must share it)."""
+    return state_secret(config, "jwt_secret")
+
+
 def cluster_plan(config: ClusterConfig) -> list[list[Process]]:
     """The processes to start, in waves that may boot together."""
+    from .services.apikeys import hash_key
+    webhook_secret, api_key = state_secret(config, "webhook_secret"), state_secret(config, "api_key")
     env = {**os.environ, "REALTIME_REDIS_URL": config.redis_url,
-           "REALTIME_JWT_SECRET_KEY": jwt_secret(config), "REALTIME_DEMO_LOGIN": "1"}
+           "REALTIME_JWT_SECRET_KEY": jwt_secret(config), "REALTIME_DEMO_LOGIN": "1",
+           "REALTIME_PROXY_COUNT": "1", "REALTIME_API_KEYS": f"webhook-tester:{hash_key(api_key)}",
+           "REALTIME_WEBHOOK_URLS": f"http://{HOST}:{config.webhook_port}/webhook",
+           "REALTIME_WEBHOOK_SECRET": webhook_secret}
     replicas = [Replica(port, env, config.log_dir, instance_id=f"replica-{n}")
                 for n, port in enumerate(config.replica_ports, start=1)]
     waves: list[list[Process]] = [] if config.external_redis_url else [
         [RedisServer(config.redis_port, config.state_dir / "redis", log_dir=config.log_dir)]]
     nginx = Nginx(config.state_dir / "nginx", config.http_port, config.replica_ports,
                   log_dir=config.log_dir)
-    return waves + [replicas + [WebhookReceiver(config.webhook_port, config.log_dir)], [nginx]]
+    tester_env = {**os.environ, "WEBHOOK_SECRET": webhook_secret, "WEBHOOK_REDIS_URL": config.redis_url,
+                  "WEBHOOK_REALTIME_URL": f"http://{HOST}:{config.http_port}",
+                  "WEBHOOK_REALTIME_API_KEY": api_key}
+    tester = WebhookReceiver(config.webhook_port, config.log_dir, env=tester_env)
+    return waves + [replicas + [tester], [nginx]]
 
 
 def load_records(config: ClusterConfig) -> list[dict]:
@@ -542,7 +556,7 @@ def print_urls(config: ClusterConfig) -> None:
     lines += [(f"replica-{n}", f"http://{HOST}:{port}/  (/healthz, /readyz)")
               for n, port in enumerate(config.replica_ports, start=1)]
     lines += [("redis", config.redis_url + ("  (REDIS_URL)" if config.external_redis_url else "")),
-              ("webhook", f"http://{HOST}:{config.webhook_port}/webhook  (received: /events)"),
+              ("webhook", f"http://{HOST}:{config.webhook_port}/  (testing UI; deliveries: /webhook)"),
               ("state and logs", str(config.state_dir))]
     print("realtime cluster is up:")
     for label, value in lines:

@@ -1,9 +1,14 @@
-"""The Socket.IO message queue on Redis, with a listener that comes back quickly.
+"""The Socket.IO message queue on Redis, with a listener that comes back quickly and no gaps.
 
 python-socketio's RedisManager (5.14-5.18) re-subscribes after a Redis outage with a backoff
-that doubles up to 60 s, so a replica could stay deaf for a minute after Redis returns. This
-adapter overrides only that retry loop (its one private hook) with a short, capped backoff and
-turns on TCP keepalive and health checks so a half-open connection is noticed.
+that doubles up to 60 s, so a replica could stay deaf for a minute after Redis returns, and
+whatever was published meanwhile is lost to it. This adapter overrides two hooks of the
+manager (written for python-socketio 5.14-5.18; tests/unit/test_factory.py checks they exist):
+- `_redis_listen_with_retries`: a short, capped backoff, TCP keepalive and health checks, and a
+  catch-up from the store after every re-subscription;
+- `_handle_emit` (every emit, local or from another replica, passes here): `message` events go
+  through a Sequencer, which delivers each room's messages once and in id order, fetching any
+  gap from the store.
 """
 from __future__ import annotations
 
@@ -13,6 +18,9 @@ from typing import Any, Iterator
 
 import socketio
 
+from .sequencer import Sequencer
+from .services.messages import audience
+
 log = logging.getLogger(__name__)
 
 
@@ -21,27 +29,49 @@ class RedisQueue(socketio.RedisManager):
 
     name = "realtime-redis"
 
-    def __init__(self, url: str, channel: str, retry_max: float = 2.0, write_only: bool = False):
+    def __init__(self, url: str, channel: str, retry_max: float = 2.0, write_only: bool = False,
+                 sequencer: Sequencer | None = None):
         options = {"socket_keepalive": True, "health_check_interval": 10, "socket_connect_timeout": 5}
         super().__init__(url, channel=channel, write_only=write_only, redis_options=options)
         self.retry_max = retry_max
-        self.resubscribed = 0
+        self.sequencer = sequencer
+        self.subscriptions = 0
+
+    def _handle_emit(self, message: dict[str, Any]) -> None:
+        """Deliver locally; chat messages in per-room order, gaps filled, repeats dropped."""
+        payload = message.get("data")
+        chat = (self.sequencer is not None and message.get("event") == "message"
+                and message.get("namespace") == "/chat" and isinstance(payload, list)
+                and len(payload) == 1 and isinstance(payload[0], dict) and "id" in payload[0])
+        if not chat:
+            return super()._handle_emit(message)
+        for item in self.sequencer.admit(payload[0]):
+            super()._handle_emit({**message, "data": [item]})
+
+    def catch_up(self) -> None:
+        """Deliver what was stored while this replica was not listening."""
+        for item in self.sequencer.pending() if self.sequencer else []:
+            self._handle_emit({"method": "emit", "event": "message", "data": [item],
+                               "namespace": "/chat", "room": audience(item["room"]),
+                               "host_id": self.host_id})
 
     def _redis_listen_with_retries(self) -> Iterator[dict[str, Any]]:
         """Yield pub/sub messages forever, reconnecting with a capped backoff."""
         delay = 0.1
-        subscribed = False
         while True:
             try:
-                if not subscribed:
-                    self._redis_connect()
-                    self.pubsub.subscribe(self.channel)
-                    subscribed = True
-                    self.resubscribed += 1
-                    delay = 0.1
-                yield from self.pubsub.listen()
+                self._redis_connect()
+                # Our own reference: a failed publish reconnects too and swaps self.pubsub for a
+                # fresh, unsubscribed one, on which listen() would end at once (a deaf replica).
+                pubsub = self.pubsub
+                pubsub.subscribe(self.channel)
+                self.subscriptions += 1
+                delay = 0.1
+                if self.subscriptions > 1 and self.server is not None:
+                    self.server.start_background_task(self.catch_up)
+                yield from pubsub.listen()
+                log.warning("message queue subscription ended; subscribing again")
             except Exception as exc:
                 log.warning("message queue listener lost Redis (%s); retrying in %.1fs", exc, delay)
-                subscribed = False
-                time.sleep(delay)
-                delay = min(delay * 2, self.retry_max)
+            time.sleep(delay)
+            delay = min(delay * 2, self.retry_max)

@@ -55,7 +55,9 @@ DEFAULTS: dict[str, Any] = {
     "MQ_CHANNEL": "realtime",
     "MQ_RETRY_MAX": 2.0,
     "REDIS_SOCKET_TIMEOUT": 5.0,
-    "MAX_HTTP_BUFFER_SIZE": 1_000_000,
+    # The largest event is a 4000-character text (about 25 kB of JSON at worst); a bigger cap
+    # only lets one client make the worker unmask and validate megabytes per frame.
+    "MAX_HTTP_BUFFER_SIZE": 100_000,
     "STATIC_DIR": str(PROJECT_ROOT / "static"),
     "BACKGROUND_TASKS": True,
     # None lets Flask-SocketIO pick (gevent under gunicorn); tests use "threading".

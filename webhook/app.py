@@ -1,72 +1,68 @@
-"""Placeholder webhook receiver: keeps what it is sent so a developer can look at it.
+"""The webhook testing service: receives realtime's signed webhooks and shows them in a browser.
 
-`POST /webhook` stores the JSON body and the headers in memory (the newest MAX_EVENTS),
-`GET /events` lists them, `GET /healthz` says it is alive. It verifies nothing: the real
-signed-webhook service (signature checks, testing UI) comes with the webhooks issue.
-Run it with `python -m webhook --port 8090` or `gunicorn 'webhook.app:create_app()'`.
+`POST /webhook` verifies the signature (webhook/signing.py), keeps every request in memory (the
+newest WEBHOOK_MAX_EVENTS, refused ones too) and answers as the current mode says: ok (200),
+fail (500) or hang. `GET /` is the testing UI; its JSON API is in webhook/api.py.
+Run it with `python -m webhook --port 8090` (threaded) or, long-lived,
+`gunicorn -k gevent --workers 1 'webhook.app:create_app()'`: one process, since memory is the
+store, and a threaded or gevent server, so a hanging answer does not block the others.
 """
 from __future__ import annotations
 
-import time
-from collections import deque
+import logging
+from dataclasses import dataclass
 from typing import Any, Mapping
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Flask
+from werkzeug.exceptions import HTTPException
 
-DEFAULTS = {
-    "MAX_EVENTS": 200,
-    # Bounded like everything from outside: a webhook is a small JSON document.
-    "MAX_CONTENT_LENGTH": 1_000_000,
-}
-
-bp = Blueprint("webhook", __name__)
+from .relay import RedisPath
+from .settings import load_settings
+from .store import EventStore, Mode
+from .web import Invalid, add_security_headers, error
 
 
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the receiver; `test_config` overrides the defaults."""
-    app = Flask(__name__)
-    app.config.from_mapping(DEFAULTS)
-    app.config.from_mapping(test_config or {})
-    # One process, one list: the receiver runs a single worker, so memory is the whole store.
-    app.extensions["webhook_events"] = deque(maxlen=app.config["MAX_EVENTS"])
-    app.register_blueprint(bp)
-    app.register_error_handler(413, too_large)
+@dataclass
+class ReceiverState:
+    """Everything the requests of one app share; every mutable part guards itself with a lock."""
+
+    settings: dict[str, Any]
+    secret: bytes | None  # None: verification is off (WEBHOOK_INSECURE_NO_SECRET)
+    events: EventStore
+    mode: Mode
+    redis: RedisPath
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the receiver: defaults, then WEBHOOK_* environment, then `config` (unprefixed keys)."""
+    settings = load_settings(config)
+    app = Flask(__name__)  # static files from webhook/static
+    app.config["MAX_CONTENT_LENGTH"] = settings["MAX_BODY"]
+    app.json.sort_keys = False  # keep received headers and bodies in their order
+    secret = settings["SECRET"]
+    app.extensions["webhook"] = ReceiverState(
+        settings=settings, secret=secret.encode() if isinstance(secret, str) else secret,
+        events=EventStore(settings["MAX_EVENTS"], settings["MAX_BYTES"]), mode=Mode(),
+        redis=RedisPath(settings["REDIS_URL"]))
+    from . import api, receive  # blueprints import nothing from here: no cycle
+    app.register_blueprint(receive.bp)
+    app.register_blueprint(api.bp)
+    app.register_error_handler(Invalid, refused)
+    app.register_error_handler(HTTPException, http_error)
+    app.after_request(add_security_headers)
+    if app.extensions["webhook"].secret is None:
+        logging.getLogger(__name__).warning(
+            "webhook: WEBHOOK_INSECURE_NO_SECRET is on: deliveries are NOT verified")
     return app
 
 
-def events() -> deque:
-    """The received events of the current app, oldest first."""
-    return current_app.extensions["webhook_events"]
+def refused(refusal: Invalid):
+    """A refused API request: its structured error, logged once."""
+    logging.getLogger(__name__).info("webhook: refused %s: %s", refusal.code, refusal.message)
+    return error(refusal.status, refusal.code, refusal.message)
 
 
-def error(status: int, code: str, message: str):
-    """A JSON error in the project's `{"error": {"code", "message"}}` shape."""
-    return jsonify(error={"code": code, "message": message}), status
-
-
-def too_large(_exc):
-    """Body over MAX_CONTENT_LENGTH."""
-    return error(413, "payload_too_large", "webhook body too large")
-
-
-@bp.post("/webhook")
-def receive():
-    """Store one delivery: its JSON body and headers."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, (dict, list)):
-        current_app.logger.warning("webhook: rejected a body that is not JSON")
-        return error(400, "invalid_json", "body must be a JSON object or array")
-    events().append({"received_at": time.time(), "headers": dict(request.headers), "body": body})
-    return jsonify(ok=True), 202
-
-
-@bp.get("/events")
-def list_events():
-    """Everything received so far (bounded), oldest first."""
-    return jsonify(events=list(events()))
-
-
-@bp.get("/healthz")
-def healthz():
-    """The process is alive."""
-    return jsonify(status="ok")
+def http_error(exc: HTTPException):
+    """404, 405, 413… as JSON errors like every other answer."""
+    code = (exc.name or "error").lower().replace(" ", "_")
+    return error(exc.code or 500, code, exc.description or exc.name)

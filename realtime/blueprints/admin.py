@@ -1,27 +1,30 @@
 """Admin HTTP routes: token revocation and private-room invitations (admin role or API key)."""
 from __future__ import annotations
 
+import re
 import time
 
 from flask import Blueprint, current_app, jsonify, request
 
 from ..errors import AppError
 from ..services import validation
-from .guards import require_admin
+from .guards import json_body, require_admin
 
 bp = Blueprint("admin", __name__, url_prefix="/api/admin")
+JTI_RE = re.compile(r"^[\x21-\x7e]{1,128}\Z")
 
 
 @bp.post("/revocations")
 def revoke():
     """Put a token id on the denylist until its expiry (`{"jti", "exp"?}`)."""
     require_admin()
-    data = validation.payload_dict(request.get_json(silent=True))
+    data = json_body()
     jti, exp = data.get("jti"), data.get("exp")
-    if not isinstance(jti, str) or not 1 <= len(jti) <= 128:
-        raise AppError("invalid_payload", "jti must be a token id string")
+    if not isinstance(jti, str) or not JTI_RE.match(jti):
+        raise AppError("invalid_payload", "jti must be 1-128 printable ASCII characters")
     max_ttl = current_app.config["REALTIME"]["JWT_ACCESS_TOKEN_EXPIRES"] + 3600
-    if exp is not None and (isinstance(exp, bool) or not isinstance(exp, (int, float))):
+    if exp is not None and (isinstance(exp, bool) or not isinstance(exp, (int, float))
+                            or not 0 <= exp <= 2**40):
         raise AppError("invalid_payload", "exp must be a Unix time")
     ttl = max_ttl if exp is None else min(max(exp - time.time(), 1), 366 * 86400)
     current_app.extensions["realtime"].store.revoke_token(jti, ttl)
@@ -36,5 +39,5 @@ def invite(room: str):
     room = services.messages.room(room)
     if not services.access.is_private(room):
         raise AppError("invalid_room", "only private rooms take invitations")
-    user = validation.user_id(validation.payload_dict(request.get_json(silent=True)).get("user"), "user")
+    user = validation.user_id(json_body().get("user"), "user")
     return jsonify(room=room, user=user, added=services.store.invite(room, user)), 201

@@ -4,7 +4,7 @@ from flask import Blueprint, current_app, jsonify, request
 from .. import auth
 from ..errors import AppError
 from ..extensions import limiter
-from ..services import validation
+from .guards import json_body
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 
@@ -15,6 +15,6 @@ def token():
     """Issue a demo access token for `{"username"}`."""
     if not current_app.config["REALTIME"]["DEMO_LOGIN"]:
         raise AppError("not_found", "demo login is disabled", 404)
-    data = validation.payload_dict(request.get_json(silent=True))
+    data = json_body()
     access_token, user = auth.issue_demo_token(data.get("username"))
     return jsonify(access_token=access_token, token_type="Bearer", user=user)

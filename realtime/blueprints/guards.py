@@ -7,7 +7,7 @@ from flask import current_app, request
 
 from .. import auth
 from ..errors import AppError, AuthError
-from ..services import apikeys
+from ..services import apikeys, validation
 from ..services.access import ADMIN
 
 SERVICE = "service"
@@ -25,6 +25,15 @@ class Caller:
         """Trusted backend: an API key, or a token with the service or admin role."""
         return bool(self.api_key) or bool(self.principal and (
             self.principal.has_role(SERVICE) or self.principal.has_role(ADMIN)))
+
+
+def json_body() -> dict:
+    """The request's JSON object; anything else (or absurd nesting) is a structured 400."""
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        data = None
+    return validation.payload_dict(data)
 
 
 def caller() -> Caller:

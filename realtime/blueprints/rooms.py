@@ -3,7 +3,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ..errors import ValidationError
 from ..services import validation
-from .guards import caller, require_server
+from .guards import caller, json_body, require_server
 
 bp = Blueprint("rooms", __name__, url_prefix="/api/rooms")
 
@@ -13,7 +13,7 @@ def int_arg(name: str) -> int | None:
     raw = request.args.get(name)
     if raw is None:
         return None
-    if not raw.isdigit() or len(raw) > 16:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 16:
         raise ValidationError("invalid_payload", f"{name} must be a non-negative integer")
     return int(raw)
 
@@ -36,7 +36,7 @@ def post_message(room: str):
     services = current_app.extensions["realtime"]
     who = require_server()
     room = services.messages.room(room)
-    data = validation.payload_dict(request.get_json(silent=True))
+    data = json_body()
     name = validation.username(data["from"]) if "from" in data else "system"
     services.limits.hit("send", f"server:{who.api_key or who.principal.id}")
     message = services.messages.send({"id": name.lower(), "name": name}, room, data)

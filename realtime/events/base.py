@@ -13,6 +13,8 @@ from ..store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 LIFECYCLE = {"on_connect", "on_disconnect"}
+# Names python-socketio uses for lifecycle calls; a client may send them as ordinary events.
+RESERVED = {"connect", "disconnect", "connect_error", "__disconnect_final"}
 
 
 def error_ack(error: AppError) -> dict[str, Any]:
@@ -57,8 +59,17 @@ class AckNamespace(Namespace):
     def refused(self, event: str, error: AppError) -> None:
         """Called after an event was refused (e.g. to spot abuse)."""
 
-    def trigger_event(self, event: str, *args: Any) -> Any:
-        """Answer unknown events with an error ack instead of dropping them silently."""
-        if not hasattr(self, "on_" + (event or "")):
-            return error_ack(AppError("unknown_event", f"unknown event {event!r}"))
+    def trigger_event(self, event: Any, *args: Any) -> Any:
+        """Dispatch; unknown, non-string and client-sent lifecycle names get an error ack."""
+        if not isinstance(event, str) or not hasattr(self, "on_" + event) or self.is_spoofed(event, args):
+            return error_ack(AppError("unknown_event", f"unknown event {str(event)[:64]!r}"))
         return super().trigger_event(event, *args)
+
+    def is_spoofed(self, event: str, args: tuple) -> bool:
+        """A lifecycle name sent by a connected client as an ordinary event."""
+        # python-socketio runs the real connect/disconnect handlers while the client is
+        # pending (is_connected is False then); an event from a connected client is not one.
+        if event not in RESERVED:
+            return False
+        sid = args[0] if args else None
+        return bool(sid) and self.socketio.server.manager.is_connected(sid, self.namespace)

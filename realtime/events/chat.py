@@ -94,11 +94,15 @@ class ChatNamespace(AckNamespace):
         since = validation.message_id(data.get("since"), "since")
         # Join before reading so that nothing falls between; overlap is deduplicated by id.
         join_room(room)
+        bounds = self.services.store.room_bounds(room)
+        # From here on this replica delivers the room without gaps (see Sequencer).
+        self.services.sequencer.note(room, bounds[1])
         self.services.presence.joined(request.sid, user, room)
-        missed, truncated = self.services.messages.missed(room, since) if since is not None else ([], False)
+        missed, truncated = (self.services.messages.missed(room, since, bounds) if since is not None
+                             else ([], False))
         reads = self.services.receipts.reads(room)
         return {"room": room, "missed": missed, "truncated": truncated,
-                "unread": self.services.receipts.unread(room, reads.get(user["id"], 0)),
+                "unread": self.services.receipts.unread(room, reads.get(user["id"], 0), bounds),
                 "online": self.services.presence.online(room), "reads": reads}
 
     def on_leave(self, payload: Any) -> dict[str, Any]:

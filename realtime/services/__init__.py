@@ -11,6 +11,7 @@ from .messages import MessagePolicy, MessageService
 from .presence import PresenceService
 from .ratelimit import RateLimiter, parse_rules
 from .receipts import ReceiptService
+from ..sequencer import Sequencer
 from .tokens import TokenWatch
 from .typing import TypingService
 
@@ -32,6 +33,7 @@ class Services:
     access: AccessPolicy
     limits: RateLimiter
     tokens: TokenWatch
+    sequencer: Sequencer
 
 
 def message_policy(settings: dict[str, Any]) -> MessagePolicy:
@@ -57,4 +59,5 @@ def build_services(settings: dict[str, Any], store: Store, broadcast: Any, rate_
         typing=TypingService(store, broadcast, settings["TYPING_THROTTLE"], settings["TYPING_EXPIRES"]),
         access=AccessPolicy(store, settings["PRIVATE_ROOM_PREFIX"]),
         limits=RateLimiter(rate_storage, parse_rules(settings["RATE_LIMITS"])),
-        tokens=TokenWatch(settings["TOKEN_EXPIRING_NOTICE"], settings["JWT_LEEWAY"]))
+        tokens=TokenWatch(settings["TOKEN_EXPIRING_NOTICE"], settings["JWT_LEEWAY"]),
+        sequencer=Sequencer(store.messages_after))

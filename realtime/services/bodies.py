@@ -67,6 +67,8 @@ def label(value: Any) -> str:
         raise invalid(f"body.label must be a string of at most {LABEL_MAX} characters")
     if any(ord(char) < 32 or 127 <= ord(char) < 160 for char in value):
         raise invalid("body.label must not contain control characters")
+    if not validation.is_unicode(value):
+        raise invalid("body.label must be valid Unicode")
     return value
 
 

@@ -29,6 +29,12 @@ def user_room(user_id: str) -> str:
     return f"user:{user_id}"
 
 
+def audience(room: str) -> str | list[str]:
+    """Where a room's messages go: the room, plus both users' own rooms for a direct room."""
+    pair = validation.dm_users(room)
+    return [room, *(user_room(u) for u in pair)] if pair else room
+
+
 def now_ms() -> int:
     """Wall-clock time in milliseconds since the epoch."""
     return int(time.time() * 1000)
@@ -56,7 +62,7 @@ class MessageService:
         if recipient == sender["id"]:
             raise ValidationError("invalid_payload", "to must be another user")
         room = validation.dm_room(sender["id"], recipient)
-        return room, [room, user_room(sender["id"]), user_room(recipient)]
+        return room, audience(room)
 
     def conversations(self, user_id: str, limit: int = 100) -> list[dict[str, Any]]:
         """A user's direct-message rooms, most recent first, with the peer and the newest id."""
@@ -94,9 +100,10 @@ class MessageService:
             self.broadcast("message", appended.message, audience or room)
         return appended.message
 
-    def missed(self, room: str, since: int) -> tuple[list[dict[str, Any]], bool]:
+    def missed(self, room: str, since: int,
+               bounds: tuple[int, int] | None = None) -> tuple[list[dict[str, Any]], bool]:
         """Messages after `since`, and whether some were lost to retention or the bound."""
-        oldest, newest = self.store.room_bounds(room)
+        oldest, newest = bounds or self.store.room_bounds(room)
         messages = self.store.messages_after(room, since, self.policy.recovery_max)
         gap = oldest > since + 1 if oldest else newest > since
         cut = bool(messages) and messages[-1]["id"] < newest

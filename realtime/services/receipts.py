@@ -28,9 +28,9 @@ class ReceiptService:
         """Every user's last-read id in a room."""
         return self.store.read_positions(room)
 
-    def unread(self, room: str, last_read: int) -> int:
+    def unread(self, room: str, last_read: int, bounds: tuple[int, int] | None = None) -> int:
         """How many retained messages come after `last_read` (ids are contiguous per room)."""
-        oldest, newest = self.store.room_bounds(room)
+        oldest, newest = bounds or self.store.room_bounds(room)
         if not oldest:
             return 0
         return max(0, newest - max(last_read, oldest - 1))

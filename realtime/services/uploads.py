@@ -46,7 +46,7 @@ SIGNATURES: tuple[tuple[str, tuple[tuple[int, bytes], ...]], ...] = (
 )
 
 # Only the strict stored form: no separators, no dots to climb with, never a sidecar or temp file.
-STORED_RE = re.compile(r"^[0-9a-f]{64}\.(?:%s)$" % "|".join(MIME_BY_EXT))
+STORED_RE = re.compile(r"^[0-9a-f]{64}\.(?:%s)\Z" % "|".join(MIME_BY_EXT))
 # C0 controls but tab, LF, FF and CR; DEL; C1 controls.
 BINARY_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f-\x9f]")
 LEADING_SPACE_RE = re.compile(r"^[\s\ufeff]+")

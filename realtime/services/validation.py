@@ -6,11 +6,11 @@ from typing import Any
 
 from ..errors import ValidationError
 
-ROOM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,32}$")
-USER_ID_RE = re.compile(r"^[a-z0-9_.\-]{1,32}$")
-DM_RE = re.compile(r"^dm:([a-z0-9_.\-]{1,32}):([a-z0-9_.\-]{1,32})$")
-CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+ROOM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}\Z")
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,32}\Z")
+USER_ID_RE = re.compile(r"^[a-z0-9_.\-]{1,32}\Z")
+DM_RE = re.compile(r"^dm:([a-z0-9_.\-]{1,32}):([a-z0-9_.\-]{1,32})\Z")
+CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}\Z")
 
 
 def payload_dict(payload: Any) -> dict[str, Any]:
@@ -88,10 +88,19 @@ def client_id(value: Any) -> str | None:
     return value
 
 
+def is_unicode(value: str) -> bool:
+    """Whether a string is valid Unicode (no lone surrogates, which UTF-8 cannot carry)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def text_body(value: Any, max_chars: int) -> str:
     """A non-blank text message within the length limit."""
-    if not isinstance(value, str):
-        raise ValidationError("invalid_body", "body of a text message must be a string")
+    if not isinstance(value, str) or not is_unicode(value):
+        raise ValidationError("invalid_body", "body of a text message must be a valid Unicode string")
     if not value.strip():
         raise ValidationError("invalid_body", "body must not be empty")
     if len(value) > max_chars:

@@ -42,7 +42,8 @@ def follows(lines: list[str], first: str, second: str) -> bool:
 def services(system_executable) -> dict[str, list[str]]:
     """docker-compose.yml as `docker-compose config` resolves it, split per service."""
     compose = system_executable("docker-compose")
-    env = {**os.environ, "REALTIME_JWT_SECRET_KEY": "compose-config-check-" + "x" * 32}
+    env = {**os.environ, "REALTIME_JWT_SECRET_KEY": "compose-config-check-" + "x" * 32,
+           "REALTIME_WEBHOOK_SECRET": "compose-webhook-check-" + "y" * 32}
     done = subprocess.run([compose, "-f", "docker-compose.yml", "config"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -59,5 +59,7 @@ def test_queue_adapter_hook_still_exists():
     """realtime.queue overrides this private hook of python-socketio; fail loudly if it moves."""
     import socketio
     from realtime.queue import RedisQueue
-    assert hasattr(socketio.RedisManager, "_redis_listen_with_retries")
+    for hook in ("_redis_listen_with_retries", "_handle_emit", "_redis_connect"):
+        assert hasattr(socketio.RedisManager, hook), hook
     assert RedisQueue._redis_listen_with_retries is not socketio.RedisManager._redis_listen_with_retries
+    assert RedisQueue._handle_emit is not socketio.RedisManager._handle_emit

@@ -1,0 +1,54 @@
+"""The packet JSON decoder and the websocket unmasking adapter."""
+import json
+import os
+
+import pytest
+from geventwebsocket.websocket import Header
+
+from realtime import wirejson, wsfast
+
+
+def test_ordinary_packets_decode_unchanged():
+    packet = {"room": "lobby", "since": 41, "body": "héllo", "nested": [1, [2, {"a": None}]]}
+    assert wirejson.loads(json.dumps(packet)) == packet
+
+
+def test_overlong_integers_become_infinity_not_an_error():
+    assert wirejson.loads('{"since": %s}' % ("9" * 150)) == {"since": float("inf")}
+    assert wirejson.loads("[%s]" % ("1" * 100)) == [int("1" * 100)]
+
+
+def test_deep_nesting_is_cut_and_absurd_nesting_is_a_value_error():
+    deep = "[" * 500 + "1" + "]" * 500
+    value = wirejson.loads(deep)
+    depth = 0
+    while isinstance(value, list):
+        value, depth = value[0], depth + 1
+    assert value is None and depth == wirejson.MAX_DEPTH + 1
+    with pytest.raises(ValueError):
+        wirejson.loads("[" * 100_000 + "]" * 100_000)
+
+
+def test_malformed_json_still_raises_value_error():
+    with pytest.raises(ValueError):
+        wirejson.loads("{not json")
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 127, 65_536, 100_001])
+def test_unmask_matches_gevent_websocket(size):
+    header = Header(length=size)
+    header.mask = os.urandom(4)
+    payload = os.urandom(size)
+    expected = bytearray(b ^ header.mask[i % 4] for i, b in enumerate(payload))
+    assert wsfast._mask_payload(header, payload) == expected
+
+
+def test_unmask_without_wsaccel(monkeypatch):
+    monkeypatch.setattr(wsfast, "XorMaskerSimple", None)
+    payload, mask = os.urandom(1001), os.urandom(4)
+    assert wsfast.xor_mask(payload, mask) == bytearray(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def test_install_replaces_the_per_byte_loop():
+    wsfast.install()
+    assert Header.unmask_payload is wsfast._mask_payload
