@@ -22,6 +22,18 @@
   var HISTORY_PAGE = 50;           // messages per `history` request
   var CATCH_UP_PAGES = 10;         // history pages fetched after a truncated replay
   var TOKEN_CODES = { auth_required: true, token_invalid: true, token_expired: true };
+  var TYPING_REPEAT_MS = 2500;     // repeat `typing: true` this often while typing goes on
+  var TYPING_IDLE_MS = 4000;       // `typing: false` after this long without a keystroke
+  var TYPING_EXPIRES_MS = 6000;    // when an incoming `typing` has no usable expires_in
+  var TYPING_EXPIRES_MAX_MS = 60000;
+  var TYPING_BUDGET = 20;          // typing events per TYPING_BUDGET_WINDOW_MS at most
+  var TYPING_BUDGET_WINDOW_MS = 10000;
+  var READ_DELAY_MS = 1000;        // `read` at most about once a second (limit: 120/minute)
+  var GEO_TIMEOUT_MS = 10000;
+  var DROP_MAX_FILES = 5;          // files uploaded from one drop or paste
+  var LABEL_MAX = 200;
+  var ACCURACY_MAX = 10000000;     // metres, the server's bound
+  var OSM = "https://www.openstreetmap.org/";
 
   var STATUS = {
     CONNECTING: "connecting",
@@ -60,7 +72,14 @@
     retryAttempt: 0,
     refreshing: false,
     errorSource: null,
-    cacheTimer: null
+    cacheTimer: null,
+    names: new Map(),      // user id -> display name, learned from any payload carrying {id, name}
+    typingRoom: null,      // room where this user is announced as typing
+    typingSentAt: 0,       // when `typing: true` last went out
+    typingIdleTimer: null,
+    busy: new Map(),       // key -> text of a running upload or location lookup
+    busySeq: 0,
+    stick: true            // the message list is scrolled to the bottom (keep it there)
   };
 
   var el = {};
@@ -169,8 +188,147 @@
     text: function (msg) {
       var body = typeof msg.body === "string" ? msg.body : (msg.body === null || msg.body === undefined ? "" : JSON.stringify(msg.body));
       return createEl("p", "body body-text", body);
+    },
+
+    // body: {url, name, mime, size}; a preview that opens the full image in a new tab.
+    image: function (msg) {
+      var b = msg.body;
+      var url = isObject(b) ? safeUrl(b.url, true) : null;   // img-src 'self': only our own uploads
+      if (!url) { return null; }
+      var name = typeof b.name === "string" && b.name ? b.name : "image";
+      var fig = createEl("figure", "body body-image attachment");
+      var link = createEl("a", "image-link");
+      link.setAttribute("href", url);
+      link.setAttribute("target", "_blank");
+      link.setAttribute("rel", "noopener noreferrer");
+      link.setAttribute("title", "Open " + name + " in a new tab");
+      var img = createEl("img", "image-preview");
+      img.setAttribute("alt", name);
+      img.setAttribute("decoding", "async");
+      img.addEventListener("load", keepAtBottom);
+      img.addEventListener("error", function () { fig.classList.add("broken"); });
+      img.setAttribute("src", url);
+      link.appendChild(img);
+      fig.appendChild(link);
+      var cap = createEl("figcaption", "attachment-caption");
+      cap.appendChild(createEl("span", "attachment-name", name));
+      var size = formatBytes(b.size);
+      if (size) { cap.appendChild(createEl("span", "attachment-size", size)); }
+      fig.appendChild(cap);
+      return fig;
+    },
+
+    // body: {url, name, mime, size}; a download link with its size and type.
+    file: function (msg) {
+      var b = msg.body;
+      var url = isObject(b) ? safeUrl(b.url, false) : null;
+      if (!url) { return null; }
+      var name = typeof b.name === "string" && b.name ? b.name : "file";
+      var box = createEl("div", "body body-file attachment");
+      box.appendChild(createEl("span", "file-icon", fileBadge(name, b.mime)));
+      var info = createEl("div", "file-info");
+      var link = createEl("a", "file-link", name);
+      link.setAttribute("href", url);
+      link.setAttribute("download", name);
+      link.setAttribute("rel", "noopener noreferrer");
+      link.setAttribute("title", "Download " + name);
+      info.appendChild(link);
+      var meta = [formatBytes(b.size), typeof b.mime === "string" ? b.mime : ""].filter(Boolean).join(" · ");
+      info.appendChild(createEl("span", "file-meta", meta));
+      box.appendChild(info);
+      return box;
+    },
+
+    // body: {lat, lng, accuracy?, label?}; coordinates and an OpenStreetMap link.
+    location: function (msg) {
+      var b = msg.body;
+      if (!isObject(b)) { return null; }
+      var lat = typeof b.lat === "number" ? b.lat : NaN;
+      var lng = typeof b.lng === "number" ? b.lng : NaN;
+      if (!(isFinite(lat) && isFinite(lng) && Math.abs(lat) <= 90 && Math.abs(lng) <= 180)) { return null; }
+      var la = lat.toFixed(5), lo = lng.toFixed(5);
+      var box = createEl("div", "body body-location");
+      box.setAttribute("data-lat", la);
+      box.setAttribute("data-lng", lo);
+      var icon = createEl("span", "location-icon");
+      icon.appendChild(pinIcon());
+      box.appendChild(icon);
+      var info = createEl("div", "location-info");
+      if (typeof b.label === "string" && b.label) {
+        info.appendChild(createEl("span", "location-label", b.label));
+      }
+      var line = createEl("span", "location-line");
+      line.appendChild(createEl("span", "location-coords", la + ", " + lo));
+      if (typeof b.accuracy === "number" && isFinite(b.accuracy) && b.accuracy >= 0) {
+        line.appendChild(createEl("span", "location-accuracy", "±" + formatDistance(b.accuracy)));
+      }
+      info.appendChild(line);
+      var link = createEl("a", "location-link", "open map");
+      link.setAttribute("href", OSM + "?mlat=" + la + "&mlon=" + lo + "#map=16/" + la + "/" + lo);
+      link.setAttribute("target", "_blank");
+      link.setAttribute("rel", "noopener noreferrer");
+      link.setAttribute("title", "Open this location on OpenStreetMap (new tab)");
+      info.appendChild(link);
+      box.appendChild(info);
+      return box;
     }
   };
+
+  // A map pin drawn as SVG (an emoji would depend on the system's fonts).
+  function pinIcon() {
+    var NS = "http://www.w3.org/2000/svg";
+    var svg = document.createElementNS(NS, "svg");
+    [["viewBox", "0 0 24 24"], ["width", "18"], ["height", "18"], ["fill", "none"], ["stroke", "currentColor"],
+      ["stroke-width", "2"], ["stroke-linecap", "round"], ["stroke-linejoin", "round"], ["aria-hidden", "true"],
+      ["focusable", "false"]].forEach(function (a) { svg.setAttribute(a[0], a[1]); });
+    var path = document.createElementNS(NS, "path");
+    path.setAttribute("d", "M21 10c0 7-9 13-9 13s-9-6-9-13a9 9 0 0 1 18 0z");
+    var dot = document.createElementNS(NS, "circle");
+    dot.setAttribute("cx", "12");
+    dot.setAttribute("cy", "10");
+    dot.setAttribute("r", "3");
+    svg.appendChild(path);
+    svg.appendChild(dot);
+    return svg;
+  }
+
+  // An http(s) URL from a message body, or null; `sameOrigin` for what the page embeds.
+  function safeUrl(raw, sameOrigin) {
+    if (typeof raw !== "string" || !raw) { return null; }
+    var u;
+    try { u = new URL(raw, window.location.href); } catch (e) { return null; }
+    if (u.protocol !== "http:" && u.protocol !== "https:") { return null; }
+    if (sameOrigin && u.origin !== window.location.origin) { return null; }
+    return u.href;
+  }
+
+  function formatBytes(n) {
+    if (typeof n !== "number" || !isFinite(n) || n < 0) { return ""; }
+    if (n < 1024) { return n + " B"; }
+    var units = ["KB", "MB", "GB", "TB"];
+    var v = n, i = -1;
+    do { v /= 1024; i++; } while (v >= 1024 && i < units.length - 1);
+    return (v < 10 ? v.toFixed(1) : String(Math.round(v))) + " " + units[i];
+  }
+
+  function formatDistance(m) {
+    if (m < 1000) { return Math.round(m) + " m"; }
+    var km = m / 1000;
+    return (km < 10 ? km.toFixed(1) : String(Math.round(km))) + " km";
+  }
+
+  // A short tag for the file icon: the extension, else the mime subtype.
+  function fileBadge(name, mime) {
+    var dot = name.lastIndexOf(".");
+    var ext = dot > 0 ? name.slice(dot + 1) : (typeof mime === "string" ? mime.split("/").pop() : "");
+    ext = ext.replace(/[^A-Za-z0-9]/g, "").slice(0, 4).toUpperCase();
+    return ext || "FILE";
+  }
+
+  // A safe token of a message type for class names ("message-image", ...).
+  function typeToken(type) {
+    return typeof type === "string" && /^[a-z0-9_-]{1,32}$/.test(type) ? type : "unknown";
+  }
 
   function renderBody(msg) {
     var type = typeof msg.type === "string" ? msg.type : "unknown";
@@ -197,8 +355,12 @@
       joining: false,
       joinSeq: 0,
       unread: 0,
+      joinLive: [],          // ids of others' live messages counted while a join was under way
       online: null,          // number, or null when unknown
-      onlineUsers: null,     // Set of user ids when the server sends a list
+      onlineUsers: null,     // Map user id -> name when the server sends a list
+      reads: new Map(),      // user id -> last-read message id (others and this user)
+      myRead: 0,             // this user's last-read id, as the server knows it
+      typers: new Map(),     // user id -> {name, timer}: who is typing here now
       truncated: false
     };
   }
@@ -240,8 +402,12 @@
 
   function selectRoom(name) {
     if (!state.rooms.has(name)) { name = null; }
+    if (state.typingRoom && state.typingRoom !== name) { stopTyping(); }
+    // What was on screen in the room we leave counts as read (markRead waits a little).
+    if (state.current && state.current !== name) { sendRead(state.rooms.get(state.current)); }
     state.current = name;
     if (name) { state.rooms.get(name).unread = 0; }
+    closeLocationForm();
     saveRooms();
     renderRooms();
     renderConversation();
@@ -312,8 +478,12 @@
       room.joined = true;
       room.everJoined = true;
       var missed = Array.isArray(ack.missed) ? ack.missed : [];
-      mergeBatch(room, missed);
+      var serverUnread = typeof ack.unread === "number" && isFinite(ack.unread) && ack.unread >= 0;
+      mergeBatch(room, missed, !serverUnread);
       setOnline(room, ack.online);
+      setReads(room, ack.reads);
+      if (serverUnread) { setUnreadFromJoin(room, ack.unread); }
+      room.joinLive = [];
       room.truncated = ack.truncated === true;
       if (room.truncated && missed.length) {
         // The replay was cut short: fetch what follows its last message, page by page.
@@ -328,16 +498,52 @@
     });
   }
 
-  // Adds a batch (missed, history); counts what others wrote as unread when not on screen.
-  function mergeBatch(room, list) {
+  /*
+   * Adds a batch (missed, history). The join ack's `unread` already counts
+   * everything up to the join, so a batch adds to the unread count only when
+   * the server gave none (`count`).
+   */
+  function mergeBatch(room, list, count) {
     var fresh = 0;
     list.forEach(function (m) {
       if (addMessage(m, { silent: true }) && !isOwn(m)) { fresh++; }
     });
-    if (fresh && room.name !== state.current) {
+    if (count && fresh && room.name !== state.current) {
       room.unread += fresh;
       renderRooms();
     }
+    if (room.name === state.current) { refreshSeen(room); }
+  }
+
+  /*
+   * The join ack's `unread` counts retained messages after this user's last
+   * read, up to the join. Live messages counted while the join was under way
+   * are kept only when they came after what the ack covers (ids are contiguous,
+   * so that is the last-read id + unread).
+   */
+  function setUnreadFromJoin(room, unread) {
+    if (room.name === state.current && pageActive()) {
+      room.unread = 0;
+      return;
+    }
+    var covered = room.myRead + unread;
+    var later = room.joinLive.filter(function (id) { return id > covered; }).length;
+    room.unread = unread + later;
+  }
+
+  function setReads(room, reads) {
+    if (!isObject(reads)) { return; }
+    room.reads = new Map();
+    Object.keys(reads).forEach(function (uid) {
+      var id = reads[uid];
+      if (typeof id !== "number" || !isFinite(id)) { return; }
+      if (isMe(uid)) {
+        room.myRead = Math.max(room.myRead, id);
+        if (room.readSent === undefined || room.readSent < id) { room.readSent = id; }
+      }
+      room.reads.set(String(uid), id);
+    });
+    if (room.name === state.current) { refreshSeen(room); }
   }
 
   function maxId(list) {
@@ -351,7 +557,7 @@
     var room = state.rooms.get(name);
     emitWithAck("history", { room: name, after: after, limit: HISTORY_PAGE }, function (err, ack) {
       if (err || state.rooms.get(name) !== room || !isObject(ack) || ack.ok !== true || !Array.isArray(ack.messages)) { return; }
-      mergeBatch(room, ack.messages);
+      mergeBatch(room, ack.messages, false);
       if (ack.messages.length >= HISTORY_PAGE) { catchUp(name, maxId(ack.messages), pages - 1); }
     });
   }
@@ -362,11 +568,14 @@
     emitWithAck("history", { room: name, limit: HISTORY_PAGE }, function (err, ack) {
       var room = state.rooms.get(name);
       if (err || !room || !isObject(ack) || ack.ok !== true || !Array.isArray(ack.messages)) { return; }
-      mergeBatch(room, ack.messages);
+      mergeBatch(room, ack.messages, false);
     });
   }
 
   function removeRoom(name) {
+    var gone = state.rooms.get(name);
+    if (gone) { clearTypers(gone); }
+    if (state.typingRoom === name) { stopTyping(); }
     state.rooms.delete(name);
     delete state.lastIds[name];
     saveLastIds();
@@ -402,33 +611,90 @@
 
   function setOnline(room, online) {
     if (Array.isArray(online)) {
-      room.onlineUsers = new Set(online.map(function (u) { return isObject(u) ? String(u.id) : String(u); }));
+      room.onlineUsers = new Map();
+      online.forEach(function (u) {
+        if (isObject(u) && u.id !== undefined && u.id !== null) {
+          rememberName(u);
+          room.onlineUsers.set(String(u.id), nameOf(u.id));
+        } else if (typeof u === "string") {
+          room.onlineUsers.set(u, nameOf(u));
+        }
+      });
       room.online = room.onlineUsers.size;
     } else if (typeof online === "number" && isFinite(online)) {
       room.onlineUsers = null;
       room.online = online;
     }
+    if (room.name === state.current) { renderOnline(); }
   }
 
-  // Tell the server how far this user has read the room on screen (best effort).
+  // The page is on screen and has the focus: what the user sees counts as read.
+  function pageActive() {
+    if (document.hidden) { return false; }
+    return typeof document.hasFocus !== "function" || document.hasFocus();
+  }
+
+  /*
+   * Tell the server how far this user has read the room on screen: the newest
+   * message, once the room is selected, joined, and the page visible and focused
+   * (best effort; called again on focus and visibility changes).
+   */
   var readTimer = null;
   function markRead() {
     if (readTimer) { return; }
     readTimer = window.setTimeout(function () {
       readTimer = null;
-      var room = state.current ? state.rooms.get(state.current) : null;
-      if (!room || !room.joined || !isConnected() || document.hidden || !room.ids.length) { return; }
-      var newest = room.ids[room.ids.length - 1];
-      if (room.readSent !== undefined && room.readSent >= newest) { return; }
-      room.readSent = newest;
-      emitWithAck("read", { room: room.name, message_id: newest }, function () { /* best effort */ });
-    }, 500);
+      sendRead(state.current ? state.rooms.get(state.current) : null);
+    }, READ_DELAY_MS);
+  }
+
+  // `read` of the room's newest message, unless the server already has it.
+  function sendRead(room) {
+    if (!room || !room.joined || !isConnected() || !pageActive() || !room.ids.length) { return; }
+    var newest = room.ids[room.ids.length - 1];
+    if (room.readSent !== undefined && room.readSent >= newest) { return; }
+    room.readSent = newest;
+    emitWithAck("read", { room: room.name, message_id: newest }, function (err, ack) {
+      if (err || !isObject(ack) || ack.ok !== true) {
+        // Lost or refused (e.g. rate limited): allow another try on the next change.
+        if (room.readSent === newest) { room.readSent = room.myRead; }
+        return;
+      }
+      if (typeof ack.message_id === "number") { room.myRead = Math.max(room.myRead, ack.message_id); }
+    });
+  }
+
+  // Back on the page: the selected room counts as read.
+  function onPageActive() {
+    if (!pageActive()) { return; }
+    var room = state.current ? state.rooms.get(state.current) : null;
+    if (room && room.unread) {
+      room.unread = 0;
+      renderRooms();
+    }
+    markRead();
   }
 
   // ---------------------------------------------------------------- messages
 
   function isOwn(msg) {
     return !!(state.user && isObject(msg.from) && String(msg.from.id) === String(state.user.id));
+  }
+
+  function isMe(uid) {
+    return !!(state.user && state.user.id !== null && state.user.id !== undefined &&
+      String(uid) === String(state.user.id));
+  }
+
+  // Remembers a {id, name} user's display name (the reads map carries only ids).
+  function rememberName(u) {
+    if (!isObject(u) || u.id === undefined || u.id === null) { return; }
+    var name = typeof u.name === "string" && u.name ? u.name : String(u.id);
+    state.names.set(String(u.id), name);
+  }
+
+  function nameOf(uid) {
+    return state.names.get(String(uid)) || String(uid);
   }
 
   function validMessage(m) {
@@ -493,6 +759,11 @@
     var pos = upperBound(room.ids, m.id);
     room.ids.splice(pos, 0, m.id);
     room.messages.set(m.id, m);
+    rememberName(m.from);
+    // Whoever just sent a message is not typing it any more.
+    if (!opts.silent && isObject(m.from) && room.typers.has(String(m.from.id))) {
+      dropTyper(room, String(m.from.id));
+    }
 
     // Trim what is kept in memory to a generous bound.
     if (room.ids.length > CACHE_PER_ROOM * 5) {
@@ -508,10 +779,17 @@
     }
     scheduleCacheSave();
 
+    var counts = !opts.silent && !isOwn(m);
+    if (counts && room.joining) { room.joinLive.push(m.id); }
     if (m.room === state.current) {
       insertMessageNode(m);
+      if (counts && !pageActive()) {
+        // On screen but nobody looking (hidden tab, other window): unread until they come back.
+        room.unread += 1;
+        renderTitle();
+      }
       markRead();
-    } else if (!opts.silent && !isOwn(m)) {
+    } else if (counts) {
       room.unread += 1;
       renderRooms();
     }
@@ -519,10 +797,14 @@
   }
 
   function messageNode(m) {
-    var li = createEl("li", "message" + (isOwn(m) ? " own" : ""));
+    var type = typeToken(m.type);
+    var li = createEl("li", "message message-" + type + (isOwn(m) ? " own" : ""));
     li.setAttribute("data-id", String(m.id));
     li.setAttribute("data-room", m.room);
-    li.setAttribute("data-type", typeof m.type === "string" ? m.type : "unknown");
+    li.setAttribute("data-type", type);
+    if (isObject(m.from) && m.from.id !== undefined && m.from.id !== null) {
+      li.setAttribute("data-from", String(m.from.id));
+    }
 
     var meta = createEl("div", "meta");
     var fromName = isObject(m.from) && m.from.name !== undefined ? m.from.name : (isObject(m.from) ? m.from.id : "unknown");
@@ -537,7 +819,49 @@
 
     li.appendChild(meta);
     li.appendChild(renderBody(m));
+    var room = state.rooms.get(m.room);
+    var seen = room ? seenNode(room, m) : null;
+    if (seen) { li.appendChild(seen); }
     return li;
+  }
+
+  /*
+   * "seen by Ana, Bo" under the message that is exactly each other user's
+   * last-read one (from the join ack's `reads`, then live `read` events). Not
+   * for this user, and not for the author of that message (they wrote it).
+   */
+  function seenNode(room, m) {
+    var author = isObject(m.from) && m.from.id !== undefined && m.from.id !== null ? String(m.from.id) : null;
+    var ids = [];
+    room.reads.forEach(function (readId, uid) {
+      if (readId === m.id && !isMe(uid) && uid !== author) { ids.push(uid); }
+    });
+    if (!ids.length) { return null; }
+    ids.sort(function (a, b) { return nameOf(a).localeCompare(nameOf(b)); });
+    var names = ids.map(nameOf);
+    var p = createEl("p", "seen-by", "seen by " + names.join(", "));
+    p.setAttribute("data-users", ids.join(" "));
+    p.setAttribute("title", "Read up to here by " + names.join(", "));
+    return p;
+  }
+
+  // Re-renders the "seen by" lines of the given message ids (all when omitted).
+  function refreshSeen(room, ids) {
+    if (!room || room.name !== state.current) { return; }
+    var nodes = ids ? ids.filter(function (id) { return typeof id === "number"; }).map(function (id) {
+      return el.messages.querySelector('.message[data-id="' + String(id) + '"]');
+    }) : Array.prototype.slice.call(el.messages.children);
+    var stick = nearBottom();
+    nodes.forEach(function (li) {
+      if (!li) { return; }
+      var m = room.messages.get(Number(li.getAttribute("data-id")));
+      var old = li.querySelector(":scope > .seen-by");
+      var fresh = m ? seenNode(room, m) : null;
+      if (old && fresh) { li.replaceChild(fresh, old); }
+      else if (old) { li.removeChild(old); }
+      else if (fresh) { li.appendChild(fresh); }
+    });
+    if (stick) { scrollToBottom(); }
   }
 
   function nearBottom() {
@@ -545,7 +869,15 @@
     return s.scrollHeight - s.scrollTop - s.clientHeight < 80;
   }
 
-  function scrollToBottom() { el.scroller.scrollTop = el.scroller.scrollHeight; }
+  function scrollToBottom() {
+    el.scroller.scrollTop = el.scroller.scrollHeight;
+    state.stick = true;
+  }
+
+  // Content grew after it was placed (an image loaded): stay at the bottom if we were there.
+  function keepAtBottom() {
+    if (state.stick) { el.scroller.scrollTop = el.scroller.scrollHeight; }
+  }
 
   function insertMessageNode(m) {
     var stick = nearBottom();
@@ -673,9 +1005,11 @@
   }
 
   function outboxNode(entry) {
+    var type = typeToken(entry.type);
     var li = createEl("li", "pending" + (entry.failed ? " failed" : ""));
     li.setAttribute("data-client-id", entry.client_id);
     li.setAttribute("data-room", entry.room);
+    li.setAttribute("data-type", type);
 
     var meta = createEl("div", "meta");
     meta.appendChild(createEl("span", "from", state.user ? state.user.name : "me"));
@@ -735,8 +1069,12 @@
       var dm = isDmRoom(name);
       btn.appendChild(createEl("span", "room-hash", dm ? "@" : "#"));
       btn.appendChild(createEl("span", "room-name", dm ? (dmPeer(name) || name) : name));
-      if (room.unread > 0 && name !== state.current) {
-        btn.appendChild(createEl("span", "badge", room.unread > 99 ? "99+" : room.unread));
+      var shown = name !== state.current ? room.unread : 0;
+      li.setAttribute("data-unread", String(shown));
+      if (shown > 0) {
+        var badge = createEl("span", "badge unread-badge", shown > 99 ? "99+" : shown);
+        badge.setAttribute("aria-label", shown + " unread");
+        btn.appendChild(badge);
       }
       btn.addEventListener("click", function () { selectRoom(name); });
       li.appendChild(btn);
@@ -744,6 +1082,46 @@
     });
     el.rooms.replaceChildren(frag);
     el.roomsEmpty.hidden = state.rooms.size > 0;
+    renderTitle();
+  }
+
+  // "(3) realtime · demo chat": everything unread, the selected room too while the page is away.
+  var BASE_TITLE = document.title;
+  function renderTitle() {
+    var total = 0;
+    state.rooms.forEach(function (room) { total += room.unread; });
+    document.title = total > 0 ? "(" + (total > 99 ? "99+" : total) + ") " + BASE_TITLE : BASE_TITLE;
+  }
+
+  // Who is online in the selected room: a dot and a name each, this user first.
+  function renderOnline() {
+    var room = state.current ? state.rooms.get(state.current) : null;
+    el.onlineHeading.textContent = room ? "Online in " + roomLabel(room.name) : "Online";
+    var frag = document.createDocumentFragment();
+    var known = !!(room && room.joined && isConnected() && room.onlineUsers);
+    var count = 0;
+    if (known) {
+      var ids = Array.from(room.onlineUsers.keys());
+      ids.sort(function (a, b) {
+        if (isMe(a) !== isMe(b)) { return isMe(a) ? -1 : 1; }
+        return nameOf(a).localeCompare(nameOf(b));
+      });
+      ids.forEach(function (uid) {
+        var li = createEl("li", "online-user" + (isMe(uid) ? " me" : ""));
+        li.setAttribute("data-user", uid);
+        li.appendChild(createEl("span", "presence-dot"));
+        li.appendChild(createEl("span", "online-name", room.onlineUsers.get(uid) || nameOf(uid)));
+        if (isMe(uid)) { li.appendChild(createEl("span", "online-you", "you")); }
+        frag.appendChild(li);
+      });
+      count = ids.length;
+    }
+    el.online.replaceChildren(frag);
+    el.online.setAttribute("data-count", String(count));
+    el.online.setAttribute("data-room", room ? room.name : "");
+    el.onlineEmpty.hidden = count > 0;
+    el.onlineEmpty.textContent = !room ? "Join a room to see who is here." :
+      (!isConnected() ? "Offline." : (known ? "Nobody here." : "…"));
   }
 
   function roomLabel(name) {
@@ -772,6 +1150,8 @@
     el.leaveButton.hidden = !room;
     el.messageInput.disabled = !room;
     el.sendButton.disabled = !room;
+    el.attachButton.disabled = !room;
+    el.locationButton.disabled = !room || state.busy.has("geo");
     if (room && room.truncated) {
       el.notice.textContent = "Some of the older messages you missed while offline may have been dropped by the server.";
       el.notice.hidden = false;
@@ -796,6 +1176,8 @@
     renderRoomHeader();
     renderMessages();
     renderOutbox();
+    renderOnline();
+    renderTyping();
     scrollToBottom();
   }
 
@@ -893,6 +1275,8 @@
     socket.on("stats", onStats);
     socket.on("message", function (m) { addMessage(m); });
     socket.on("presence", onPresence);
+    socket.on("typing", onTyping);
+    socket.on("read", onRead);
     socket.on("token_expiring", refreshToken);
   }
 
@@ -908,6 +1292,7 @@
     state.sending = null;
     state.sendSeq++;
     state.sendPausedUntil = 0;
+    resetTyping();
     if (state.socket) {
       var s = state.socket;
       state.socket = null;
@@ -929,6 +1314,7 @@
     });
     renderRooms();
     renderRoomHeader();
+    renderOnline();
   }
 
   function onDisconnect(reason) {
@@ -936,11 +1322,17 @@
       room.joined = false;
       room.joining = false;
       room.joinSeq++;
+      room.onlineUsers = null;
+      room.online = null;
     });
     state.sending = null;
     state.sendSeq++;
+    // The server ends our typing when the connection goes; others' indicators are stale now.
+    resetTyping();
     renderRooms();
     renderRoomHeader();
+    renderOnline();
+    renderTyping();
     if (!state.socket) { return; }
     if (state.socket.active) {
       // The manager reconnects by itself; reconnect_attempt gives the count.
@@ -1015,14 +1407,168 @@
     if (!isObject(p) || typeof p.room !== "string") { return; }
     var room = state.rooms.get(p.room);
     if (!room) { return; }
+    rememberName(p.user);
     var uid = isObject(p.user) ? String(p.user.id) : String(p.user);
     if (room.onlineUsers) {
-      if (p.online) { room.onlineUsers.add(uid); } else { room.onlineUsers.delete(uid); }
+      if (p.online) { room.onlineUsers.set(uid, nameOf(uid)); } else { room.onlineUsers.delete(uid); }
       room.online = room.onlineUsers.size;
     } else if (typeof room.online === "number") {
       room.online = Math.max(0, room.online + (p.online ? 1 : -1));
     }
-    if (p.room === state.current) { renderRoomHeader(); }
+    // Gone from the room: not typing there any more either.
+    if (!p.online && room.typers.has(uid)) { dropTyper(room, uid); }
+    if (p.room === state.current) {
+      renderRoomHeader();
+      renderOnline();
+    }
+  }
+
+  // `read {room, user, message_id}`: that user has read up to message_id.
+  function onRead(r) {
+    if (!isObject(r) || typeof r.room !== "string" || !isObject(r.user)) { return; }
+    var room = state.rooms.get(r.room);
+    var id = r.message_id;
+    if (!room || typeof id !== "number" || !isFinite(id)) { return; }
+    rememberName(r.user);
+    var uid = String(r.user.id);
+    var old = room.reads.get(uid);
+    if (old !== undefined && id <= old) { return; }   // positions only move forward
+    room.reads.set(uid, id);
+    if (isMe(uid)) {
+      // Read in another tab of ours: what comes after it is all that is left unread.
+      room.myRead = Math.max(room.myRead, id);
+      if (room.readSent === undefined || room.readSent < id) { room.readSent = id; }
+      var newest = room.ids.length ? room.ids[room.ids.length - 1] : id;
+      var left = Math.max(0, newest - id);
+      if (room.unread > left) {
+        room.unread = left;
+        renderRooms();
+      }
+      return;
+    }
+    refreshSeen(room, [old, id]);
+  }
+
+  // ------------------------------------------------------------------ typing
+
+  // `typing {room, user, typing, expires_in}` from another user (never shown for ourselves).
+  function onTyping(t) {
+    if (!isObject(t) || typeof t.room !== "string" || !isObject(t.user)) { return; }
+    var room = state.rooms.get(t.room);
+    if (!room) { return; }
+    var uid = String(t.user.id);
+    if (isMe(uid)) { return; }   // our other tabs
+    rememberName(t.user);
+    if (t.typing !== true) {
+      dropTyper(room, uid);
+      return;
+    }
+    var ms = typeof t.expires_in === "number" && isFinite(t.expires_in) && t.expires_in > 0 ?
+      Math.min(t.expires_in, TYPING_EXPIRES_MAX_MS) : TYPING_EXPIRES_MS;
+    var prev = room.typers.get(uid);
+    if (prev) { window.clearTimeout(prev.timer); }
+    var entry = { name: nameOf(uid), timer: 0 };
+    entry.timer = window.setTimeout(function () {
+      if (room.typers.get(uid) === entry) { dropTyper(room, uid); }
+    }, ms);
+    room.typers.set(uid, entry);
+    if (t.room === state.current) { renderTyping(); }
+  }
+
+  function dropTyper(room, uid) {
+    var entry = room.typers.get(uid);
+    if (!entry) { return; }
+    window.clearTimeout(entry.timer);
+    room.typers.delete(uid);
+    if (room.name === state.current) { renderTyping(); }
+  }
+
+  function clearTypers(room) {
+    room.typers.forEach(function (entry) { window.clearTimeout(entry.timer); });
+    room.typers.clear();
+  }
+
+  function typingText(names) {
+    if (names.length === 1) { return names[0] + " is typing…"; }
+    if (names.length === 2) { return names[0] + " and " + names[1] + " are typing…"; }
+    return names.length + " people are typing…";
+  }
+
+  function renderTyping() {
+    var room = state.current ? state.rooms.get(state.current) : null;
+    var ids = room ? Array.from(room.typers.keys()) : [];
+    el.typing.setAttribute("data-count", String(ids.length));
+    el.typing.setAttribute("data-users", ids.join(" "));
+    el.typing.setAttribute("data-room", room ? room.name : "");
+    el.typing.textContent = ids.length ? typingText(ids.map(function (uid) { return room.typers.get(uid).name; })) : "";
+    el.typing.hidden = ids.length === 0;
+  }
+
+  /*
+   * Typing events stay well under the server's limit (30 per 10 s by default):
+   * refusals count towards its abuse limit, which cuts the connection off.
+   * A dropped `typing: false` only leaves the indicator up until it expires.
+   */
+  var typingSent = [];
+  function emitTyping(roomName, typing) {
+    if (!isConnected()) { return; }
+    var now = Date.now();
+    typingSent = typingSent.filter(function (t) { return now - t < TYPING_BUDGET_WINDOW_MS; });
+    if (typingSent.length >= TYPING_BUDGET) { return; }
+    typingSent.push(now);
+    emitWithAck("typing", { room: roomName, typing: typing }, function () { /* best effort */ });
+  }
+
+  /*
+   * On every change of the message box: announce typing in the selected room,
+   * repeated every TYPING_REPEAT_MS while it goes on (the server drops
+   * indicators after their expires_in); an emptied box stops it, and so does
+   * TYPING_IDLE_MS without a keystroke.
+   */
+  function noteTyping() {
+    if (state.typingIdleTimer) {
+      window.clearTimeout(state.typingIdleTimer);
+      state.typingIdleTimer = null;
+    }
+    var room = state.current ? state.rooms.get(state.current) : null;
+    if (!el.messageInput.value.trim() || !room || !room.joined || !isConnected()) {
+      stopTyping();
+      return;
+    }
+    if (state.typingRoom && state.typingRoom !== room.name) { stopTyping(); }
+    var now = Date.now();
+    if (state.typingRoom !== room.name || now - state.typingSentAt >= TYPING_REPEAT_MS) {
+      state.typingRoom = room.name;
+      state.typingSentAt = now;
+      emitTyping(room.name, true);
+    }
+    state.typingIdleTimer = window.setTimeout(function () {
+      state.typingIdleTimer = null;
+      stopTyping();
+    }, TYPING_IDLE_MS);
+  }
+
+  function stopTyping() {
+    if (state.typingIdleTimer) {
+      window.clearTimeout(state.typingIdleTimer);
+      state.typingIdleTimer = null;
+    }
+    var name = state.typingRoom;
+    state.typingRoom = null;
+    state.typingSentAt = 0;
+    var room = name ? state.rooms.get(name) : null;
+    if (room && room.joined) { emitTyping(name, false); }
+  }
+
+  // After a disconnect: nothing to announce (the server ended it), nothing to show.
+  function resetTyping() {
+    if (state.typingIdleTimer) {
+      window.clearTimeout(state.typingIdleTimer);
+      state.typingIdleTimer = null;
+    }
+    state.typingRoom = null;
+    state.typingSentAt = 0;
+    state.rooms.forEach(clearTypers);
   }
 
   // ------------------------------------------------------------ login/logout
@@ -1106,6 +1652,9 @@
     state.current = null;
     state.lastIds = {};
     state.outbox = new Map();
+    state.names = new Map();
+    closeLocationForm();
+    document.title = BASE_TITLE;
     Object.keys(KEYS).forEach(function (k) { storageSet(KEYS[k], null); });
     el.clientsTotal.textContent = "–";
     el.replicaCount.textContent = "–";
@@ -1167,6 +1716,143 @@
     return true;
   }
 
+  // ---------------------------------------------------- attachments, location
+
+  // A line above the composer for running uploads and location lookups.
+  function setBusy(key, text) {
+    if (text) { state.busy.set(key, text); } else { state.busy.delete(key); }
+    var parts = Array.from(state.busy.values());
+    el.composerStatus.textContent = parts.join(" · ");
+    el.composerStatus.hidden = parts.length === 0;
+    el.composerStatus.setAttribute("data-busy", String(parts.length));
+    el.locationButton.disabled = !state.current || state.busy.has("geo");
+  }
+
+  function hasFiles(ev) {
+    var dt = ev.dataTransfer;
+    return !!(dt && dt.types && Array.prototype.indexOf.call(dt.types, "Files") >= 0);
+  }
+
+  function uploadFiles(list) {
+    var files = Array.prototype.slice.call(list, 0, DROP_MAX_FILES);
+    if (list.length > DROP_MAX_FILES) {
+      showError("Only the first " + DROP_MAX_FILES + " files are sent.", "upload");
+    }
+    files.forEach(function (f) { uploadFile(f); });
+  }
+
+  /*
+   * POST /api/uploads (multipart field `file`, the user's token), then an
+   * `image` message (mime image/*) or a `file` message whose body is the
+   * upload's answer {url, name, mime, size}. The message goes to the room that
+   * was selected when the upload started; refusals (too_large,
+   * unsupported_media_type, ...) are shown with the server's message.
+   */
+  function uploadFile(file) {
+    var roomName = state.current;
+    if (!roomName || !state.token || !file) { return; }
+    var key = "upload-" + (++state.busySeq);
+    var label = file.name || "file";
+    setBusy(key, "Uploading " + label + (file.size ? " (" + formatBytes(file.size) + ")" : "") + "…");
+    var form = new FormData();
+    form.append("file", file, label);
+    fetch("/api/uploads", {
+      method: "POST",
+      headers: { "Authorization": "Bearer " + state.token, "Accept": "application/json" },
+      body: form,
+      credentials: "same-origin"
+    }).then(function (res) {
+      return res.json().then(function (data) { return { res: res, data: data }; },
+        function () { return { res: res, data: null }; });
+    }).then(function (r) {
+      setBusy(key, null);
+      var d = r.data;
+      if (!r.res.ok || !isObject(d) || typeof d.url !== "string" || typeof d.mime !== "string") {
+        var why = r.res.status === 413 ? "the file is too large" : "HTTP " + r.res.status;
+        showError("Could not upload “" + label + "”: " + errorMessage(d, why), "upload");
+        return;
+      }
+      clearError("upload");
+      if (!state.rooms.has(roomName)) { return; }   // left meanwhile
+      // Exactly the four fields: the server refuses unknown ones.
+      var body = { url: d.url, name: d.name, mime: d.mime, size: d.size };
+      queueMessage(roomName, d.mime.indexOf("image/") === 0 ? "image" : "file", body);
+    }, function () {
+      setBusy(key, null);
+      showError("Could not upload “" + label + "”: the server did not answer (is it too large?).", "upload");
+    });
+  }
+
+  /*
+   * The browser's position when it can give one (secure context, permission);
+   * otherwise, or when it fails, a small form for latitude, longitude and label.
+   */
+  function shareLocation() {
+    var roomName = state.current;
+    if (!roomName || state.busy.has("geo")) { return; }
+    var geo = window.isSecureContext !== false && navigator.geolocation;
+    if (!geo) {
+      openLocationForm("This browser cannot share its position here. Enter a location:");
+      return;
+    }
+    closeLocationForm();
+    setBusy("geo", "Finding your position…");
+    geo.getCurrentPosition(function (pos) {
+      setBusy("geo", null);
+      if (!state.rooms.has(roomName)) { return; }
+      var c = pos.coords;
+      var body = { lat: c.latitude, lng: c.longitude };
+      if (typeof c.accuracy === "number" && isFinite(c.accuracy) && c.accuracy >= 0) {
+        body.accuracy = Math.min(ACCURACY_MAX, Math.round(c.accuracy * 10) / 10);
+      }
+      queueMessage(roomName, "location", body);
+    }, function (err) {
+      setBusy("geo", null);
+      var why = err && err.code === 1 ? "permission denied" : (err && err.code === 3 ? "timed out" : "unavailable");
+      openLocationForm("Your position is not available (" + why + "). Enter a location:");
+    }, { enableHighAccuracy: false, timeout: GEO_TIMEOUT_MS, maximumAge: 60000 });
+  }
+
+  function openLocationForm(note) {
+    el.locationNote.textContent = note || "Share a location";
+    el.locationForm.hidden = false;
+    el.locationLat.focus();
+  }
+
+  function closeLocationForm() {
+    if (!el.locationForm || el.locationForm.hidden) { return; }
+    el.locationForm.hidden = true;
+    el.locationForm.reset();
+  }
+
+  function readCoordinate(input, limit, what) {
+    var raw = input.value.trim().replace(",", ".");
+    var v = raw === "" ? NaN : Number(raw);
+    if (!isFinite(v) || Math.abs(v) > limit) {
+      showError(what + " must be a number from -" + limit + " to " + limit + ".", "location");
+      input.focus();
+      return null;
+    }
+    return v;
+  }
+
+  function submitLocationForm() {
+    var roomName = state.current;
+    if (!roomName) { return; }
+    var lat = readCoordinate(el.locationLat, 90, "Latitude");
+    if (lat === null) { return; }
+    var lng = readCoordinate(el.locationLng, 180, "Longitude");
+    if (lng === null) { return; }
+    // The server refuses control characters in a label; newlines and tabs become spaces.
+    var label = el.locationLabel.value.replace(/[\u0000-\u001f\u007f-\u009f]+/g, " ").trim().slice(0, LABEL_MAX);
+    var body = { lat: lat, lng: lng };
+    if (label) { body.label = label; }
+    clearError("location");
+    closeLocationForm();
+    queueMessage(roomName, "location", body);
+    el.messageInput.focus();
+  }
+
   // ------------------------------------------------------------------- wire up
 
   function init() {
@@ -1181,7 +1867,12 @@
       ["replicaCount", "replica-count"], ["clientsLabel", "clients-label"], ["replicasLabel", "replicas-label"], ["replicas", "replicas"], ["roomTitle", "room-title"],
       ["roomMeta", "room-meta"], ["leaveButton", "leave-button"], ["scroller", "scroller"],
       ["notice", "notice"], ["emptyHint", "empty-hint"], ["messages", "messages"], ["outbox", "outbox"],
-      ["sendForm", "send-form"], ["messageInput", "message-input"], ["sendButton", "send-button"]
+      ["sendForm", "send-form"], ["messageInput", "message-input"], ["sendButton", "send-button"],
+      ["onlineHeading", "online-heading"], ["online", "online"], ["onlineEmpty", "online-empty"],
+      ["typing", "typing"], ["composerStatus", "composer-status"], ["attachButton", "attach-button"],
+      ["fileInput", "file-input"], ["locationButton", "location-button"], ["locationForm", "location-form"],
+      ["locationNote", "location-note"], ["locationLat", "location-lat"], ["locationLng", "location-lng"],
+      ["locationLabel", "location-label"], ["locationCancel", "location-cancel"]
     ].forEach(function (pair) { el[pair[0]] = $(pair[1]); });
 
     el.loginForm.addEventListener("submit", function (ev) {
@@ -1233,11 +1924,60 @@
         submitMessage();
       }
     });
-    el.messageInput.addEventListener("input", autoGrow);
-
-    document.addEventListener("visibilitychange", function () {
-      if (!document.hidden) { markRead(); }
+    el.messageInput.addEventListener("input", function () {
+      autoGrow();
+      noteTyping();
     });
+    el.messageInput.addEventListener("paste", function (ev) {
+      var files = ev.clipboardData && ev.clipboardData.files;
+      if (files && files.length) {
+        ev.preventDefault();
+        uploadFiles(files);
+      }
+    });
+
+    el.attachButton.addEventListener("click", function () {
+      if (!state.current) { return; }
+      el.fileInput.value = "";
+      el.fileInput.click();
+    });
+    el.fileInput.addEventListener("change", function () {
+      if (el.fileInput.files && el.fileInput.files.length) { uploadFiles(el.fileInput.files); }
+      el.fileInput.value = "";
+    });
+
+    // Files dropped on the conversation are uploaded like attached ones.
+    var conversation = el.scroller.parentNode;
+    conversation.addEventListener("dragover", function (ev) {
+      if (!state.current || !hasFiles(ev)) { return; }
+      ev.preventDefault();
+      ev.dataTransfer.dropEffect = "copy";
+      conversation.classList.add("drop-target");
+    });
+    conversation.addEventListener("dragleave", function (ev) {
+      if (!conversation.contains(ev.relatedTarget)) { conversation.classList.remove("drop-target"); }
+    });
+    conversation.addEventListener("drop", function (ev) {
+      conversation.classList.remove("drop-target");
+      if (!state.current || !hasFiles(ev)) { return; }
+      ev.preventDefault();
+      uploadFiles(ev.dataTransfer.files);
+    });
+
+    el.locationButton.addEventListener("click", shareLocation);
+    el.locationCancel.addEventListener("click", closeLocationForm);
+    el.locationForm.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      submitLocationForm();
+    });
+    el.locationForm.addEventListener("keydown", function (ev) {
+      if (ev.key === "Escape") { closeLocationForm(); }
+    });
+
+    el.scroller.addEventListener("scroll", function () { state.stick = nearBottom(); }, { passive: true });
+
+    document.addEventListener("visibilitychange", onPageActive);
+    window.addEventListener("focus", onPageActive);
 
     window.addEventListener("pagehide", function () {
       if (state.cacheTimer) { window.clearTimeout(state.cacheTimer); state.cacheTimer = null; }
@@ -1256,6 +1996,7 @@
   function submitMessage() {
     var body = el.messageInput.value.trim();
     if (!body || !state.current) { return; }
+    stopTyping();
     queueMessage(state.current, "text", body);
     el.messageInput.value = "";
     autoGrow();
