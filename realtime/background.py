@@ -7,6 +7,7 @@ from typing import Any, Callable
 from flask_socketio import SocketIO
 
 from .services import Services
+from .services.webhooks import WebhookWorker
 from .store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -82,3 +83,10 @@ def start(socketio: SocketIO, services: Services) -> None:
     socketio.start_background_task(
         forever(socketio, "stats push", settings["STATS_INTERVAL"], StatsPush(socketio, services)))
     socketio.start_background_task(forever(socketio, "token expiry", 1.0, TokenExpiry(socketio, services)))
+    if services.webhooks.policy.enabled:
+        worker = WebhookWorker(services.store, services.webhooks.policy, services.cluster.instance_id,
+                               socketio.start_background_task)
+        services.webhook_worker = worker
+        # step() waits up to a second in the store while the queue is empty; the short pause
+        # only keeps a store outage from spinning.
+        socketio.start_background_task(forever(socketio, "webhooks", 0.1, worker.step))

@@ -47,6 +47,24 @@ def cluster(args: argparse.Namespace) -> int:
     return localcluster.main([args.action])
 
 
+def webhooks(args: argparse.Namespace) -> int:
+    """Inspect the webhook queue, list dead letters, or replay them."""
+    from .store import create_store
+    url = args.redis_url or os.environ.get("REALTIME_REDIS_URL")
+    if not url:
+        print("realtime webhooks: --redis-url or REALTIME_REDIS_URL is required", file=sys.stderr)
+        return 2
+    store = create_store(url)
+    if args.action == "replay":
+        print(json.dumps({"replayed": store.replay_dead_letters(args.limit)}))
+    elif args.action == "dead":
+        for record in store.dead_letters(args.limit):
+            print(json.dumps(record))
+    else:
+        print(json.dumps(store.webhook_backlog()))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     root = argparse.ArgumentParser(prog="realtime", description=__doc__)
@@ -62,6 +80,11 @@ def parser() -> argparse.ArgumentParser:
     send.add_argument("--client-id")
     send.add_argument("text")
     send.set_defaults(func=emit)
+    hooks = commands.add_parser("webhooks", help="webhook queue: backlog, dead letters, replay")
+    hooks.add_argument("action", choices=["backlog", "dead", "replay"])
+    hooks.add_argument("--redis-url")
+    hooks.add_argument("--limit", type=int, default=1000)
+    hooks.set_defaults(func=webhooks)
     local = commands.add_parser("cluster", help="local cluster without Docker")
     local.add_argument("action", choices=["start", "stop", "status"])
     local.set_defaults(func=cluster)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .queue import RedisQueue
-from .services import message_policy
+from .services import message_policy, webhook_policy
 from .services.messages import MessagePolicy, MessageService
 from .settings import load_settings
 from .store import create_redis
@@ -24,8 +24,11 @@ class Emitter:
         settings = load_settings({"REDIS_URL": redis_url})
         self._redis = create_redis(redis_url, settings["REDIS_SOCKET_TIMEOUT"])
         self._queue = RedisQueue(redis_url, channel or settings["MQ_CHANNEL"], write_only=True)
+        # Same outbox as the replicas: an emitted message queues its message.created webhooks.
+        policy_hooks = webhook_policy(settings)
+        hooks = policy_hooks.endpoints if "message.created" in policy_hooks.events else ()
         self.messages = MessageService(RedisStore(self._redis), self._publish,
-                                       policy or message_policy(settings))
+                                       policy or message_policy(settings), webhooks=hooks)
 
     def _publish(self, event: str, data: dict[str, Any], to: Any, skip_sid: str | None = None) -> None:
         """Hand an event to every replica through the message queue."""

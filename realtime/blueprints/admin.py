@@ -41,3 +41,16 @@ def invite(room: str):
         raise AppError("invalid_room", "only private rooms take invitations")
     user = validation.user_id(json_body().get("user"), "user")
     return jsonify(room=room, user=user, added=services.store.invite(room, user)), 201
+
+
+@bp.get("/webhooks")
+def webhooks():
+    """Webhook queue depth (cluster-wide) and this replica's breakers and delivery counts."""
+    require_admin()
+    services = current_app.extensions["realtime"]
+    worker = services.webhook_worker
+    breakers = {name: b.current_state for name, b in worker.breakers.items()} if worker else {}
+    return jsonify(instance=services.cluster.instance_id, endpoints=list(services.webhooks.policy.endpoints),
+                   backlog=services.store.webhook_backlog(), breakers=breakers,
+                   outcomes=worker.outcomes if worker else {},
+                   transitions=[list(t) for t in worker.transitions] if worker else [])

@@ -50,6 +50,7 @@ class ChatNamespace(AckNamespace):
             log.warning("connection %s not tracked: %s", request.sid, exc)
         emit("welcome", {"instance": cluster.instance_id, "user": principal.user, "sid": request.sid,
                          "server_time": now_ms()})
+        self.services.webhooks.publish("client.connected", self.hook_data())
         if cluster.last_stats is not None:
             emit("stats", cluster.last_stats)
 
@@ -61,6 +62,7 @@ class ChatNamespace(AckNamespace):
         self.services.tokens.forget(request.sid)
         self.services.presence.disconnected(request.sid)
         self.services.cluster.disconnected(request.sid)
+        self.services.webhooks.publish("client.disconnected", self.hook_data(reason=str(reason)))
 
     def before_event(self, event: str) -> None:
         """Every event counts against the user's limit for that event type."""
@@ -101,6 +103,7 @@ class ChatNamespace(AckNamespace):
         missed, truncated = (self.services.messages.missed(room, since, bounds) if since is not None
                              else ([], False))
         reads = self.services.receipts.reads(room)
+        self.services.webhooks.publish("room.joined", self.hook_data(room=room))
         return {"room": room, "missed": missed, "truncated": truncated,
                 "unread": self.services.receipts.unread(room, reads.get(user["id"], 0), bounds),
                 "online": self.services.presence.online(room), "reads": reads}
@@ -110,6 +113,7 @@ class ChatNamespace(AckNamespace):
         room = self.services.messages.room(validation.payload_dict(payload).get("room"))
         leave_room(room)
         self.services.presence.left(request.sid, room)
+        self.services.webhooks.publish("room.left", self.hook_data(room=room))
         return {"room": room}
 
     def on_send(self, payload: Any) -> dict[str, Any]:
@@ -177,6 +181,11 @@ class ChatNamespace(AckNamespace):
         session["principal"] = principal
         self.services.tokens.track(request.sid, principal)
         return {"exp": principal.exp}
+
+    def hook_data(self, **extra: Any) -> dict[str, Any]:
+        """Who and where, for a webhook about this connection."""
+        return {"user": self.principal.user, "sid": request.sid,
+                "instance": self.services.cluster.instance_id, **extra}
 
     def joined_room(self, value: Any) -> str:
         """A room this connection is in, or a structured refusal."""

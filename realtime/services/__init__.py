@@ -14,8 +14,9 @@ from .receipts import ReceiptService
 from ..sequencer import Sequencer
 from .tokens import TokenWatch
 from .typing import TypingService
+from .webhooks import EVENTS, WebhookPolicy, WebhookPublisher
 
-__all__ = ["Services", "ClusterService", "MessageService", "PresenceService", "ReceiptService",
+__all__ = ["webhook_policy", "Services", "ClusterService", "MessageService", "PresenceService", "ReceiptService",
            "TypingService", "build_services", "message_policy"]
 
 
@@ -34,6 +35,8 @@ class Services:
     limits: RateLimiter
     tokens: TokenWatch
     sequencer: Sequencer
+    webhooks: WebhookPublisher
+    webhook_worker: Any = None  # started with the background loops when endpoints are configured
 
 
 def message_policy(settings: dict[str, Any]) -> MessagePolicy:
@@ -46,13 +49,32 @@ def message_policy(settings: dict[str, Any]) -> MessagePolicy:
                             settings["IDEMPOTENCY_TTL"]))
 
 
+def webhook_policy(settings: dict[str, Any]) -> WebhookPolicy:
+    """Webhook endpoints and delivery limits; endpoints without a secret refuse to start."""
+    endpoints = tuple(u.strip() for u in settings["WEBHOOK_URLS"].split(",") if u.strip())
+    events = frozenset(e.strip() for e in settings["WEBHOOK_EVENTS"].split(",") if e.strip())
+    if endpoints and not settings["WEBHOOK_SECRET"]:
+        raise RuntimeError("REALTIME_WEBHOOK_SECRET is required when REALTIME_WEBHOOK_URLS is set")
+    if unknown := events - set(EVENTS):
+        raise RuntimeError(f"REALTIME_WEBHOOK_EVENTS has unknown events: {sorted(unknown)}")
+    return WebhookPolicy(
+        endpoints=endpoints, events=events, secret=settings["WEBHOOK_SECRET"] or "",
+        connect_timeout=settings["WEBHOOK_CONNECT_TIMEOUT"], read_timeout=settings["WEBHOOK_READ_TIMEOUT"],
+        max_attempts=settings["WEBHOOK_MAX_ATTEMPTS"], backoff_initial=settings["WEBHOOK_BACKOFF_INITIAL"],
+        backoff_max=settings["WEBHOOK_BACKOFF_MAX"], breaker_failures=settings["WEBHOOK_BREAKER_FAILURES"],
+        breaker_reset=settings["WEBHOOK_BREAKER_RESET"], concurrency=settings["WEBHOOK_CONCURRENCY"],
+        reclaim_idle=settings["WEBHOOK_RECLAIM_IDLE"])
+
+
 def build_services(settings: dict[str, Any], store: Store, broadcast: Any, rate_storage: Any,
                    schemas: dict[str, Any] | None = None) -> Services:
     """Wire every service once, on one store and one broadcast function."""
     instance = settings["INSTANCE_ID"]
+    webhooks = WebhookPublisher(store, webhook_policy(settings))
     return Services(
-        settings=settings, store=store,
-        messages=MessageService(store, broadcast, message_policy(settings), schemas),
+        settings=settings, store=store, webhooks=webhooks,
+        messages=MessageService(store, broadcast, message_policy(settings), schemas,
+                                webhooks.message_endpoints()),
         cluster=ClusterService(store, instance, settings["INSTANCE_TTL"]),
         presence=PresenceService(store, broadcast, instance),
         receipts=ReceiptService(store, broadcast),

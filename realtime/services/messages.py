@@ -44,8 +44,10 @@ class MessageService:
     """Every accepted message is persisted first, then broadcast to its room."""
 
     def __init__(self, store: Store, broadcast: Broadcast, policy: MessagePolicy,
-                 schemas: dict[str, Callable[[Any], Any]] | None = None):
+                 schemas: dict[str, Callable[[Any], Any]] | None = None,
+                 webhooks: tuple[str, ...] = ()):
         self.store = store
+        self.webhooks = webhooks
         self.broadcast = broadcast
         self.policy = policy
         self.body_schemas = schemas or {"text": lambda body: validation.text_body(body, policy.max_chars)}
@@ -95,7 +97,8 @@ class MessageService:
             # Indexed first: harmless if the append then fails, and the recipient finds it later.
             self.store.touch_conversation(list(pair), room, message["ts"])
         appended = self.store.append_message(
-            room, message, f"{sender['id']}:{key}" if key else None, self.policy.retention)
+            room, message, f"{sender['id']}:{key}" if key else None, self.policy.retention,
+            self.webhooks)
         if not appended.duplicate:
             self.broadcast("message", appended.message, audience or room)
         return appended.message

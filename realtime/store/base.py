@@ -23,6 +23,12 @@ class Appended:
     duplicate: bool
 
 
+def message_hook(room: str, message_id: int, number: int, endpoint: str, ts: int) -> dict[str, Any]:
+    """The queued `message.created` delivery of a message to one endpoint (the body is read later)."""
+    return {"id": f"msg-{room}-{message_id}-{number}", "endpoint": endpoint,
+            "event": "message.created", "created_at": ts, "ref": {"room": room, "id": message_id}}
+
+
 class StoreUnavailable(Exception):
     """The backend could not be reached; the operation did not happen."""
 
@@ -35,8 +41,12 @@ class Store(ABC):
     # messages
     @abstractmethod
     def append_message(self, room: str, message: dict[str, Any], idempotency_key: str | None,
-                       retention: Retention) -> Appended:
-        """Persist `message` with the room's next id, unless the key was already used."""
+                       retention: Retention, webhooks: tuple[str, ...] = ()) -> Appended:
+        """Persist `message` with the room's next id, unless the key was already used.
+
+        A new message also queues one `message.created` delivery per webhook endpoint, in the
+        same atomic step (an outbox), so an accepted message never misses its webhook.
+        """
 
     @abstractmethod
     def messages_after(self, room: str, after_id: int, limit: int) -> list[dict[str, Any]]:
@@ -130,6 +140,39 @@ class Store(ABC):
     @abstractmethod
     def is_invited(self, room: str, user_id: str) -> bool:
         """Whether a user was invited into a private room."""
+
+    # outbound webhooks: a durable queue with claims, and a dead-letter list
+    @abstractmethod
+    def enqueue_webhook(self, record: dict[str, Any]) -> str:
+        """Queue one delivery; returns its queue id."""
+
+    @abstractmethod
+    def claim_webhooks(self, consumer: str, count: int, block: float) -> list[tuple[str, dict[str, Any]]]:
+        """Take up to `count` new deliveries for `consumer`, waiting up to `block` seconds."""
+
+    @abstractmethod
+    def reclaim_webhooks(self, consumer: str, min_idle: float, count: int) -> list[tuple[str, dict[str, Any]]]:
+        """Take over deliveries claimed by someone else more than `min_idle` seconds ago."""
+
+    @abstractmethod
+    def finish_webhook(self, queue_id: str) -> None:
+        """Remove a delivery that was delivered or dead-lettered."""
+
+    @abstractmethod
+    def dead_letter(self, record: dict[str, Any]) -> None:
+        """Keep a delivery that failed for good, for inspection and replay."""
+
+    @abstractmethod
+    def dead_letters(self, limit: int) -> list[dict[str, Any]]:
+        """The newest dead-lettered deliveries."""
+
+    @abstractmethod
+    def replay_dead_letters(self, limit: int) -> int:
+        """Queue dead-lettered deliveries again (same delivery ids); how many were moved."""
+
+    @abstractmethod
+    def webhook_backlog(self) -> dict[str, int]:
+        """Queue depth: waiting, in flight (claimed), dead."""
 
     # short-lived flags (throttles)
     @abstractmethod

@@ -6,7 +6,7 @@ import time
 from collections import defaultdict
 from typing import Any, Callable
 
-from .base import Appended, Retention, Store
+from .base import Appended, Retention, Store, message_hook
 
 
 class MemoryStore(Store):
@@ -27,8 +27,13 @@ class MemoryStore(Store):
         self._conversations: dict[str, dict[str, int]] = defaultdict(dict)
         self._claims: dict[str, float] = {}
         self._invited: dict[str, set[str]] = defaultdict(set)
+        self._hooks: dict[str, dict[str, Any]] = {}          # queue id -> record
+        self._hook_claims: dict[str, tuple[str, float]] = {}  # queue id -> (consumer, claimed at)
+        self._hook_seq = 0
+        self._dead: list[dict[str, Any]] = []
 
-    def append_message(self, room, message, idempotency_key, retention: Retention) -> Appended:
+    def append_message(self, room, message, idempotency_key, retention: Retention,
+                       webhooks=()) -> Appended:
         """Persist `message` with the room's next id, unless the key was already used."""
         now = self._clock()
         with self._lock:
@@ -43,7 +48,9 @@ class MemoryStore(Store):
             if idempotency_key:
                 self._keys[(room, idempotency_key)] = (stored["id"], now + retention.idempotency_ttl)
             self._trim(room, retention, now)
-            return Appended(dict(stored), duplicate=False)
+        for number, endpoint in enumerate(webhooks):
+            self.enqueue_webhook(message_hook(room, stored["id"], number, endpoint, stored["ts"]))
+        return Appended(dict(stored), duplicate=False)
 
     def _find(self, room: str, message_id: int) -> dict[str, Any] | None:
         """The retained message with this id, if any."""
@@ -210,6 +217,68 @@ class MemoryStore(Store):
         """Whether a user was invited into a private room."""
         with self._lock:
             return user_id in self._invited.get(room, ())
+
+    def enqueue_webhook(self, record):
+        """Queue one delivery; returns its queue id."""
+        with self._lock:
+            self._hook_seq += 1
+            queue_id = f"{self._hook_seq}-0"
+            self._hooks[queue_id] = dict(record)
+            return queue_id
+
+    def claim_webhooks(self, consumer, count, block):
+        """Take up to `count` new deliveries for `consumer`, waiting up to `block` seconds."""
+        deadline = time.monotonic() + block
+        while True:
+            now = self._clock()
+            with self._lock:
+                free = [q for q in self._hooks if q not in self._hook_claims][:count]
+                for queue_id in free:
+                    self._hook_claims[queue_id] = (consumer, now)
+                if free or time.monotonic() >= deadline:
+                    return [(q, dict(self._hooks[q])) for q in free]
+            time.sleep(min(0.05, block))  # cooperative under gevent
+
+    def reclaim_webhooks(self, consumer, min_idle, count):
+        """Take over deliveries claimed by someone else more than `min_idle` seconds ago."""
+        now = self._clock()
+        with self._lock:
+            stale = [q for q, (_, at) in self._hook_claims.items() if now - at >= min_idle][:count]
+            for queue_id in stale:
+                self._hook_claims[queue_id] = (consumer, now)
+            return [(q, dict(self._hooks[q])) for q in stale]
+
+    def finish_webhook(self, queue_id):
+        """Remove a delivery that was delivered or dead-lettered."""
+        with self._lock:
+            self._hooks.pop(queue_id, None)
+            self._hook_claims.pop(queue_id, None)
+
+    def dead_letter(self, record):
+        """Keep a delivery that failed for good."""
+        with self._lock:
+            self._dead.insert(0, dict(record))
+            del self._dead[10_000:]
+
+    def dead_letters(self, limit):
+        """The newest dead-lettered deliveries."""
+        with self._lock:
+            return [dict(r) for r in self._dead[:limit]]
+
+    def replay_dead_letters(self, limit):
+        """Queue dead-lettered deliveries again, oldest first."""
+        with self._lock:
+            moving = self._dead[-limit:][::-1] if limit > 0 else []
+            del self._dead[len(self._dead) - len(moving):]
+        for record in moving:
+            self.enqueue_webhook(record)
+        return len(moving)
+
+    def webhook_backlog(self):
+        """Queue depth: waiting, in flight (claimed), dead."""
+        with self._lock:
+            claimed = len(self._hook_claims)
+            return {"waiting": len(self._hooks) - claimed, "in_flight": claimed, "dead": len(self._dead)}
 
     def claim(self, key, ttl):
         """Set `key` for `ttl` seconds unless it is set; True if this call set it."""

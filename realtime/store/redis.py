@@ -25,6 +25,11 @@ end
 local id = redis.call('INCR', seq)
 redis.call('XADD', stream, 'MAXLEN', '=', max_len, id .. '-0', 'ts', now, 'm', body)
 if has_key == '1' then redis.call('SET', idem, id, 'PX', idem_ttl) end
+for number, endpoint in ipairs(cjson.decode(ARGV[7])) do
+  local hook = {id = 'msg-' .. ARGV[8] .. '-' .. id .. '-' .. (number - 1), endpoint = endpoint,
+                event = 'message.created', created_at = tonumber(now), ref = {room = ARGV[8], id = id}}
+  redis.call('XADD', KEYS[4], '*', 'd', cjson.encode(hook))
+end
 local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 100)
 local keep_from = nil
 for _, entry in ipairs(oldest) do
@@ -79,6 +84,15 @@ return expired
 """
 
 
+# Move the oldest dead letter back onto the queue in one step: never lost, never doubled.
+REPLAY_SCRIPT = """
+local raw = redis.call('RPOP', KEYS[1])
+if not raw then return false end
+redis.call('XADD', KEYS[2], '*', 'd', raw)
+return raw
+"""
+
+
 def unavailable_on_error(method: Callable) -> Callable:
     """Turn Redis connection failures into StoreUnavailable."""
     @functools.wraps(method)
@@ -110,6 +124,9 @@ class RedisStore(Store):
 
     name = "redis"
     INSTANCES = "rt:instances"
+    WEBHOOKS = "rt:webhooks"
+    WEBHOOK_GROUP = "deliverers"
+    DEAD = "rt:webhooks:dead"
 
     def __init__(self, client: redis.Redis):
         self.client = client
@@ -119,19 +136,21 @@ class RedisStore(Store):
         self._presence_join = client.register_script(PRESENCE_JOIN_SCRIPT)
         self._presence_leave = client.register_script(PRESENCE_LEAVE_SCRIPT)
         self._claim_expired = client.register_script(CLAIM_EXPIRED_SCRIPT)
+        self._replay_one = client.register_script(REPLAY_SCRIPT)
         self._connection_ttl_ms = 15_000
 
     @unavailable_on_error
-    def append_message(self, room, message, idempotency_key, retention: Retention) -> Appended:
+    def append_message(self, room, message, idempotency_key, retention: Retention,
+                       webhooks=()) -> Appended:
         """Persist `message` with the room's next id, unless the key was already used."""
         now = time.time()
         body = json.dumps({k: v for k, v in message.items() if k not in ("id", "room")},
                           separators=(",", ":"))
         keys = [room_key(room, "messages"), room_key(room, "seq"),
-                room_key(room, f"idem:{idempotency_key or ''}")]
+                room_key(room, f"idem:{idempotency_key or ''}"), self.WEBHOOKS]
         args = [body, int(message.get("ts", now * 1000)), retention.max_messages,
                 int((now - retention.max_age) * 1000), int(retention.idempotency_ttl * 1000),
-                "1" if idempotency_key else "0"]
+                "1" if idempotency_key else "0", json.dumps(list(webhooks)), room]
         duplicate, message_id, stored = self._append(keys=keys, args=args)
         return Appended(decode_message(room, int(message_id), stored), duplicate=bool(duplicate))
 
@@ -314,6 +333,92 @@ class RedisStore(Store):
     def is_invited(self, room, user_id):
         """Whether a user was invited into a private room."""
         return bool(self._redis.sismember(room_key(room, "invited"), user_id))
+
+    def _ensure_webhook_group(self) -> None:
+        """Create the consumer group once (and again if Redis lost it)."""
+        try:
+            self._redis.xgroup_create(self.WEBHOOKS, self.WEBHOOK_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    @unavailable_on_error
+    def enqueue_webhook(self, record):
+        """Queue one delivery; returns its queue id."""
+        return self._redis.xadd(self.WEBHOOKS, {"d": json.dumps(record)}).decode()
+
+    @staticmethod
+    def _records(entries) -> list[tuple[str, dict[str, Any]]]:
+        """Stream entries as (queue id, record); entries deleted meanwhile come back empty."""
+        return [(entry_id.decode(), json.loads(fields[b"d"])) for entry_id, fields in entries
+                if fields and b"d" in fields]
+
+    @unavailable_on_error
+    def claim_webhooks(self, consumer, count, block):
+        """Take up to `count` new deliveries for `consumer`, waiting up to `block` seconds."""
+        def read():
+            return self._redis.xreadgroup(self.WEBHOOK_GROUP, consumer, {self.WEBHOOKS: ">"},
+                                          count=count, block=int(block * 1000) or None)
+        try:
+            reply = read()
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            self._ensure_webhook_group()  # first use, or Redis lost it: from id 0, nothing skipped
+            reply = read()
+        return self._records(reply[0][1]) if reply else []
+
+    @unavailable_on_error
+    def reclaim_webhooks(self, consumer, min_idle, count):
+        """Take over deliveries claimed by someone else more than `min_idle` seconds ago."""
+        self._ensure_webhook_group()
+        reply = self._redis.xautoclaim(self.WEBHOOKS, self.WEBHOOK_GROUP, consumer,
+                                       int(min_idle * 1000), start_id="0-0", count=count)
+        return self._records(reply[1])
+
+    @unavailable_on_error
+    def finish_webhook(self, queue_id):
+        """Remove a delivery that was delivered or dead-lettered."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.WEBHOOKS, self.WEBHOOK_GROUP, queue_id)
+            pipe.xdel(self.WEBHOOKS, queue_id)
+            pipe.execute()
+
+    @unavailable_on_error
+    def dead_letter(self, record):
+        """Keep a delivery that failed for good."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(self.DEAD, json.dumps(record))
+            pipe.ltrim(self.DEAD, 0, 9_999)
+            pipe.execute()
+
+    @unavailable_on_error
+    def dead_letters(self, limit):
+        """The newest dead-lettered deliveries."""
+        return [json.loads(r) for r in self._redis.lrange(self.DEAD, 0, limit - 1)]
+
+    @unavailable_on_error
+    def replay_dead_letters(self, limit):
+        """Queue dead-lettered deliveries again, oldest first (each moved atomically)."""
+        moved = 0
+        for _ in range(limit):
+            raw = self._replay_one(keys=[self.DEAD, self.WEBHOOKS])
+            if raw is None:
+                break
+            moved += 1
+        return moved
+
+    @unavailable_on_error
+    def webhook_backlog(self):
+        """Queue depth: waiting, in flight (claimed), dead."""
+        self._ensure_webhook_group()
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(self.WEBHOOKS)
+            pipe.xpending(self.WEBHOOKS, self.WEBHOOK_GROUP)
+            pipe.llen(self.DEAD)
+            length, pending, dead = pipe.execute()
+        in_flight = pending["pending"] if isinstance(pending, dict) else pending[0]
+        return {"waiting": max(0, length - in_flight), "in_flight": in_flight, "dead": dead}
 
     @unavailable_on_error
     def claim(self, key, ttl):

@@ -214,3 +214,35 @@ def test_invitations(store):
     assert store.invite("private-x", "ana") is False
     assert store.is_invited("private-x", "ana") is True
     assert store.is_invited("private-y", "ana") is False
+
+
+def test_webhook_queue_claims_reclaims_and_dead_letters(store):
+    first = store.enqueue_webhook({"id": "d1", "event": "message.created"})
+    store.enqueue_webhook({"id": "d2", "event": "room.joined"})
+    claimed = store.claim_webhooks("replica-a", 10, 0.01)
+    assert [r["id"] for _, r in claimed] == ["d1", "d2"]
+    assert store.claim_webhooks("replica-b", 10, 0.01) == []
+    assert store.webhook_backlog() == {"waiting": 0, "in_flight": 2, "dead": 0}
+    store.finish_webhook(first)
+    time.sleep(0.3)
+    # replica-a died holding d2: another replica takes it over after the idle time.
+    taken = store.reclaim_webhooks("replica-b", 0.2, 10)
+    assert [r["id"] for _, r in taken] == ["d2"]
+    store.finish_webhook(taken[0][0])
+    store.dead_letter({"id": "d2", "event": "room.joined"})
+    assert [r["id"] for r in store.dead_letters(10)] == ["d2"]
+    assert store.webhook_backlog() == {"waiting": 0, "in_flight": 0, "dead": 1}
+    assert store.replay_dead_letters(10) == 1
+    assert store.dead_letters(10) == []
+    assert [r["id"] for _, r in store.claim_webhooks("replica-c", 10, 0.01)] == ["d2"]
+
+
+def test_new_messages_queue_their_webhooks_atomically(store):
+    hooks = ("http://a.example/hook", "http://b.example/hook")
+    first = store.append_message("r", text("x"), "ana:k", KEEP, webhooks=hooks).message
+    store.append_message("r", text("x"), "ana:k", KEEP, webhooks=hooks)  # a duplicate: no new hooks
+    records = [r for _, r in store.claim_webhooks("c", 10, 0.01)]
+    assert [(r["endpoint"], r["event"], r["ref"]) for r in records] == [
+        (hooks[0], "message.created", {"room": "r", "id": first["id"]}),
+        (hooks[1], "message.created", {"room": "r", "id": first["id"]})]
+    assert records[0]["id"] != records[1]["id"] and records[0]["created_at"] == first["ts"]
