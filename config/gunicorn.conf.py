@@ -21,6 +21,12 @@ loglevel = os.environ.get("REALTIME_LOG_LEVEL", "info").lower()
 proc_name = f"realtime-{os.environ.get('REALTIME_PORT', '8000')}"
 
 
+def post_worker_init(worker):
+    """SIGTERM drains: clients are sent to other replicas, in-flight work finishes (realtime.drain)."""
+    from realtime.drain import install
+    install(worker)
+
+
 def worker_exit(server, worker):
     """Leave the cluster registry at once instead of waiting for the heartbeat to expire."""
     services = getattr(getattr(worker, "wsgi", None), "extensions", {}).get("realtime")

@@ -16,6 +16,8 @@ def healthz():
 def readyz():
     """The replica can reach its state store; 503 with the reason otherwise."""
     services = current_app.extensions["realtime"]
+    if services.draining:
+        return jsonify(status="draining", store=services.store.name, reason="shutting down"), 503
     try:
         services.store.ping()
     except StoreUnavailable as exc:

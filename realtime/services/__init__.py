@@ -37,6 +37,7 @@ class Services:
     sequencer: Sequencer
     webhooks: WebhookPublisher
     webhook_worker: Any = None  # started with the background loops when endpoints are configured
+    draining: bool = False      # set on SIGTERM (realtime.drain): /readyz answers 503
 
 
 def message_policy(settings: dict[str, Any]) -> MessagePolicy:

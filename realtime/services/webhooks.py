@@ -94,6 +94,8 @@ class WebhookWorker:
         self.outcomes: dict[str, int] = {"delivered": 0, "retried": 0, "dead": 0}
         self.transitions: list[tuple[str, str, str]] = []
         self.last_reclaim = 0.0
+        self.stopping = False
+        self.in_flight = 0
 
     def breaker(self, endpoint: str) -> pybreaker.CircuitBreaker:
         """The circuit breaker of one endpoint (per replica)."""
@@ -103,8 +105,21 @@ class WebhookWorker:
                 name=endpoint, listeners=[BreakerLog(self.transitions)])
         return self.breakers[endpoint]
 
+    def stop(self, timeout: float) -> None:
+        """Claim nothing more and wait up to `timeout` for deliveries in flight (drain)."""
+        self.stopping = True
+        deadline = time.monotonic() + timeout
+        while self.in_flight and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.in_flight:
+            log.warning("%d webhook deliveries still in flight; another replica will reclaim them",
+                        self.in_flight)
+
     def step(self) -> int:
         """Claim a batch (taking over stale ones now and then) and start delivering it."""
+        if self.stopping:
+            time.sleep(1.0)
+            return 0
         batch = []
         if time.monotonic() - self.last_reclaim > min(30.0, self.policy.reclaim_idle / 2):
             self.last_reclaim = time.monotonic()
@@ -112,6 +127,7 @@ class WebhookWorker:
         batch += self.store.claim_webhooks(self.consumer, self.policy.concurrency, 1.0)
         for queue_id, record in batch:
             self.slots.acquire()
+            self.in_flight += 1
             self.spawn(self.run, queue_id, record)
         return len(batch)
 
@@ -126,6 +142,7 @@ class WebhookWorker:
             self.outcomes["dead"] += 1
         finally:
             self.slots.release()
+            self.in_flight -= 1
         self.store.finish_webhook(queue_id)
 
     def deliver(self, record: dict[str, Any]) -> None:

@@ -60,6 +60,7 @@ def replica_env(redis_url: str, secret: str, workdir) -> dict[str, str]:
             "REALTIME_JWT_SECRET_KEY": secret, "REALTIME_DEMO_LOGIN": "1",
             "REALTIME_INSTANCE_TTL": str(INSTANCE_TTL),
             "REALTIME_HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL),
+            "REALTIME_GRACEFUL_TIMEOUT": "8",
             # Tests open connections far faster than people do; test_security sets real limits.
             "REALTIME_RATE_LIMITS": "connect=100000/minute",
             "REALTIME_HTTP_RATE_LIMIT": "100000/minute", "REALTIME_LOGIN_RATE_LIMIT": "100000/minute",
