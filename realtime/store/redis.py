@@ -7,6 +7,8 @@ import time
 from typing import Any, Callable
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from .base import Appended, Retention, Store, StoreUnavailable
 
@@ -44,9 +46,12 @@ return {0, id, body}
 
 
 def create_redis(url: str, socket_timeout: float = 5.0) -> redis.Redis:
-    """The process's one Redis connection pool, with timeouts on every call."""
+    """The process's one Redis connection pool: timeouts on every call, and a few quick retries
+    with backoff so a dropped connection (or a Redis restart) costs a reconnect, not an error."""
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
     return redis.Redis.from_url(url, socket_timeout=socket_timeout,
-                                socket_connect_timeout=socket_timeout, health_check_interval=30)
+                                socket_connect_timeout=socket_timeout, health_check_interval=30,
+                                retry=retry, retry_on_error=[redis.ConnectionError, redis.TimeoutError])
 
 
 # Read position only moves forward, and never past the room's newest id.
