@@ -156,3 +156,24 @@ def test_connections_are_tracked(app, chat):
     assert cluster.stats() == {"instance": "unit-1", "clients_total": 1,
                                "instances": [{"id": "unit-1", "clients": 1,
                                               "started_at": cluster.started_at}]}
+
+
+def test_a_bug_in_a_handler_is_an_internal_ack_logged_once(app, chat, caplog, monkeypatch):
+    sio = chat()
+    call(sio, "join", {"room": "r"})
+
+    def explode(*_args, **_kwargs):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(app.extensions["realtime"].messages, "send", explode)
+    with caplog.at_level("ERROR"):
+        ack = call(sio, "send", {"room": "r", "body": "x"})
+    assert ack == {"ok": False, "error": {"code": "internal", "message": "internal error"}}
+    assert sum("on_send failed" in r.getMessage() for r in caplog.records) == 1
+    assert call(sio, "history", {"room": "r"})["ok"] is True  # the connection and worker live on
+
+
+def test_http_bug_is_a_json_500(app, client, monkeypatch):
+    monkeypatch.setattr(app.extensions["realtime"].cluster, "stats", lambda: 1 / 0)
+    response = client.get("/api/stats")
+    assert response.status_code == 500
+    assert response.get_json() == {"error": {"code": "internal", "message": "internal error"}}
