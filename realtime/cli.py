@@ -5,7 +5,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 from .settings import PROJECT_ROOT
 
@@ -20,13 +19,20 @@ def serve(args: argparse.Namespace) -> int:
     return 0  # not reached
 
 
+def redis_url(args: argparse.Namespace, command: str) -> str | None:
+    """--redis-url or REALTIME_REDIS_URL; says so on stderr when neither is given."""
+    url = args.redis_url or os.environ.get("REALTIME_REDIS_URL")
+    if not url:
+        print(f"realtime {command}: --redis-url or REALTIME_REDIS_URL is required", file=sys.stderr)
+    return url
+
+
 def emit(args: argparse.Namespace) -> int:
     """Send one message into a room through Redis."""
     from .emitter import Emitter
     from .errors import AppError
-    url = args.redis_url or os.environ.get("REALTIME_REDIS_URL")
+    url = redis_url(args, "emit")
     if not url:
-        print("realtime emit: --redis-url or REALTIME_REDIS_URL is required", file=sys.stderr)
         return 2
     emitter = Emitter(url)
     try:
@@ -50,9 +56,8 @@ def cluster(args: argparse.Namespace) -> int:
 def webhooks(args: argparse.Namespace) -> int:
     """Inspect the webhook queue, list dead letters, or replay them."""
     from .store import create_store
-    url = args.redis_url or os.environ.get("REALTIME_REDIS_URL")
+    url = redis_url(args, "webhooks")
     if not url:
-        print("realtime webhooks: --redis-url or REALTIME_REDIS_URL is required", file=sys.stderr)
         return 2
     store = create_store(url)
     if args.action == "replay":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 import time
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 
 from ..errors import AppError
 from ..services import validation

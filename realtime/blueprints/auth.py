@@ -1,5 +1,5 @@
 """Demo login: a token for a chosen name, only when enabled."""
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 
 from .. import auth
 from ..errors import AppError

@@ -6,12 +6,8 @@ from typing import Any
 from flask import request, session
 from flask_socketio import ConnectionRefusedError, emit
 
-from .. import auth
-from ..errors import AppError
 from ..services.access import ADMIN
-from ..store import StoreUnavailable
-from .base import AckNamespace
-from .chat import refuse
+from .base import AckNamespace, authenticate
 
 
 class AdminNamespace(AckNamespace):
@@ -23,11 +19,7 @@ class AdminNamespace(AckNamespace):
 
     def on_connect(self, auth_payload: Any = None) -> None:
         """Only admins get in."""
-        try:
-            principal = auth.verify(auth.token_from(auth_payload, request.args.get("token")),
-                                    self.services.store)
-        except (AppError, StoreUnavailable) as exc:
-            raise refuse(exc if isinstance(exc, AppError) else AppError("unavailable", str(exc)))
+        principal = authenticate(self.services, auth_payload, limit_connects=False)
         if not principal.has_role(ADMIN):
             raise ConnectionRefusedError("the admin role is required", {"code": "forbidden"})
         session["principal"] = principal

@@ -6,8 +6,9 @@ import logging
 from typing import Any, Callable
 
 from flask import request
-from flask_socketio import Namespace
+from flask_socketio import ConnectionRefusedError, Namespace
 
+from .. import auth
 from ..errors import AppError, unavailable
 from ..store import StoreUnavailable
 
@@ -42,6 +43,24 @@ def acked(handler: Callable) -> Callable:
                           getattr(request, "sid", None))
             return error_ack(AppError("internal", "internal error", 500))
     return run
+
+
+def refuse(error: AppError) -> ConnectionRefusedError:
+    """A connection refusal shaped as the contract says: {message, data: {code, ...}}."""
+    data = {k: v for k, v in error.to_dict().items() if k != "message"}
+    return ConnectionRefusedError(error.message, data)
+
+
+def authenticate(services: Any, auth_payload: Any, limit_connects: bool = True) -> Any:
+    """The principal of a connecting client, or the contract's refusal (rate limit, token, store)."""
+    try:
+        if limit_connects:
+            services.limits.hit("connect", request.remote_addr or "unknown")
+        return auth.verify(auth.token_from(auth_payload, request.args.get("token")), services.store)
+    except AppError as exc:
+        raise refuse(exc)
+    except StoreUnavailable as exc:
+        raise refuse(AppError("unavailable", f"cannot check the token now: {exc}", 503, 1.0))
 
 
 class AckNamespace(Namespace):

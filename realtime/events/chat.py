@@ -5,7 +5,7 @@ import logging
 from typing import Any
 
 from flask import request, session
-from flask_socketio import ConnectionRefusedError, disconnect, emit, join_room, leave_room, rooms
+from flask_socketio import disconnect, emit, join_room, leave_room, rooms
 
 from .. import auth
 from ..errors import AppError, AuthError, ValidationError
@@ -13,15 +13,9 @@ from ..services import Services
 from ..services import validation
 from ..services.messages import now_ms, user_room
 from ..store import StoreUnavailable
-from .base import AckNamespace
+from .base import AckNamespace, authenticate
 
 log = logging.getLogger(__name__)
-
-
-def refuse(error: AppError) -> ConnectionRefusedError:
-    """A connection refusal shaped as the contract says: {message, data: {code, ...}}."""
-    data = {k: v for k, v in error.to_dict().items() if k != "message"}
-    return ConnectionRefusedError(error.message, data)
 
 
 class ChatNamespace(AckNamespace):
@@ -33,12 +27,7 @@ class ChatNamespace(AckNamespace):
 
     def on_connect(self, auth_payload: Any = None) -> None:
         """Authenticate, track the connection, and greet the client."""
-        try:
-            self.services.limits.hit("connect", request.remote_addr or "unknown")
-            principal = auth.verify(auth.token_from(auth_payload, request.args.get("token")),
-                                    self.services.store)
-        except (AppError, StoreUnavailable) as exc:
-            raise refuse(exc if isinstance(exc, AppError) else AppError("unavailable", str(exc)))
+        principal = authenticate(self.services, auth_payload)
         session["principal"] = principal
         session["typing"] = set()
         join_room(user_room(principal.id))  # private messages reach every connection of the user

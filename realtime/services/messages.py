@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from ..store import Retention, Store
 from . import validation
-from ..errors import AppError, ValidationError
+from ..errors import ValidationError
 
 # broadcast(event, data, to, skip_sid=None): to is a room or a list of rooms, on every replica.
 Broadcast = Callable[..., None]

@@ -1,7 +1,6 @@
 """A small blocking Socket.IO client for integration tests, recording every /chat event."""
 from __future__ import annotations
 
-import queue
 import socket
 import threading
 import time

@@ -112,3 +112,18 @@ def _healed_cluster(request):
             except StartupError as error:
                 pytest.fail(f"could not restart the cluster: {error}", pytrace=False)
             return
+
+
+@pytest.fixture
+def connect(cluster):
+    """Open ChatClients on a replica by index as a named user; all are closed after the test."""
+    from chatclient import ChatClient
+    opened = []
+
+    def open_client(replica: int, name: str, **kwargs):
+        client = ChatClient(cluster.replicas[replica].url, cluster.token(name), **kwargs).connect()
+        opened.append(client)
+        return client
+    yield open_client
+    for client in opened:
+        client.close()

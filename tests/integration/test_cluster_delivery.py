@@ -8,24 +8,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from chatclient import ChatClient, wait_until
+from chatclient import wait_until
 from realtime.emitter import Emitter
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def connect(cluster):
-    """Open ChatClients on a replica by index; all are closed after the test."""
-    opened = []
-
-    def open_client(replica: int, name: str, **kwargs) -> ChatClient:
-        client = ChatClient(cluster.replicas[replica].url, cluster.token(name), **kwargs).connect()
-        opened.append(client)
-        return client
-    yield open_client
-    for client in opened:
-        client.close()
 
 
 def test_replicas_are_distinct_and_ready(cluster):

@@ -5,23 +5,9 @@ import time
 
 import pytest
 
-from chatclient import ChatClient, wait_until
+from chatclient import ChatClient
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def connect(cluster):
-    """Open ChatClients on a replica by index; all are closed after the test."""
-    opened = []
-
-    def open_client(replica: int, name: str, **kwargs) -> ChatClient:
-        client = ChatClient(cluster.replicas[replica].url, cluster.token(name), **kwargs).connect()
-        opened.append(client)
-        return client
-    yield open_client
-    for client in opened:
-        client.close()
 
 
 def live_ids(client: ChatClient, room: str) -> list[int]:

@@ -1,7 +1,6 @@
 """Security through real connections on two replicas sharing one Redis (issue: security)."""
 from __future__ import annotations
 
-import datetime
 import secrets
 import time
 
