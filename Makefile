@@ -43,3 +43,14 @@ cluster-stop:
 ## cluster-status: what the local cluster runs (exit 1 if it is down or partly down)
 cluster-status:
 	$(BIN)/realtime cluster status
+
+.PHONY: bench-persistence bench-smoke
+
+## bench-persistence: what persistence costs on the delivery path, realtime vs plain Flask-SocketIO
+## (starts its own redis-server and both servers on free loopback ports; several minutes)
+bench-persistence: venv system-deps
+	$(BIN)/python bench/persistence.py $(BENCH_ARGS)
+
+## bench-smoke: the same benchmark, tiny (a few seconds); the integration tests run it too
+bench-smoke: venv system-deps
+	$(BIN)/python bench/persistence.py --smoke $(BENCH_ARGS)

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a replica: settings, state store, extensions, services, blueprints, namespaces, loops."""
-    from . import background, jwt_keys, web, wirejson, wsfast
+    from . import background, jwt_keys, logs, web, wirejson, wsfast
     from .blueprints import admin, auth, demo, errors, health, rooms, stats, uploads
     from .events.admin import AdminNamespace
     from .events.chat import ChatNamespace
@@ -27,7 +27,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     settings = load_settings(config)
     wsfast.install()
-    logging.basicConfig(level=settings["LOG_LEVEL"])
+    logs.configure(settings)
     app = Flask(__name__, static_folder=settings["STATIC_DIR"], static_url_path="/static")
     app.config.update(REALTIME=settings, MAX_CONTENT_LENGTH=settings["MAX_HTTP_BUFFER_SIZE"],
                       **jwt_keys.config(settings), **limiter_config(settings))
@@ -45,6 +45,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       cors_allowed_origins=web.socketio_origins(origins),
                       max_http_buffer_size=settings["MAX_HTTP_BUFFER_SIZE"])
     web.init_app(app, settings, origins)
+    logs.init_app(app)
 
     upload_store = UploadService(Path(settings["UPLOAD_DIR"]), settings["UPLOAD_MAX_BYTES"])
     services = build_services(settings, store, broadcaster(socketio), rate_storage,

@@ -21,6 +21,8 @@ LISTENER_CLOSE_WAIT = 1.5  # gunicorn's worker loop notices `alive = False` with
 def install(worker: Any) -> None:
     """Take over the worker's SIGTERM: the same stop, plus the drain (gunicorn post_worker_init)."""
     app = worker.wsgi
+    if "realtime" not in getattr(app, "extensions", {}):
+        return  # not a realtime app (e.g. the plain reference app of the benchmark)
 
     def on_term() -> None:
         worker.alive = False

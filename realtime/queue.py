@@ -45,8 +45,9 @@ class RedisQueue(socketio.RedisManager):
                 and len(payload) == 1 and isinstance(payload[0], dict) and "id" in payload[0])
         if not chat:
             return super()._handle_emit(message)
-        for item in self.sequencer.admit(payload[0]):
-            super()._handle_emit({**message, "data": [item]})
+        with self.sequencer.ordered(payload[0]["room"]):
+            for item in self.sequencer.admit(payload[0]):
+                super()._handle_emit({**message, "data": [item]})
 
     def catch_up(self) -> None:
         """Deliver what was stored while this replica was not listening."""

@@ -19,11 +19,23 @@ FetchAfter = Callable[[str, int, int], list[dict[str, Any]]]
 class Sequencer:
     """Remembers the last message id delivered by this replica in each room."""
 
-    def __init__(self, fetch_after: FetchAfter, max_gap: int = 500):
+    def __init__(self, fetch_after: FetchAfter, newest: Callable[[str], int] | None = None,
+                 max_gap: int = 500):
         self.fetch_after = fetch_after
+        self.newest = newest
         self.max_gap = max_gap
         self.last: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._rooms: dict[str, threading.Lock] = {}
+
+    def ordered(self, room: str) -> threading.Lock:
+        """The lock a caller holds from `admit` until it has handed the batch out.
+
+        Filling a gap waits on the store; without this, a later message of the room could be
+        admitted and delivered by another greenlet in the meantime, ahead of the gap.
+        """
+        with self._lock:
+            return self._rooms.setdefault(room, threading.Lock())
 
     def note(self, room: str, newest: int) -> None:
         """A local client joined `room` when its newest id was `newest`: gaps after it count."""
@@ -59,6 +71,13 @@ class Sequencer:
         found = []
         for room, last in known.items():
             try:
+                newest = self.newest(room) if self.newest else last
+                if newest < last:
+                    # The store lost data (Redis restarted without persistence): ids start over.
+                    log.warning("room %s went back from id %d to %d; delivering from there", room, last, newest)
+                    with self._lock:
+                        self.last[room] = newest
+                    continue
                 found.extend(self.fetch_after(room, last, self.max_gap))
             except Exception as exc:
                 log.warning("could not catch up %s: %s", room, exc)

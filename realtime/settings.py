@@ -76,6 +76,12 @@ DEFAULTS: dict[str, Any] = {
     # None lets Flask-SocketIO pick (gevent under gunicorn); tests use "threading".
     "ASYNC_MODE": None,
     "LOG_LEVEL": "INFO",
+    "LOG_FORMAT": "json",          # or "text" for a terminal
+    "LOG_FILE": "",                # empty: stdout (containers); else a file, rotated
+    "LOG_ROTATE": "size",          # "size" or "time"
+    "LOG_MAX_BYTES": 10 * 1024 * 1024,
+    "LOG_WHEN": "midnight",        # with LOG_ROTATE=time
+    "LOG_BACKUPS": 7,
 }
 
 _TRUE = {"1", "true", "yes", "on"}

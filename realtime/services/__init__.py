@@ -83,4 +83,4 @@ def build_services(settings: dict[str, Any], store: Store, broadcast: Any, rate_
         access=AccessPolicy(store, settings["PRIVATE_ROOM_PREFIX"]),
         limits=RateLimiter(rate_storage, parse_rules(settings["RATE_LIMITS"])),
         tokens=TokenWatch(settings["TOKEN_EXPIRING_NOTICE"], settings["JWT_LEEWAY"]),
-        sequencer=Sequencer(store.messages_after))
+        sequencer=Sequencer(store.messages_after, lambda room: store.room_bounds(room)[1]))

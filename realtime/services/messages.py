@@ -107,6 +107,9 @@ class MessageService:
                bounds: tuple[int, int] | None = None) -> tuple[list[dict[str, Any]], bool]:
         """Messages after `since`, and whether some were lost to retention or the bound."""
         oldest, newest = bounds or self.store.room_bounds(room)
+        if since > newest:
+            # The client saw ids the store no longer has (it lost data): start over, flagged.
+            return self.store.messages_after(room, 0, self.policy.recovery_max), True
         messages = self.store.messages_after(room, since, self.policy.recovery_max)
         gap = oldest > since + 1 if oldest else newest > since
         cut = bool(messages) and messages[-1]["id"] < newest

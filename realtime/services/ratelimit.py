@@ -8,6 +8,7 @@ from limits.storage import Storage
 from limits.strategies import SlidingWindowCounterRateLimiter
 
 from ..errors import AppError
+from ..store import StoreUnavailable
 
 
 def parse_rules(spec: str) -> dict[str, RateLimitItem]:
@@ -31,8 +32,13 @@ class RateLimiter:
     def hit(self, rule: str, key: str) -> None:
         """Count one hit; raise `rate_limited` (with retry_after) when over the rule's limit."""
         limit = self.rules.get(rule)
-        if limit is None or self.strategy.hit(limit, rule, key):
+        if limit is None:
             return
-        reset = self.strategy.get_window_stats(limit, rule, key).reset_time
+        try:
+            if self.strategy.hit(limit, rule, key):
+                return
+            reset = self.strategy.get_window_stats(limit, rule, key).reset_time
+        except Exception as exc:  # the shared counters are unreachable: retryable, not a bug
+            raise StoreUnavailable(f"rate-limit storage: {exc}") from exc
         raise AppError("rate_limited", f"too many {rule} requests, slow down", 429,
                        retry_after=round(max(0.1, reset - time.time()), 1))

@@ -32,10 +32,13 @@ for number, endpoint in ipairs(cjson.decode(ARGV[7])) do
                 event = 'message.created', created_at = tonumber(now), ref = {room = ARGV[8], id = id}}
   redis.call('XADD', KEYS[4], '*', 'd', cjson.encode(hook))
 end
-local oldest = redis.call('XRANGE', stream, '-', '+', 'COUNT', 100)
+-- Age trimming: look at the oldest entry first; scan further only when it has expired.
 local keep_from = nil
-for _, entry in ipairs(oldest) do
-  if tonumber(entry[2][2]) < min_ts then keep_from = entry[1] else break end
+local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+if #first > 0 and tonumber(first[1][2][2]) < min_ts then
+  for _, entry in ipairs(redis.call('XRANGE', stream, '-', '+', 'COUNT', 100)) do
+    if tonumber(entry[2][2]) < min_ts then keep_from = entry[1] else break end
+  end
 end
 if keep_from then
   local last = tonumber(string.match(keep_from, '^(%d+)'))
@@ -45,13 +48,16 @@ return {0, id, body}
 """
 
 
-def create_redis(url: str, socket_timeout: float = 5.0) -> redis.Redis:
-    """The process's one Redis connection pool: timeouts on every call, and a few quick retries
-    with backoff so a dropped connection (or a Redis restart) costs a reconnect, not an error."""
+def create_redis(url: str, socket_timeout: float = 5.0, max_connections: int = 200) -> redis.Redis:
+    """The process's one Redis connection pool: timeouts on every call, a few quick retries with
+    backoff (a dropped connection costs a reconnect, not an error), and a blocking pool, so a
+    burst of events waits for a connection instead of failing when the pool is full."""
     retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
-    return redis.Redis.from_url(url, socket_timeout=socket_timeout,
-                                socket_connect_timeout=socket_timeout, health_check_interval=30,
-                                retry=retry, retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=socket_timeout, socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_timeout, health_check_interval=30, retry=retry,
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+    return redis.Redis(connection_pool=pool)
 
 
 # Read position only moves forward, and never past the room's newest id.

@@ -177,3 +177,11 @@ def test_http_bug_is_a_json_500(app, client, monkeypatch):
     response = client.get("/api/stats")
     assert response.status_code == 500
     assert response.get_json() == {"error": {"code": "internal", "message": "internal error"}}
+
+
+def test_since_beyond_the_newest_id_starts_over_flagged(chat):
+    sio = chat()
+    call(sio, "join", {"room": "r"})
+    call(sio, "send", {"room": "r", "body": "only"})
+    ack = call(sio, "join", {"room": "r", "since": 50})
+    assert [m["body"] for m in ack["missed"]] == ["only"] and ack["truncated"] is True

@@ -8,12 +8,14 @@ sends in an outbox that they flush, with the same client_id, after every join.
 from __future__ import annotations
 
 import itertools
+import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import flask_socketio.test_client
 import pytest
+import redis
 from flask_jwt_extended import create_access_token
 from hypothesis import HealthCheck, given, settings, strategies as st
 
@@ -120,7 +122,8 @@ class Scenario:
             self.check_recovered()
         finally:
             for client in self.clients:
-                self.disconnect(client)
+                # Cleanup only: a check here could mask the failure being reported.
+                self.disconnect(client, deliver=False)
 
     def apply(self, action: Any) -> None:
         """Play one action, then make sure no connection got a message it should not have."""
@@ -264,33 +267,59 @@ class NotAQueue:
     """Stands in for PubSubManager in the test client's refusal check; nothing is one."""
 
 
-def allow_message_queue(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Let Flask-SocketIO's test client drive an app whose manager is the Redis message queue."""
+def allow_message_queue(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Let Flask-SocketIO's test client drive an app whose manager is the Redis message queue;
+    returns a function that stops the queue's listener thread."""
     # The test client refuses any pub/sub manager because events from other hosts would reach it
     # asynchronously. Here every connection is in this process, and the manager delivers to its
     # own clients before it publishes, so delivery stays synchronous; the publish still goes to
     # the real Redis, and the listener must ignore what this host published.
     monkeypatch.setattr(flask_socketio.test_client, "PubSubManager", NotAQueue)
     manager = socketio.server.manager
-    start, started = manager.initialize, []
+    start, listen, stopping = manager.initialize, manager._listen, threading.Event()
 
     def initialize_once() -> None:
         """Start the queue's listener thread once, not once per test client."""
-        if not started:
-            started.append(True)
+        if not getattr(manager, "thread", None):
             start()
+
+    def listen_until_stopped() -> Iterator[Any]:
+        """The listener's stream of messages, ending at the first one after `stopping` is set."""
+        for data in listen():
+            if stopping.is_set():
+                return
+            yield data
+
+    def stop() -> None:
+        """End the listener thread, so it neither outlives the test nor logs when Redis stops."""
+        thread = getattr(manager, "thread", None)
+        if thread is None:
+            return
+        stopping.set()
+        waker = redis.Redis.from_url(manager.redis_url)
+        try:
+            waker.publish(manager.channel, "stop")  # wakes its blocked read
+        finally:
+            waker.close()
+        thread.join(10)
+        manager.pubsub.close()
+
     monkeypatch.setattr(manager, "initialize", initialize_once)
+    monkeypatch.setattr(manager, "_listen", listen_until_stopped)
+    return stop
 
 
 @pytest.fixture(params=["memory", "redis"])
 def chat_app(request, app_factory_with, monkeypatch):
     """The app on each backend; with Redis, also the Redis message queue, on its own channel."""
     if request.param == "memory":
-        return app_factory_with()
+        yield app_factory_with()
+        return
     app = app_factory_with(REDIS_URL=request.getfixturevalue("redis_url"),
                            MQ_CHANNEL=f"recovery-property-{uuid.uuid4().hex}")
-    allow_message_queue(monkeypatch)
-    return app
+    stop_listener = allow_message_queue(monkeypatch)
+    yield app
+    stop_listener()
 
 
 def test_every_client_recovers_exactly_the_acknowledged_messages(chat_app):

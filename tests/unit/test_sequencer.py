@@ -68,3 +68,36 @@ def test_a_noted_room_fills_even_its_first_gap():
     assert ids(seq.admit(messages("r", 3)[0])) == [1, 2, 3]
     seq.note("r", 0)  # a later join does not move it back
     assert seq.admit(messages("r", 2)[0]) == []
+
+
+def test_a_later_message_waits_while_a_gap_is_being_filled():
+    import threading
+    release = threading.Event()
+    store = Stored(1, 2, 3, 4)
+
+    def slow_after(room, after, limit):
+        release.wait(2)
+        return store.after(room, after, limit)
+    seq = Sequencer(slow_after)
+    seq.admit(messages("r", 1)[0])
+    delivered = []
+
+    def deliver(message):
+        with seq.ordered("r"):
+            delivered.extend(m["id"] for m in seq.admit(message))
+    filler = threading.Thread(target=deliver, args=(messages("r", 3)[0],))
+    filler.start()
+    later = threading.Thread(target=deliver, args=(messages("r", 4)[0],))
+    later.start()
+    release.set()
+    filler.join()
+    later.join()
+    assert delivered == [2, 3, 4]
+
+
+def test_a_store_that_lost_its_data_is_followed_back_down():
+    store = Stored(1, 2)
+    seq = Sequencer(store.after, newest=lambda room: 2)
+    seq.admit(messages("r", 90)[0])  # before the loss, ids had reached 90
+    assert seq.pending() == []
+    assert ids(seq.admit(messages("r", 3)[0])) == [3]

@@ -1,0 +1,101 @@
+"""Logging: JSON lines (or text for a terminal), rotation, context on every line, no secrets."""
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import re
+import sys
+import uuid
+from typing import Any, Mapping
+
+from flask import Flask, g, has_request_context, request, session
+from pythonjsonlogger.json import JsonFormatter
+
+FIELDS = "%(asctime)s %(levelname)s %(name)s %(message)s"
+TEXT = "%(asctime)s %(levelname)s %(name)s [%(instance)s %(request_id)s %(sid)s %(user)s] %(message)s"
+SECRETS = [
+    (re.compile(r"eyJ[\w-]{5,}\.[\w-]{5,}\.[\w-]*"), "[jwt]"),                  # any JWT
+    (re.compile(r"(?i)(bearer\s+)[^\s\"']+"), r"\1[redacted]"),
+    (re.compile(r"(?i)((?:token|api[_-]?key|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,}]+"),
+     r"\1[redacted]"),
+    (re.compile(r"rtk_[\w-]{8,}"), "rtk_[redacted]"),                          # our API keys
+]
+
+
+def redact(text: str) -> str:
+    """The text with tokens, keys and secrets masked."""
+    for pattern, replacement in SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class ContextFilter(logging.Filter):
+    """Adds instance, request id, connection id and user to every record; masks secrets."""
+
+    def __init__(self, instance: str):
+        super().__init__()
+        self.instance = instance
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Annotate (never drop) a record."""
+        record.instance = self.instance
+        record.request_id = record.sid = record.user = None
+        if has_request_context():
+            record.request_id = g.get("request_id")
+            record.sid = getattr(request, "sid", None)
+            principal = session.get("principal") if record.sid else None
+            record.user = getattr(principal, "id", None)
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if record.args:
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in
+                                (record.args if isinstance(record.args, tuple) else (record.args,)))
+        return True
+
+
+def formatter(kind: str) -> logging.Formatter:
+    """JSON lines by default; plain text when asked (a terminal)."""
+    if kind == "text":
+        return logging.Formatter(TEXT)
+    return JsonFormatter(FIELDS, rename_fields={"asctime": "time", "levelname": "level", "name": "logger"})
+
+
+def handler(settings: Mapping[str, Any]) -> logging.Handler:
+    """stdout, or a file rotated by size or by time with a number of backups kept."""
+    path = settings["LOG_FILE"]
+    if not path:
+        return logging.StreamHandler(sys.stdout)
+    if settings["LOG_ROTATE"] == "time":
+        return logging.handlers.TimedRotatingFileHandler(path, when=settings["LOG_WHEN"],
+                                                         backupCount=settings["LOG_BACKUPS"])
+    return logging.handlers.RotatingFileHandler(path, maxBytes=settings["LOG_MAX_BYTES"],
+                                                backupCount=settings["LOG_BACKUPS"])
+
+
+def configure(settings: Mapping[str, Any]) -> logging.Handler:
+    """Install our one handler on the root logger (replacing a previous one of ours)."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if getattr(h, "realtime", False)]:
+        root.removeHandler(old)
+        old.close()
+    new = handler(settings)
+    new.realtime = True
+    new.setFormatter(formatter(settings["LOG_FORMAT"]))
+    new.addFilter(ContextFilter(settings["INSTANCE_ID"]))
+    root.addHandler(new)
+    root.setLevel(settings["LOG_LEVEL"])
+    return new
+
+
+def init_app(app: Flask) -> None:
+    """A request id on every HTTP request (from X-Request-ID when sane), echoed in the answer."""
+    @app.before_request
+    def assign_request_id() -> None:
+        given = request.headers.get("X-Request-ID", "")
+        g.request_id = given if re.fullmatch(r"[\w.:-]{1,64}", given) else uuid.uuid4().hex
+
+    @app.after_request
+    def echo_request_id(response):
+        if g.get("request_id"):
+            response.headers["X-Request-ID"] = g.request_id
+        return response

@@ -1,0 +1,70 @@
+"""JSON log lines with context, rotation, and no secrets."""
+import json
+import logging
+
+from realtime import logs
+
+
+def settings(tmp_path, **overrides):
+    base = {"LOG_LEVEL": "INFO", "LOG_FORMAT": "json", "LOG_FILE": str(tmp_path / "rt.log"),
+            "LOG_ROTATE": "size", "LOG_MAX_BYTES": 2000, "LOG_WHEN": "midnight", "LOG_BACKUPS": 2,
+            "INSTANCE_ID": "r-1"}
+    return {**base, **overrides}
+
+
+def lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_json_lines_carry_the_context(tmp_path):
+    handler = logs.configure(settings(tmp_path))
+    try:
+        logging.getLogger("realtime.test").info("hello %s", "world")
+        handler.flush()
+        entry = lines(tmp_path / "rt.log")[-1]
+        assert entry["message"] == "hello world" and entry["level"] == "INFO"
+        assert entry["logger"] == "realtime.test" and entry["instance"] == "r-1"
+        assert {"time", "request_id", "sid", "user"} <= set(entry)
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def test_secrets_never_reach_the_log(tmp_path):
+    handler = logs.configure(settings(tmp_path))
+    try:
+        token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbmEifQ.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+        logging.getLogger("realtime.test").warning("auth %s then Bearer abc.def and token=%s api_key: rtk_secretsecret",
+                                                  token, "zzz-123")
+        handler.flush()
+        text = (tmp_path / "rt.log").read_text()
+        assert "eyJ" not in text and "abc.def" not in text and "zzz-123" not in text and "rtk_secret" not in text
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def test_files_rotate_by_size_and_keep_the_backups(tmp_path):
+    handler = logs.configure(settings(tmp_path))
+    try:
+        for n in range(200):
+            logging.getLogger("realtime.test").info("line %d %s", n, "x" * 50)
+        handler.flush()
+        rotated = sorted(p.name for p in tmp_path.iterdir())
+        assert rotated == ["rt.log", "rt.log.1", "rt.log.2"]
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def test_text_format_for_a_terminal(tmp_path):
+    handler = logs.configure(settings(tmp_path, LOG_FORMAT="text"))
+    try:
+        logging.getLogger("realtime.test").info("plain")
+        handler.flush()
+        assert "INFO realtime.test [r-1" in (tmp_path / "rt.log").read_text()
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def test_http_answers_carry_a_request_id(client):
+    assert len(client.get("/healthz").headers["X-Request-ID"]) == 32
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-1"}).headers["X-Request-ID"] == "abc-1"
+    assert client.get("/healthz", headers={"X-Request-ID": "bad id!"}).headers["X-Request-ID"] != "bad id!"
