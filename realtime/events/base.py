@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from typing import Any, Callable
 
 from flask import request
@@ -13,6 +14,8 @@ from ..errors import AppError, unavailable
 from ..store import StoreUnavailable
 
 log = logging.getLogger(__name__)
+events_log = logging.getLogger("realtime.events")
+QUIET = {"typing", "read"}  # high-volume events are logged at debug
 LIFECYCLE = {"on_connect", "on_disconnect"}
 # Names python-socketio uses for lifecycle calls; a client may send them as ordinary events.
 RESERVED = {"connect", "disconnect", "connect_error", "__disconnect_final"}
@@ -29,20 +32,33 @@ def acked(handler: Callable) -> Callable:
 
     @functools.wraps(handler)
     def run(self, payload: Any = None, *_extra: Any) -> dict[str, Any]:
-        try:
-            self.before_event(event)
-            return {"ok": True, **(handler(self, payload) or {})}
-        except AppError as exc:
-            self.refused(event, exc)
-            return error_ack(exc)
-        except StoreUnavailable as exc:
-            log.warning("store unavailable during %s: %s", handler.__name__, exc)
-            return error_ack(unavailable())
-        except Exception:
-            log.exception("event handler %s failed (sid=%s)", handler.__name__,
-                          getattr(request, "sid", None))
-            return error_ack(AppError("internal", "internal error", 500))
+        started = time.perf_counter()
+        ack = answer(self, handler, event, payload)
+        outcome = "ok" if ack["ok"] else ack["error"]["code"]
+        room = payload.get("room") if isinstance(payload, dict) else None
+        # One line per event: debug for the chatty ones, info for the rest.
+        events_log.log(logging.DEBUG if event in QUIET else logging.INFO, "%s %s %s", self.namespace, event,
+                       outcome, extra={"event": event, "namespace": self.namespace, "outcome": outcome,
+                                       "room": room if isinstance(room, str) else None,
+                                       "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+        return ack
     return run
+
+
+def answer(namespace: Any, handler: Callable, event: str, payload: Any) -> dict[str, Any]:
+    """Run one handler: its result as an ok ack, or the refusal; a bug is logged once."""
+    try:
+        namespace.before_event(event)
+        return {"ok": True, **(handler(namespace, payload) or {})}
+    except AppError as exc:
+        namespace.refused(event, exc)
+        return error_ack(exc)
+    except StoreUnavailable as exc:
+        log.warning("store unavailable during %s: %s", handler.__name__, exc)
+        return error_ack(unavailable())
+    except Exception:
+        log.exception("event handler %s failed (sid=%s)", handler.__name__, getattr(request, "sid", None))
+        return error_ack(AppError("internal", "internal error", 500))
 
 
 def refuse(error: AppError) -> ConnectionRefusedError:

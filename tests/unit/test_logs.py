@@ -68,3 +68,16 @@ def test_http_answers_carry_a_request_id(client):
     assert len(client.get("/healthz").headers["X-Request-ID"]) == 32
     assert client.get("/healthz", headers={"X-Request-ID": "abc-1"}).headers["X-Request-ID"] == "abc-1"
     assert client.get("/healthz", headers={"X-Request-ID": "bad id!"}).headers["X-Request-ID"] != "bad id!"
+
+
+def test_every_event_is_logged_once_with_its_outcome(chat, caplog):
+    from test_chat import call
+    sio = chat("Ana")
+    with caplog.at_level(logging.DEBUG, logger="realtime.events"):
+        call(sio, "join", {"room": "r"})
+        call(sio, "send", {"room": "nowhere", "body": "x"})
+        call(sio, "typing", {"room": "r", "typing": True})
+    records = [r for r in caplog.records if r.name == "realtime.events"]
+    assert [(r.event, r.outcome, r.room, r.levelname) for r in records] == [
+        ("join", "ok", "r", "INFO"), ("send", "not_joined", "nowhere", "INFO"), ("typing", "ok", "r", "DEBUG")]
+    assert all(r.namespace == "/chat" and r.duration_ms >= 0 for r in records)
