@@ -15,7 +15,8 @@ log = logging.getLogger(__name__)
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a replica: settings, state store, extensions, services, blueprints, namespaces, loops."""
     from . import background, jwt_keys, logs, web, wirejson, wsfast
-    from .blueprints import admin, auth, demo, errors, health, rooms, stats, uploads
+    from .blueprints import admin, auth, demo, errors, health, metrics as metrics_bp, rooms, stats, uploads
+    from .metrics import Metrics, replica_gauges
     from .events.admin import AdminNamespace
     from .events.chat import ChatNamespace
     from .extensions import jwt, limiter, socketio
@@ -48,18 +49,24 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     logs.init_app(app)
 
     upload_store = UploadService(Path(settings["UPLOAD_DIR"]), settings["UPLOAD_MAX_BYTES"])
-    services = build_services(settings, store, broadcaster(socketio), rate_storage,
-                              schemas(settings["MESSAGE_MAX_CHARS"], upload_store))
+    metrics = Metrics()
+    if hasattr(store, "observe"):
+        store.observe = metrics.observe_store
+    services = build_services(settings, store, broadcaster(socketio, None if queue else metrics),
+                              rate_storage, schemas(settings["MESSAGE_MAX_CHARS"], upload_store))
+    services.metrics = metrics
+    metrics.watch(replica_gauges(services, socketio.server))
     app.extensions["realtime"] = services
     if queue is not None:
         queue.sequencer = services.sequencer
+        queue.metrics = metrics
     app.extensions["realtime.uploads"] = upload_store
     app.extensions["realtime.redis"] = getattr(store, "client", None)
 
     errors.register(app)
-    for module in (health, auth, stats, rooms, admin, uploads, demo):
+    for module in (health, metrics_bp, auth, stats, rooms, admin, uploads, demo):
         app.register_blueprint(module.bp)
-    for module in (health, demo):
+    for module in (health, metrics_bp, demo):
         limiter.exempt(module.bp)
     socketio.on_namespace(ChatNamespace("/chat", services))
     socketio.on_namespace(AdminNamespace("/admin", services))
@@ -86,8 +93,14 @@ def cors_origins(value: str) -> Any:
     return origins or None
 
 
-def broadcaster(socketio: Any) -> Any:
-    """Deliver an event to /chat rooms on every replica (through the message queue)."""
+def broadcaster(socketio: Any, metrics: Any = None) -> Any:
+    """Deliver an event to /chat rooms on every replica (through the message queue).
+
+    With the Redis queue, deliveries are counted where they happen (realtime/queue.py); the
+    embedded replica counts them here (`metrics` given).
+    """
     def broadcast(event: str, data: dict[str, Any], to: Any, skip_sid: str | None = None) -> None:
         socketio.emit(event, data, to=to, skip_sid=skip_sid, namespace="/chat")
+        if metrics is not None and event == "message":
+            metrics.message_delivered(data)
     return broadcast

@@ -35,6 +35,7 @@ class RedisQueue(socketio.RedisManager):
         super().__init__(url, channel=channel, write_only=write_only, redis_options=options)
         self.retry_max = retry_max
         self.sequencer = sequencer
+        self.metrics: Any = None
         self.subscriptions = 0
 
     def _handle_emit(self, message: dict[str, Any]) -> None:
@@ -48,6 +49,8 @@ class RedisQueue(socketio.RedisManager):
         with self.sequencer.ordered(payload[0]["room"]):
             for item in self.sequencer.admit(payload[0]):
                 super()._handle_emit({**message, "data": [item]})
+                if self.metrics is not None:
+                    self.metrics.message_delivered(item)
 
     def catch_up(self) -> None:
         """Deliver what was stored while this replica was not listening."""

@@ -35,6 +35,9 @@ def acked(handler: Callable) -> Callable:
         started = time.perf_counter()
         ack = answer(self, handler, event, payload)
         outcome = "ok" if ack["ok"] else ack["error"]["code"]
+        metrics = getattr(getattr(self, "services", None), "metrics", None)
+        if metrics is not None:
+            metrics.events.labels(self.namespace, event, outcome).inc()
         room = payload.get("room") if isinstance(payload, dict) else None
         # One line per event: debug for the chatty ones, info for the rest.
         events_log.log(logging.DEBUG if event in QUIET else logging.INFO, "%s %s %s", self.namespace, event,

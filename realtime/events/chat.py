@@ -61,6 +61,8 @@ class ChatNamespace(AckNamespace):
         """A connection that keeps hitting its limits is cut off."""
         if error.code != "rate_limited":
             return
+        if self.services.metrics is not None:
+            self.services.metrics.rate_limited.labels(event).inc()
         try:
             self.services.limits.hit("abuse", request.sid)
         except AppError:

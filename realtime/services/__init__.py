@@ -36,6 +36,7 @@ class Services:
     tokens: TokenWatch
     sequencer: Sequencer
     webhooks: WebhookPublisher
+    metrics: Any = None         # realtime.metrics.Metrics, set by the app factory
     webhook_worker: Any = None  # started with the background loops when endpoints are configured
     draining: bool = False      # set on SIGTERM (realtime.drain): /readyz answers 503
 

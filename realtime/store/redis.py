@@ -105,13 +105,20 @@ return raw
 
 
 def unavailable_on_error(method: Callable) -> Callable:
-    """Turn Redis connection failures into StoreUnavailable."""
+    """Turn Redis connection failures into StoreUnavailable; report each call's latency."""
     @functools.wraps(method)
-    def wrapper(*args, **kwargs):
+    def wrapper(self, *args, **kwargs):
+        started = time.perf_counter()
+        failed = True
         try:
-            return method(*args, **kwargs)
+            result = method(self, *args, **kwargs)
+            failed = False
+            return result
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise StoreUnavailable(str(exc)) from exc
+        finally:
+            if self.observe is not None:
+                self.observe(method.__name__, time.perf_counter() - started, failed)
     return wrapper
 
 
@@ -139,8 +146,9 @@ class RedisStore(Store):
     WEBHOOK_GROUP = "deliverers"
     DEAD = "rt:webhooks:dead"
 
-    def __init__(self, client: redis.Redis):
+    def __init__(self, client: redis.Redis, observe: Callable[[str, float, bool], None] | None = None):
         self.client = client
+        self.observe = observe
         self._redis = client
         self._append = client.register_script(APPEND_SCRIPT)
         self._advance_read = client.register_script(ADVANCE_READ_SCRIPT)

@@ -116,3 +116,25 @@ def test_counts_are_cluster_wide_and_pushed(cluster, connect):
     assert {i["id"] for i in stats["instances"]} == {r.instance_id for r in cluster.replicas}
     pushed = watcher.wait_for("stats", lambda s: s["clients_total"] == base + 4)
     assert pushed["instance"] == watcher.instance
+
+
+def test_metrics_of_a_real_replica(cluster, connect):
+    from prometheus_client.parser import text_string_to_metric_families
+    sender = connect(0, "metered", transports=["websocket"])
+    receiver = connect(1, "listener", transports=["polling"])
+    for client in (sender, receiver):
+        client.call("join", {"room": "metered"})
+    sent = sender.call("send", {"room": "metered", "body": "count me"})["message"]
+    receiver.wait_for("message", lambda m: m["id"] == sent["id"])
+
+    def samples(replica: int) -> dict:
+        text = requests.get(cluster.replicas[replica].url + "/metrics", timeout=5).text
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+    first, second = samples(0), samples(1)
+    assert first[("realtime_connections", (("namespace", "/chat"), ("transport", "websocket")))] >= 1
+    assert second[("realtime_connections", (("namespace", "/chat"), ("transport", "polling")))] >= 1
+    assert second[("realtime_messages_delivered_total", ())] >= 1
+    assert second[("realtime_delivery_latency_seconds_count", ())] >= 1
+    assert first[("realtime_greenlets", ())] > 0
+    assert first[("realtime_store_call_seconds_count", (("operation", "append_message"),))] >= 1

@@ -1,0 +1,96 @@
+"""Prometheus metrics of one replica, on a registry of its own (GET /metrics)."""
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any, Callable, Iterator
+
+from greenlet import greenlet
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class Metrics:
+    """Counters and histograms updated on the hot path; gauges read when scraped."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # memory, CPU, open fds of this process
+        self.events = Counter("realtime_events", "Socket.IO events received, by outcome",
+                              ["namespace", "event", "outcome"], registry=self.registry)
+        self.delivered = Counter("realtime_messages_delivered", "Chat messages handed to this replica's "
+                                 "connections (once per message)", registry=self.registry)
+        self.latency = Histogram("realtime_delivery_latency_seconds", "From a message's server timestamp "
+                                 "to its delivery on this replica", buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)
+        self.store_calls = Histogram("realtime_store_call_seconds", "State store (Redis) call latency",
+                                     ["operation"], buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.store_errors = Counter("realtime_store_errors", "State store calls that failed",
+                                    ["operation"], registry=self.registry)
+        self.rate_limited = Counter("realtime_rate_limited", "Events refused by a rate limit",
+                                    ["event"], registry=self.registry)
+
+    def observe_store(self, operation: str, seconds: float, failed: bool) -> None:
+        """One store call (the Redis backend reports every call here)."""
+        self.store_calls.labels(operation).observe(seconds)
+        if failed:
+            self.store_errors.labels(operation).inc()
+
+    def message_delivered(self, message: dict[str, Any]) -> None:
+        """A chat message reached this replica's connections."""
+        self.delivered.inc()
+        ts = message.get("ts")
+        if isinstance(ts, (int, float)):
+            self.latency.observe(max(0.0, time.time() - ts / 1000))
+
+    def watch(self, read: Callable[[], Iterator[Metric]]) -> None:
+        """Add gauges computed at scrape time."""
+        self.registry.register(Scraped(read))
+
+
+class Scraped:
+    """A collector that asks the app for its current figures when Prometheus scrapes."""
+
+    def __init__(self, read: Callable[[], Iterator[Metric]]):
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        """The figures now."""
+        yield from self.read()
+
+
+def replica_gauges(services: Any, server: Any) -> Callable[[], Iterator[Metric]]:
+    """Connections by namespace and transport, greenlets, webhook backlog and breakers."""
+    def read() -> Iterator[Metric]:
+        connections = GaugeMetricFamily("realtime_connections", "Open connections",
+                                        labels=["namespace", "transport"])
+        counts: dict[tuple[str, str], int] = {}
+        for namespace in ("/chat", "/admin"):
+            try:
+                participants = list(server.manager.get_participants(namespace, None))
+            except KeyError:  # nobody ever connected to this namespace
+                participants = []
+            for _sid, eio_sid in participants:
+                socket = server.eio.sockets.get(eio_sid)
+                transport = "websocket" if getattr(socket, "upgraded", False) else "polling"
+                counts[(namespace, transport)] = counts.get((namespace, transport), 0) + 1
+        for (namespace, transport), count in sorted(counts.items()):
+            connections.add_metric([namespace, transport], count)
+        yield connections
+        yield GaugeMetricFamily("realtime_greenlets", "Live greenlets in this process",
+                                value=sum(1 for o in gc.get_objects() if isinstance(o, greenlet)))
+        worker = services.webhook_worker
+        if worker is not None:
+            outcomes = GaugeMetricFamily("realtime_webhook_deliveries", "Webhook deliveries by outcome "
+                                         "(this replica, since start)", labels=["outcome"])
+            for outcome, count in sorted(worker.outcomes.items()):
+                outcomes.add_metric([outcome], count)
+            yield outcomes
+            breakers = GaugeMetricFamily("realtime_webhook_breaker_open", "1 while the endpoint's "
+                                         "breaker is open or half-open", labels=["endpoint"])
+            for endpoint, breaker in sorted(worker.breakers.items()):
+                breakers.add_metric([endpoint], 0 if breaker.current_state == "closed" else 1)
+            yield breakers
+    return read
