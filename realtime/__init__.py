@@ -16,6 +16,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a replica: settings, state store, extensions, services, blueprints, namespaces, loops."""
     from . import background, jwt_keys, logs, web, wirejson, wsfast
     from .blueprints import admin, auth, demo, errors, health, metrics as metrics_bp, rooms, stats, uploads
+    from .dashboard import DashboardFeed
     from .metrics import Metrics, replica_gauges
     from .events.admin import AdminNamespace
     from .events.chat import ChatNamespace
@@ -55,6 +56,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     services = build_services(settings, store, broadcaster(socketio, None if queue else metrics),
                               rate_storage, schemas(settings["MESSAGE_MAX_CHARS"], upload_store))
     services.metrics = metrics
+    services.dashboard = DashboardFeed(services)
     metrics.watch(replica_gauges(services, socketio.server))
     app.extensions["realtime"] = services
     if queue is not None:

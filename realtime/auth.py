@@ -37,11 +37,14 @@ class Principal:
         return role in self.roles
 
 
-def issue_demo_token(name: Any) -> tuple[str, dict[str, str]]:
-    """A signed access token for a demo user chosen by name."""
+def issue_demo_token(name: Any, admins: frozenset[str] = frozenset()) -> tuple[str, dict[str, str]]:
+    """A signed access token for a demo user chosen by name (admin role for the listed names)."""
     name = validation.username(name)
     user = {"id": name.lower(), "name": name}
-    return create_access_token(identity=user["id"], additional_claims={"name": name}), user
+    claims: dict[str, Any] = {"name": name}
+    if user["id"] in admins:
+        claims["roles"] = ["admin"]
+    return create_access_token(identity=user["id"], additional_claims=claims), user
 
 
 def token_from(auth: Any, query_token: str | None) -> str:

@@ -67,6 +67,22 @@ class TokenExpiry:
             self.socketio.server.disconnect(sid, namespace="/chat")
 
 
+class DashboardPush:
+    """Shares this replica's figures and pushes the cluster snapshot to its admins on /admin."""
+
+    def __init__(self, socketio: SocketIO, services: Services):
+        self.socketio = socketio
+        self.services = services
+
+    def __call__(self) -> None:
+        """One tick: publish, then push only if an admin is watching from this replica."""
+        mine = self.services.dashboard.publish()
+        watching = self.socketio.server.manager.rooms.get("/admin", {}).get("dashboard")
+        if watching:
+            self.socketio.emit("dashboard", self.services.dashboard.snapshot(mine), to="dashboard",
+                               namespace="/admin", ignore_queue=True)
+
+
 def heartbeat(services: Services) -> Callable[[], None]:
     """One beat: refresh the registration, and restore presence if the registration was lost."""
     def beat() -> None:
@@ -83,6 +99,8 @@ def start(socketio: SocketIO, services: Services) -> None:
     socketio.start_background_task(
         forever(socketio, "stats push", settings["STATS_INTERVAL"], StatsPush(socketio, services)))
     socketio.start_background_task(forever(socketio, "token expiry", 1.0, TokenExpiry(socketio, services)))
+    socketio.start_background_task(
+        forever(socketio, "dashboard", settings["DASHBOARD_INTERVAL"], DashboardPush(socketio, services)))
     if services.webhooks.policy.enabled:
         worker = WebhookWorker(services.store, services.webhooks.policy, services.cluster.instance_id,
                                socketio.start_background_task)

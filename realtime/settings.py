@@ -17,6 +17,9 @@ DEFAULTS: dict[str, Any] = {
     "PORT": 8000,
     # None means "on only in the embedded mode" (no Redis configured).
     "DEMO_LOGIN": None,
+    # Demo login names that get the admin role (dashboard, /admin); demo mode only.
+    "DEMO_ADMINS": "admin",
+    "DASHBOARD_INTERVAL": 2.0,
     "JWT_SECRET_KEY": None,
     "JWT_ACCESS_TOKEN_EXPIRES": 3600,
     # Accepted algorithms; HS* verify with JWT_SECRET_KEY, RS*/ES* with JWT_PUBLIC_KEY.

@@ -54,3 +54,10 @@ def webhooks():
                    backlog=services.store.webhook_backlog(), breakers=breakers,
                    outcomes=worker.outcomes if worker else {},
                    transitions=[list(t) for t in worker.transitions] if worker else [])
+
+
+@bp.get("/dashboard")
+def dashboard():
+    """The monitoring dashboard's snapshot of the cluster (what /admin pushes every few seconds)."""
+    require_admin()
+    return jsonify(current_app.extensions["realtime"].dashboard.snapshot())

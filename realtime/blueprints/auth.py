@@ -13,8 +13,10 @@ bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 @limiter.limit(lambda: current_app.config["REALTIME"]["LOGIN_RATE_LIMIT"])
 def token():
     """Issue a demo access token for `{"username"}`."""
-    if not current_app.config["REALTIME"]["DEMO_LOGIN"]:
+    settings = current_app.config["REALTIME"]
+    if not settings["DEMO_LOGIN"]:
         raise AppError("not_found", "demo login is disabled", 404)
     data = json_body()
-    access_token, user = auth.issue_demo_token(data.get("username"))
+    admins = frozenset(n.strip().lower() for n in settings["DEMO_ADMINS"].split(",") if n.strip())
+    access_token, user = auth.issue_demo_token(data.get("username"), admins)
     return jsonify(access_token=access_token, token_type="Bearer", user=user)

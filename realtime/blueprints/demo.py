@@ -8,3 +8,9 @@ bp = Blueprint("demo", __name__)
 def index():
     """The demo page."""
     return send_from_directory(current_app.static_folder, "index.html")
+
+
+@bp.get("/dashboard")
+def dashboard():
+    """The monitoring dashboard (it asks for an admin login)."""
+    return send_from_directory(current_app.static_folder, "dashboard.html")

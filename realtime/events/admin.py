@@ -4,10 +4,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import request, session
-from flask_socketio import ConnectionRefusedError, emit
+from flask_socketio import ConnectionRefusedError, emit, join_room
 
 from ..services.access import ADMIN
 from .base import AckNamespace, authenticate
+
+
+DASHBOARD_ROOM = "dashboard"
 
 
 class AdminNamespace(AckNamespace):
@@ -23,9 +26,14 @@ class AdminNamespace(AckNamespace):
         if not principal.has_role(ADMIN):
             raise ConnectionRefusedError("the admin role is required", {"code": "forbidden"})
         session["principal"] = principal
+        join_room(DASHBOARD_ROOM)
         emit("welcome", {"instance": self.services.cluster.instance_id, "user": principal.user,
                          "sid": request.sid})
 
     def on_stats(self, payload: Any) -> dict[str, Any]:
-        """Cluster-wide figures now."""
+        """Cluster-wide counts now."""
         return {"stats": self.services.cluster.stats()}
+
+    def on_snapshot(self, payload: Any) -> dict[str, Any]:
+        """The dashboard's snapshot now (it is also pushed as `dashboard` every few seconds)."""
+        return {"snapshot": self.services.dashboard.snapshot()}

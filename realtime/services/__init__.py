@@ -37,6 +37,7 @@ class Services:
     sequencer: Sequencer
     webhooks: WebhookPublisher
     metrics: Any = None         # realtime.metrics.Metrics, set by the app factory
+    dashboard: Any = None       # realtime.dashboard.DashboardFeed, set by the app factory
     webhook_worker: Any = None  # started with the background loops when endpoints are configured
     draining: bool = False      # set on SIGTERM (realtime.drain): /readyz answers 503
 

@@ -174,6 +174,19 @@ class Store(ABC):
     def webhook_backlog(self) -> dict[str, int]:
         """Queue depth: waiting, in flight (claimed), dead."""
 
+    # operators' figures
+    @abstractmethod
+    def publish_figures(self, instance_id: str, figures: dict[str, Any], ttl: float) -> None:
+        """Share one replica's dashboard figures for `ttl` seconds."""
+
+    @abstractmethod
+    def all_figures(self) -> dict[str, dict[str, Any]]:
+        """Every replica's current figures, by replica id."""
+
+    @abstractmethod
+    def used_memory(self) -> int | None:
+        """Memory the backend itself uses, in bytes (None when it cannot say)."""
+
     # short-lived flags (throttles)
     @abstractmethod
     def claim(self, key: str, ttl: float) -> bool:

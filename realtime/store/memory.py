@@ -31,6 +31,7 @@ class MemoryStore(Store):
         self._hook_claims: dict[str, tuple[str, float]] = {}  # queue id -> (consumer, claimed at)
         self._hook_seq = 0
         self._dead: list[dict[str, Any]] = []
+        self._figures: dict[str, tuple[dict[str, Any], float]] = {}
 
     def append_message(self, room, message, idempotency_key, retention: Retention,
                        webhooks=()) -> Appended:
@@ -279,6 +280,21 @@ class MemoryStore(Store):
         with self._lock:
             claimed = len(self._hook_claims)
             return {"waiting": len(self._hooks) - claimed, "in_flight": claimed, "dead": len(self._dead)}
+
+    def publish_figures(self, instance_id, figures, ttl):
+        """Share one replica's dashboard figures for `ttl` seconds."""
+        with self._lock:
+            self._figures[instance_id] = (dict(figures), self._clock() + ttl)
+
+    def all_figures(self):
+        """Every replica's current figures, by replica id."""
+        now = self._clock()
+        with self._lock:
+            return {i: dict(f) for i, (f, expires) in self._figures.items() if expires > now}
+
+    def used_memory(self):
+        """Memory is the process's own: see the replica's RSS."""
+        return None
 
     def claim(self, key, ttl):
         """Set `key` for `ttl` seconds unless it is set; True if this call set it."""

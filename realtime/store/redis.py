@@ -440,6 +440,23 @@ class RedisStore(Store):
         return {"waiting": max(0, length - in_flight), "in_flight": in_flight, "dead": dead}
 
     @unavailable_on_error
+    def publish_figures(self, instance_id, figures, ttl):
+        """Share one replica's dashboard figures for `ttl` seconds."""
+        self._redis.set(f"rt:figures:{instance_id}", json.dumps(figures), px=int(ttl * 1000))
+
+    @unavailable_on_error
+    def all_figures(self):
+        """Every replica's current figures, by replica id (registered replicas only)."""
+        ids = [i.decode() for i in self._redis.zrange(self.INSTANCES, 0, -1)]
+        values = self._redis.mget([f"rt:figures:{i}" for i in ids]) if ids else []
+        return {i: json.loads(v) for i, v in zip(ids, values) if v is not None}
+
+    @unavailable_on_error
+    def used_memory(self):
+        """Redis's used_memory, in bytes."""
+        return int(self._redis.info("memory").get("used_memory", 0))
+
+    @unavailable_on_error
     def claim(self, key, ttl):
         """Set `key` for `ttl` seconds unless it is set; True if this call set it."""
         return bool(self._redis.set(f"rt:claim:{key}", 1, px=max(1, int(ttl * 1000)), nx=True))

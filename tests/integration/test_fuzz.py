@@ -998,6 +998,7 @@ def message_problem(entry_id: bytes, fields: dict[bytes, bytes]) -> str | None:
 ROOM_KEY = re.compile(r"rt:room:\{(?P<room>[^{}]*)\}:(?P<part>messages|seq|reads|members|online|invited"
                       r"|idem:(?P<idem>.*))", re.S)
 INSTANCE_KEY = re.compile(r"rt:instance:(?P<id>[^:]+)(?P<part>:connections|:rooms)?", re.S)
+FIGURES_KEY = re.compile(r"rt:figures:(?P<id>[^:]+)", re.S)  # each replica's dashboard figures
 USER_KEY = re.compile(r"rt:user:(?P<user>[^:]*):conversations", re.S)
 CLAIM_KEY = re.compile(r"rt:claim:typing:(?P<room>.*):(?P<user>[^:]*)", re.S)
 ROOM_PART_TYPES = {"messages": "stream", "seq": "string", "reads": "hash", "members": "hash",
@@ -1058,6 +1059,8 @@ def key_problems(store: redis.Redis, raw: bytes, instances: set[str]) -> list[st
             return [f"room {r!r} breaks the room-name rules" for r in decoded(store.smembers(raw))
                     if not valid_room(r)]
         return []
+    if match := FIGURES_KEY.fullmatch(key):
+        return [] if match["id"] in instances else [f"figures of {match['id']!r}, not a replica"]
     if match := USER_KEY.fullmatch(key):
         user = match["user"]
         problems = [] if valid_user_id(user) else [f"user id {user!r} breaks the user-id rules"]

@@ -246,3 +246,13 @@ def test_new_messages_queue_their_webhooks_atomically(store):
         (hooks[0], "message.created", {"room": "r", "id": first["id"]}),
         (hooks[1], "message.created", {"room": "r", "id": first["id"]})]
     assert records[0]["id"] != records[1]["id"] and records[0]["created_at"] == first["ts"]
+
+
+def test_figures_are_shared_per_live_replica(store):
+    store.register_instance({"id": "r1", "started_at": 1}, ttl=30)
+    store.publish_figures("r1", {"id": "r1", "clients": 3}, ttl=30)
+    assert store.all_figures() == {"r1": {"id": "r1", "clients": 3}}
+    store.publish_figures("r1", {"id": "r1", "clients": 4}, ttl=0.2)
+    time.sleep(0.3)
+    assert store.all_figures() == {}
+    assert store.used_memory() is None or store.used_memory() > 0
