@@ -27,3 +27,11 @@ def test_snapshot_over_http_and_socket(app, client, chat):
     ack = admin.emit("snapshot", {}, namespace="/admin", callback=True)
     assert ack["ok"] is True and ack["snapshot"]["clients_total"] == 1
 
+
+
+def test_dashboard_page_and_assets_are_served(client):
+    page = client.get("/dashboard")
+    assert page.status_code == 200 and b"/static/dashboard.js" in page.data
+    assert b"<script>" not in page.data  # CSP: no inline script
+    for asset in ("/static/dashboard.js", "/static/dashboard.css"):
+        assert client.get(asset).status_code == 200
