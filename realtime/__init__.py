@@ -80,7 +80,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
 def limiter_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     """flask-limiter settings: HTTP limits per client address on the shared storage."""
-    return {"RATELIMIT_STORAGE_URI": settings["REDIS_URL"] or "memory://",
+    # With Redis the store's pool (RATELIMIT_STORAGE_OPTIONS) is the connection; the URI only picks
+    # limits' RedisStorage (its own redis+sentinel:// parser reads our URLs differently).
+    return {"RATELIMIT_STORAGE_URI": "redis://" if settings["REDIS_URL"] else "memory://",
             "RATELIMIT_DEFAULT": settings["HTTP_RATE_LIMIT"],
             "RATELIMIT_STRATEGY": "sliding-window-counter",
             "RATELIMIT_HEADERS_ENABLED": True,

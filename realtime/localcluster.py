@@ -279,13 +279,18 @@ class HealthCheckedServer(Server):
 
 
 class RedisServer(Server):
-    """A throwaway redis-server on host:port: no RDB, no AOF, its files under `state_dir`."""
+    """A throwaway redis-server on host:port: no RDB, no AOF, its files under `state_dir`.
 
-    def __init__(self, port: int, state_dir: Path, host: str = HOST, log_dir: Path | None = None):
+    `args` are more server options, e.g. `["--replicaof", host, port]` for a replica.
+    """
+
+    def __init__(self, port: int, state_dir: Path, host: str = HOST, log_dir: Path | None = None,
+                 args: Iterable[str] = ()):
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         argv = [find_executable("redis-server"), "--port", str(port), "--bind", host,
-                "--save", "", "--appendonly", "no", "--dir", str(state_dir), "--daemonize", "no"]
+                "--save", "", "--appendonly", "no", "--dir", str(state_dir), "--daemonize", "no",
+                *args]
         log_path = Path(log_dir or state_dir) / f"redis-{port}.log"
         super().__init__(f"redis-{port}", argv, log_path, host, port)
 

@@ -10,21 +10,22 @@ from .redis import RedisStore, create_redis
 __all__ = ["Appended", "Retention", "Store", "StoreUnavailable", "create_store", "create_redis",
            "limits_storage"]
 
-REDIS_SCHEMES = {"redis", "rediss", "unix"}
+REDIS_SCHEMES = {"redis", "rediss", "unix", "redis+sentinel"}
 
 
 def create_store(url: str | None, socket_timeout: float = 5.0) -> Store:
-    """A store for `url`: memory:// (or nothing) or redis://; anything else is an error."""
+    """A store for `url`: memory:// (or nothing), redis://, rediss://, unix:// or redis+sentinel://."""
     scheme = urlsplit(url).scheme if url else "memory"
     if scheme == "memory":
         return MemoryStore()
     if scheme in REDIS_SCHEMES:
         return RedisStore(create_redis(url, socket_timeout))
-    raise ValueError(f"unsupported store URL scheme {scheme!r} (use memory:// or redis://)")
+    raise ValueError(f"unsupported store URL scheme {scheme!r} "
+                     "(use memory://, redis:// or redis+sentinel://)")
 
 
 def limits_storage(store: Store):
-    """Rate-limit counters next to the state: the same Redis pool, or process memory."""
+    """Rate-limit counters next to the state: the same Redis pool (Sentinel-managed or not), or memory."""
     from limits.storage import MemoryStorage, RedisStorage
     if isinstance(store, RedisStore):
         return RedisStorage("redis://", connection_pool=store.client.connection_pool)

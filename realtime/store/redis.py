@@ -5,10 +5,12 @@ import functools
 import json
 import time
 from typing import Any, Callable
+from urllib.parse import unquote, urlsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from .base import Appended, Retention, Store, StoreUnavailable
 
@@ -48,16 +50,55 @@ return {0, id, body}
 """
 
 
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+class SentinelBlockingPool(SentinelConnectionPool, redis.BlockingConnectionPool):
+    """A pool that asks Sentinel for the master and, like the plain one, waits when it is full."""
+
+
+def sentinel_address(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
+    """Sentinels, service name and master options of `redis+sentinel://[[user]:pass@]h:p,h:p/db/service`.
+
+    Read as python-socketio's RedisManager reads it, so the queue and the store agree: the
+    credentials are the Redis servers' (sentinels are connected to without them).
+    """
+    parts = urlsplit(url)
+    sentinels = []
+    for address in parts.netloc.rpartition("@")[2].split(","):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"sentinel address {address!r} must be host:port in {url!r}")
+        sentinels.append((host, int(port)))
+    _, db, service = (parts.path.split("/") + ["", "", ""])[:3]
+    if not service:
+        raise ValueError(f"{url!r} needs the service name: redis+sentinel://host:port,.../db/service")
+    options: dict[str, Any] = {"db": int(db or 0)}
+    if parts.username:
+        options["username"] = unquote(parts.username)
+    if parts.password:
+        options["password"] = unquote(parts.password)
+    return sentinels, service, options
+
+
 def create_redis(url: str, socket_timeout: float = 5.0, max_connections: int = 200) -> redis.Redis:
     """The process's one Redis connection pool: timeouts on every call, a few quick retries with
     backoff (a dropped connection costs a reconnect, not an error), and a blocking pool, so a
-    burst of events waits for a connection instead of failing when the pool is full."""
+    burst of events waits for a connection instead of failing when the pool is full. A
+    redis+sentinel:// URL gives a pool that follows the master Sentinel names (after a failover,
+    the next connection goes to the promoted replica)."""
     retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
-    pool = redis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=socket_timeout, socket_timeout=socket_timeout,
+    options: dict[str, Any] = dict(
+        max_connections=max_connections, timeout=socket_timeout, socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout, health_check_interval=30, retry=retry,
         retry_on_error=[redis.ConnectionError, redis.TimeoutError])
-    return redis.Redis(connection_pool=pool)
+    if urlsplit(url).scheme == SENTINEL_SCHEME:
+        sentinels, service, server = sentinel_address(url)
+        sentinel = Sentinel(sentinels, sentinel_kwargs={"socket_timeout": socket_timeout,
+                                                        "socket_connect_timeout": socket_timeout})
+        return sentinel.master_for(service, connection_pool_class=SentinelBlockingPool,
+                                   **server, **options)
+    return redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(url, **options))
 
 
 # Read position only moves forward, and never past the room's newest id.
