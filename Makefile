@@ -44,13 +44,18 @@ cluster-stop:
 cluster-status:
 	$(BIN)/realtime cluster status
 
-.PHONY: bench-persistence bench-smoke
+.PHONY: bench bench-smoke bench-persistence
 
-## bench-persistence: what persistence costs on the delivery path, realtime vs plain Flask-SocketIO
-## (starts its own redis-server and both servers on free loopback ports; several minutes)
+## bench: realtime vs plain Flask-SocketIO vs Socket.IO 4 on Node, 3 replicas each, same run
+## (own redis-server, replicas, nginx and a Node load generator on free loopback ports; `npm ci`
+## in bench/node when needed; ~15 minutes). Options: BENCH_ARGS="--help"
+bench: venv system-deps
+	$(BIN)/python bench/compare.py $(BENCH_ARGS)
+
+## bench-smoke: the same, all three stacks once at 50 clients (under a minute); the integration tests run it
+bench-smoke: venv system-deps
+	$(BIN)/python bench/compare.py --smoke $(BENCH_ARGS)
+
+## bench-persistence: what persistence costs on the delivery path, realtime vs plain (one replica each)
 bench-persistence: venv system-deps
 	$(BIN)/python bench/persistence.py $(BENCH_ARGS)
-
-## bench-smoke: the same benchmark, tiny (a few seconds); the integration tests run it too
-bench-smoke: venv system-deps
-	$(BIN)/python bench/persistence.py --smoke $(BENCH_ARGS)

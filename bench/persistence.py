@@ -35,8 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # realtime.localcluster, and loadgen next to us
 
 import loadgen  # noqa: E402
+from stacks import PlainApp, redis_with_aof  # noqa: E402
 from realtime.localcluster import (HOST, RedisServer, Replica, Server, StartupError,  # noqa: E402
-                                   clean_environ, free_ports, group_members, http_ok, proc_stat,
+                                   clean_environ, free_ports, group_members, proc_stat,
                                    start_all, stop_all)
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -80,22 +81,6 @@ class BenchError(RuntimeError):
 # the two stacks
 
 
-class PlainApp(Server):
-    """bench/plain_app.py under gunicorn with the replica's config: ready once Socket.IO answers."""
-
-    def __init__(self, port: int, redis_url: str, log_dir: Path):
-        argv = [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "config" / "gunicorn.conf.py"),
-                "--bind", f"{HOST}:{port}", "--name", f"plain-{port}",
-                "--chdir", str(ROOT / "bench"), "plain_app:app"]
-        env = {**clean_environ(), "PLAIN_REDIS_URL": redis_url}
-        super().__init__(f"plain-{port}", argv, log_dir / f"plain-{port}.log", HOST, port,
-                         env=env, cwd=ROOT / "bench")
-
-    def ready(self) -> bool:
-        """True once the worker answers an Engine.IO handshake (the master binds before it boots)."""
-        return http_ok(f"{self.url}/socket.io/?EIO=4&transport=polling")
-
-
 def ours_env(redis_url: str, workdir: Path, rate_limits: bool) -> dict[str, str]:
     """The replica's environment: the bench's Redis, demo login, nothing from the developer's shell."""
     return {**clean_environ(), "REALTIME_REDIS_URL": redis_url,
@@ -104,15 +89,6 @@ def ours_env(redis_url: str, workdir: Path, rate_limits: bool) -> dict[str, str]
             "REALTIME_RATE_LIMITS": RATE_LIMITS if rate_limits else "",
             "REALTIME_LOGIN_RATE_LIMIT": "1000000/minute",
             "REALTIME_HTTP_RATE_LIMIT": "1000000/minute"}
-
-
-def redis_with_aof(port: int, workdir: Path) -> RedisServer:
-    """A throwaway redis-server that appends to an AOF fsynced every second, like docker-compose's."""
-    server = RedisServer(port, workdir / "redis", log_dir=workdir / "logs")
-    flag = server.argv.index("--appendonly")
-    server.argv[flag + 1] = "yes"
-    server.argv += ["--appendfsync", "everysec"]
-    return server
 
 
 @dataclass

@@ -1,8 +1,9 @@
-"""The reference for bench/persistence.py: the shortest idiomatic Flask-SocketIO chat, no persistence.
+"""The plain reference of the benches: the shortest idiomatic Flask-SocketIO chat, no persistence.
 
 Clients join a room and whatever one sends is broadcast to the room through the Redis message
-queue. bench/persistence.py runs it under gunicorn with config/gunicorn.conf.py (the same
-gevent-websocket worker and settings as a realtime replica) and PLAIN_REDIS_URL set.
+queue. bench/stacks.py runs it under gunicorn with the gevent-websocket worker (one worker, 10000
+connections, as a realtime replica) and PLAIN_REDIS_URL set; bench/compare.py and
+bench/persistence.py use it as their reference.
 """
 import os
 

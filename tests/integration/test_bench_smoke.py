@@ -1,6 +1,6 @@
-"""`bench/persistence.py --smoke` runs end to end and both stacks deliver everything.
+"""The benches run end to end, every stack delivers everything, and the tables come out.
 
-Timing figures are printed by the bench, never checked here: the machine is shared and noisy.
+Timing figures are printed by the benches, never checked here: the machine is shared and noisy.
 """
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
+COUNTS = ("lost", "duplicates", "failures", "disconnects", "unacked")
 
 
-def run_smoke(json_path: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the smoke bench; on a timeout, SIGTERM it so it stops the servers it started."""
-    argv = [sys.executable, str(ROOT / "bench" / "persistence.py"), "--smoke", "--json", str(json_path)]
+def run_bench(script: str, json_path: Path, timeout: float) -> subprocess.CompletedProcess:
+    """Run a bench with --smoke; on a timeout, SIGTERM it so it stops the servers it started."""
+    argv = [sys.executable, str(ROOT / "bench" / script), "--smoke", "--json", str(json_path)]
     process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     try:
@@ -25,13 +26,34 @@ def run_smoke(json_path: Path, timeout: float = 120) -> subprocess.CompletedProc
     except subprocess.TimeoutExpired:
         process.terminate()
         out, err = process.communicate(timeout=60)
-        pytest.fail(f"bench --smoke did not finish within {timeout}s:\n{err[-3000:]}")
+        pytest.fail(f"{script} --smoke did not finish within {timeout}s:\n{err[-3000:]}")
     return subprocess.CompletedProcess(argv, process.returncode, out, err)
 
 
-def test_bench_smoke_prints_the_table_and_loses_nothing(tmp_path, system_executable):
+def test_compare_smoke_runs_all_three_stacks_and_loses_nothing(tmp_path, system_executable):
+    for executable in ("redis-server", "nginx", "node", "npm"):
+        system_executable(executable)
+    # Generous: a fresh machine runs `npm ci` first, and other suites share the two cores.
+    result = run_bench("compare.py", tmp_path / "compare.json", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "deliveries/s" in result.stdout and "server µs/dlv" in result.stdout
+    assert "vs node" in result.stdout and "vs plain" in result.stdout
+    results = json.loads((tmp_path / "compare.json").read_text())
+    cells = {(s["stack"], s["path"]) for s in results["summaries"]}
+    assert cells == {(stack, path) for stack in ("realtime", "plain", "node")
+                     for path in ("direct", "emitter", "nginx")}
+    for summary in results["summaries"]:
+        assert summary["expected"] > 0, summary
+        assert {key: summary[key] for key in COUNTS} == dict.fromkeys(COUNTS, 0), summary
+    # realtime against both references, measured in the same run, for every path.
+    assert sorted(r["path"] for r in results["ratios"]) == ["direct", "emitter", "nginx"]
+    for entry in results["ratios"]:
+        assert entry["node"]["server_us"] and entry["plain"]["server_us"], entry
+
+
+def test_persistence_smoke_prints_the_table_and_loses_nothing(tmp_path, system_executable):
     system_executable("redis-server")
-    result = run_smoke(tmp_path / "bench.json")
+    result = run_bench("persistence.py", tmp_path / "bench.json", timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "deliveries/s" in result.stdout and "server us/dlv" in result.stdout
     assert "ours/plain" in result.stdout
