@@ -16,6 +16,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a replica: settings, state store, extensions, services, blueprints, namespaces, loops."""
     from . import background, jwt_keys, logs, web, wirejson, wsfast
     from .blueprints import admin, auth, demo, errors, health, metrics as metrics_bp, rooms, stats, uploads
+    from .blueprints import apidocs
     from .dashboard import DashboardFeed
     from .metrics import Metrics, replica_gauges
     from .events.admin import AdminNamespace
@@ -68,6 +69,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.register(app)
     for module in (health, metrics_bp, auth, stats, rooms, admin, uploads, demo):
         app.register_blueprint(module.bp)
+    app.register_blueprint(apidocs.bp)  # GET /api/openapi.json
     for module in (health, metrics_bp, demo):
         limiter.exempt(module.bp)
     socketio.on_namespace(ChatNamespace("/chat", services))

@@ -1,11 +1,13 @@
 """Every HTTP error is JSON `{"error": {"code", "message"}}` with the right status."""
 import logging
+import time
 
 from flask import Flask, jsonify
 from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 
 from ..errors import AppError, unavailable
+from ..extensions import limiter
 from ..store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -20,16 +22,19 @@ def app_error(exc: AppError):
 
 
 def http_error(exc: HTTPException):
-    """Werkzeug's errors (404, 405, 413, ...) in our shape."""
+    """Werkzeug's errors (404, 405, 413, ...) in our shape, with their headers (a 405's `Allow`)."""
     code = (exc.name or "error").lower().replace(" ", "_")
-    return jsonify(error={"code": code, "message": exc.description}), exc.code
+    headers = [(name, value) for name, value in exc.get_headers() if name.lower() != "content-type"]
+    return jsonify(error={"code": code, "message": exc.description}), exc.code, headers
 
 
 def rate_limited(exc: RateLimitExceeded):
     """An HTTP rate limit was hit: the same `rate_limited` code as socket events."""
-    retry_after = getattr(exc, "retry_after", None)
+    # The window's reset, so the body's retry_after agrees with the Retry-After header flask-limiter sets.
+    current = limiter.current_limit
+    retry_after = max(1, current.reset_at - int(time.time())) if current is not None else 1
     limit = AppError("rate_limited", f"too many requests ({exc.description}), slow down", 429,
-                     retry_after=retry_after if retry_after is not None else 1.0)
+                     retry_after=retry_after)
     return app_error(limit)
 
 

@@ -9,4 +9,5 @@ bp = Blueprint("metrics", __name__)
 def metrics():
     """Every metric of this replica in the Prometheus text format."""
     registry = current_app.extensions["realtime"].metrics.registry
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    # content_type, not mimetype: CONTENT_TYPE_LATEST has its charset already (mimetype adds another)
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
