@@ -1,11 +1,17 @@
 """gunicorn settings for one realtime replica: one gevent-websocket worker, never preloaded."""
 import os
 
+from realtime.logs import gunicorn_logconfig
+from realtime.settings import load_settings
+
+settings = load_settings()
+
 bind = f"{os.environ.get('REALTIME_HOST', '127.0.0.1')}:{os.environ.get('REALTIME_PORT', '8000')}"
 # One process per replica; scale by adding replicas behind nginx, not workers.
 workers = 1
-# The websocket-capable worker; plain `-k gevent` breaks engine.io's websocket handshakes.
-worker_class = "geventwebsocket.gunicorn.workers.GeventWebSocketWorker"
+# gevent-websocket's worker (plain `-k gevent` breaks engine.io's websocket handshakes), with its
+# request lines sent to gunicorn's access log (realtime/worker.py).
+worker_class = "realtime.worker.Worker"
 # gunicorn caps a gevent worker at 1000 connections by default.
 worker_connections = int(os.environ.get("REALTIME_WORKER_CONNECTIONS", "10000"))
 # Preloading would import the app before gevent patches sockets (the Redis queue refuses that).
@@ -15,9 +21,10 @@ control_socket_disable = True
 graceful_timeout = int(os.environ.get("REALTIME_GRACEFUL_TIMEOUT", "20"))
 timeout = 30
 keepalive = 5
-accesslog = os.environ.get("REALTIME_ACCESS_LOG") or None
-errorlog = "-"
-loglevel = os.environ.get("REALTIME_LOG_LEVEL", "info").lower()
+# gunicorn's own error and access lines in the replica's JSON format, with the same handlers.
+logconfig_dict = gunicorn_logconfig(settings)
+access_log_format = "%(m)s %(U)s %(s)s"
+loglevel = settings["LOG_LEVEL"].lower()
 proc_name = f"realtime-{os.environ.get('REALTIME_PORT', '8000')}"
 
 

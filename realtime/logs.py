@@ -39,17 +39,38 @@ class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Annotate (never drop) a record."""
         record.instance = self.instance
-        record.request_id = record.sid = record.user = None
+        for field in ("request_id", "sid", "user"):  # keep what an earlier filter set
+            setattr(record, field, getattr(record, field, None))
         if has_request_context():
-            record.request_id = g.get("request_id")
+            record.request_id = g.get("request_id", record.request_id)
             record.sid = getattr(request, "sid", None)
             principal = session.get("principal") if record.sid else None
             record.user = getattr(principal, "id", None)
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
-        if record.args:
+        if isinstance(record.args, Mapping):  # gunicorn's access atoms
+            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        elif record.args:
             record.args = tuple(redact(a) if isinstance(a, str) else a for a in
                                 (record.args if isinstance(record.args, tuple) else (record.args,)))
+        return True
+
+
+class AccessFields(logging.Filter):
+    """Turns gunicorn's access-log atoms into fields of the JSON line."""
+
+    FIELDS = {"h": "remote_addr", "m": "method", "U": "path", "q": "query", "s": "status",
+              "B": "bytes", "a": "user_agent", "{x-request-id}o": "request_id"}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Copy the atoms worth keeping onto the record (never drop it)."""
+        atoms = record.args if isinstance(record.args, Mapping) else {}
+        for atom, field in self.FIELDS.items():
+            value = atoms.get(atom)
+            if value not in (None, "-", ""):
+                setattr(record, field, redact(value) if isinstance(value, str) else value)
+        if "D" in atoms:
+            record.duration_ms = round(int(atoms["D"]) / 1000, 3)
         return True
 
 
@@ -85,6 +106,36 @@ def configure(settings: Mapping[str, Any]) -> logging.Handler:
     root.addHandler(new)
     root.setLevel(settings["LOG_LEVEL"])
     return new
+
+
+def stderr_handler(fmt: str, instance: str) -> logging.Handler:
+    """Our stderr handler for gunicorn's master (logconfig_dict factory); a replica replaces it."""
+    new = logging.StreamHandler(sys.stderr)
+    new.realtime = True
+    new.setFormatter(formatter(fmt))
+    new.addFilter(ContextFilter(instance))
+    return new
+
+
+def gunicorn_logconfig(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """gunicorn's logconfig_dict: its error and access logs in our format, through our handlers.
+
+    The master process writes JSON to stderr; in the worker, `configure` replaces that handler by
+    the replica's own (stdout or the rotated file), so gunicorn's lines and ours land together.
+    """
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "root": {"level": settings["LOG_LEVEL"], "handlers": ["realtime"]},
+        "handlers": {"realtime": {"()": stderr_handler, "level": settings["LOG_LEVEL"],
+                                  "fmt": settings["LOG_FORMAT"],
+                                  "instance": settings["INSTANCE_ID"]}},
+        "filters": {"access": {"()": AccessFields}},
+        "loggers": {
+            "gunicorn.error": {"level": settings["LOG_LEVEL"], "handlers": [], "propagate": True},
+            "gunicorn.access": {"level": "INFO" if settings["ACCESS_LOG"] else "WARNING",
+                                "handlers": [], "propagate": True, "filters": ["access"]},
+        },
+    }
 
 
 def init_app(app: Flask) -> None:

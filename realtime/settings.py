@@ -85,6 +85,7 @@ DEFAULTS: dict[str, Any] = {
     "LOG_MAX_BYTES": 10 * 1024 * 1024,
     "LOG_WHEN": "midnight",        # with LOG_ROTATE=time
     "LOG_BACKUPS": 7,
+    "ACCESS_LOG": True,            # one JSON line per HTTP request / websocket session (gunicorn)
 }
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -1,6 +1,9 @@
 """`make run`'s replica: `realtime serve` with no Redis configured, on in-memory backends."""
 from __future__ import annotations
 
+import json
+import time
+
 import pytest
 import requests
 
@@ -61,3 +64,29 @@ def test_messages_flow_and_counts_show(embedded):
     finally:
         ana.close()
         bo.close()
+
+
+def log_entries(replica) -> list[dict]:
+    """Every line the replica (gunicorn master and worker) wrote, each parsed as JSON."""
+    return [json.loads(line) for line in replica.log_path.read_text().splitlines() if line.strip()]
+
+
+def test_gunicorn_logs_are_json_with_the_request_fields(embedded):
+    token = login(embedded.url, "logger")
+    requests.get(embedded.url + f"/healthz?token={token}", headers={"X-Request-ID": "req-42"}, timeout=5)
+    ChatClient(embedded.url, token, transports=["websocket"]).connect().close()
+    deadline = time.monotonic() + 10
+    while True:
+        entries = log_entries(embedded)  # fails on any line that is not JSON
+        access = [e for e in entries if e["logger"] == "gunicorn.access"]
+        sessions = [e for e in access if e["path"] == "/socket.io/" and e["status"] == "101"]
+        if sessions or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert any(e["logger"] == "gunicorn.error" and e["message"].startswith("Booting worker")
+               for e in entries)
+    health = next(e for e in access if e.get("request_id") == "req-42")
+    assert health["method"] == "GET" and health["path"] == "/healthz" and health["status"] == "200"
+    assert health["duration_ms"] >= 0 and health["remote_addr"] == "127.0.0.1"
+    assert token not in embedded.log_path.read_text() and "token=[redacted]" in health["query"]
+    assert sessions, "a websocket session is logged when it ends"

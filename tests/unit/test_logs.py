@@ -81,3 +81,32 @@ def test_every_event_is_logged_once_with_its_outcome(chat, caplog):
     assert [(r.event, r.outcome, r.room, r.levelname) for r in records] == [
         ("join", "ok", "r", "INFO"), ("send", "not_joined", "nowhere", "INFO"), ("typing", "ok", "r", "DEBUG")]
     assert all(r.namespace == "/chat" and r.duration_ms >= 0 for r in records)
+
+
+def test_gunicorn_access_atoms_become_redacted_fields(tmp_path):
+    handler = logs.configure(settings(tmp_path))
+    access = logging.getLogger("gunicorn.access.test")
+    access.addFilter(logs.AccessFields())
+    try:
+        atoms = {"h": "127.0.0.1", "m": "GET", "U": "/healthz", "q": "token=abc.def.ghi", "s": "200",
+                 "B": 12, "a": "curl", "D": 1500, "{x-request-id}o": "req-1"}
+        access.info("%(m)s %(U)s %(s)s", atoms)
+        handler.flush()
+        entry = lines(tmp_path / "rt.log")[-1]
+        assert entry["message"] == "GET /healthz 200" and entry["status"] == "200"
+        assert entry["duration_ms"] == 1.5 and entry["request_id"] == "req-1"
+        assert entry["query"] == "token=[redacted]" and entry["remote_addr"] == "127.0.0.1"
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def test_gunicorn_logconfig_is_a_valid_dict_config(tmp_path):
+    import logging.config
+    config = logs.gunicorn_logconfig({**settings(tmp_path), "ACCESS_LOG": False})
+    logging.config.dictConfig(config)
+    try:
+        assert logging.getLogger("gunicorn.access").level == logging.WARNING
+        assert logging.getLogger("gunicorn.error").propagate
+    finally:
+        logs.configure(settings(tmp_path))  # leaves only our handler, as a replica would
+        logging.getLogger().removeHandler(logging.getLogger().handlers[-1])
