@@ -122,6 +122,7 @@ def summarize(rows: list[dict]) -> list[dict]:
                                               "server_cpu_pct", "other_cpu_pct")},
                     "max_ms": max((r["max_ms"] for r in runs if r["max_ms"] is not None), default=None),
                     "generator_cpu_pct": max(r["generator_cpu_pct"] for r in runs),
+                    "generator_loop_p99_ms": max(r["generator_loop_p99_ms"] for r in runs),
                     "send_lag_max_ms": max(r["send_lag_max_ms"] for r in runs),
                     **{k: total(k) for k in ("lost", "expected", "duplicates", "failures",
                                              "disconnects", "unacked")}})
@@ -269,12 +270,13 @@ def main_table(summaries: list[dict]) -> str:
     """One line per stack, path, C and rate."""
     headings = ["stack", "path", "C", "msg/s", "deliveries/s", "lost", "p50 ms", "p99 ms", "max ms",
                 "server µs/dlv", "redis µs/dlv", "nginx µs/dlv", "RSS kB/conn", "gen cpu%",
-                "other cpu%"]
+                "gen lag p99 ms", "other cpu%"]
     lines = [[s["stack"], s["path"], str(s["clients"]), fmt(s["rate"], "g"),
               fmt(s["deliveries_per_s"], ".0f"), f"{s['lost']}/{s['expected']}",
               fmt(s["p50_ms"]), fmt(s["p99_ms"]), fmt(s["max_ms"], ".0f"), fmt(s["server_us"]),
               fmt(s["redis_us"]), fmt(s["nginx_us"]), fmt(s["rss_per_conn_kb"]),
-              fmt(s["generator_cpu_pct"], ".0f"), fmt(s["other_cpu_pct"], ".0f")] for s in summaries]
+              fmt(s["generator_cpu_pct"], ".0f"), fmt(s["generator_loop_p99_ms"], ".0f"),
+              fmt(s["other_cpu_pct"], ".0f")] for s in summaries]
     return markdown(headings, lines, left=2)
 
 

@@ -22,7 +22,8 @@ NODE_DIR = ROOT / "bench" / "node"
 sys.path.insert(0, str(ROOT))
 
 from realtime.localcluster import (HOST, TEMPLATE, Nginx, Process, RedisServer, Replica,  # noqa: E402
-                                   Server, clean_environ, find_executable, free_ports, http_ok)
+                                   Server, clean_environ, find_executable, free_ports,
+                                   group_members, http_ok)
 
 # High enough never to refuse the benchmark, so the limiter still runs on every event as in
 # production.
@@ -237,6 +238,6 @@ def have(executable: str) -> bool:
 
 def describe(stack: Stack) -> dict[str, Any]:
     """Where the stack's processes are (for the JSON and for py-spy)."""
-    return {"name": stack.name, "replicas": [{"pid": r.pid, "port": r.port, "log": str(r.log_path)}
-                                             for r in stack.replicas],
+    return {"name": stack.name, "replicas": [{"pids": group_members(r.pid), "port": r.port,
+                                              "log": str(r.log_path)} for r in stack.replicas],
             "nginx": {"pid": stack.nginx.pid, "port": stack.nginx.port} if stack.nginx else None}
