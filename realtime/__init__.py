@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a replica: settings, state store, extensions, services, blueprints, namespaces, loops."""
-    from . import background, jwt_keys, logs, web, wirejson, wsfast
+    from . import adminui, background, jwt_keys, logs, web, wirejson, wsfast
     from .blueprints import admin, auth, demo, errors, health, metrics as metrics_bp, rooms, stats, uploads
     from .blueprints import apidocs
     from .dashboard import DashboardFeed
@@ -74,6 +74,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         limiter.exempt(module.bp)
     socketio.on_namespace(ChatNamespace("/chat", services))
     socketio.on_namespace(AdminNamespace("/admin", services))
+    adminui.install(app, socketio.server, services, settings)
     if settings["BACKGROUND_TASKS"]:
         background.start(socketio, services)
     log.info("replica %s ready (store: %s)", settings["INSTANCE_ID"], store.name)

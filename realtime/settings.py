@@ -85,7 +85,12 @@ DEFAULTS: dict[str, Any] = {
     "LOG_MAX_BYTES": 10 * 1024 * 1024,
     "LOG_WHEN": "midnight",        # with LOG_ROTATE=time
     "LOG_BACKUPS": 7,
-    "ACCESS_LOG": True,            # one JSON line per HTTP request / websocket session (gunicorn)
+    "ACCESS_LOG": True,
+    # The official Socket.IO Admin UI (admin.socket.io), for admin-role tokens; off: it patches engine.io.
+    "ADMIN_UI": False,
+    "ADMIN_UI_NAMESPACE": "/socketio-admin",   # our own /admin namespace is the dashboard's
+    "ADMIN_UI_MODE": "production",            # "development" reports every event (costly)
+    "ADMIN_UI_READ_ONLY": True,               # False lets the UI emit, join, leave and disconnect            # one JSON line per HTTP request / websocket session (gunicorn)
 }
 
 _TRUE = {"1", "true", "yes", "on"}

@@ -63,3 +63,13 @@ def test_queue_adapter_hook_still_exists():
         assert hasattr(socketio.RedisManager, hook), hook
     assert RedisQueue._redis_listen_with_retries is not socketio.RedisManager._redis_listen_with_retries
     assert RedisQueue._handle_emit is not socketio.RedisManager._handle_emit
+
+
+@pytest.mark.parametrize("setting", [{"ADMIN_UI_MODE": "debug"}, {"ADMIN_UI_NAMESPACE": "/chat"},
+                                     {"ADMIN_UI_NAMESPACE": "admin"}])
+def test_a_bad_admin_ui_setting_stops_the_start(setting):
+    from realtime import adminui
+    settings = {"ADMIN_UI": True, "ADMIN_UI_NAMESPACE": "/socketio-admin", "ADMIN_UI_MODE": "production",
+                "ADMIN_UI_READ_ONLY": True, "INSTANCE_ID": "x", **setting}
+    with pytest.raises(ValueError):
+        adminui.install(None, None, None, settings)

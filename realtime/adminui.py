@@ -1,0 +1,50 @@
+"""The official Socket.IO Admin UI (admin.socket.io), behind the admin role, when switched on.
+
+python-socketio's `instrument()` is its supported way in; it patches engine.io's socket class, so
+it stays off unless ADMIN_UI is set. The UI's login form has a username and a password: the
+password must be an access token with the `admin` role (the username is not checked).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Mapping
+
+from flask import Flask
+
+from . import auth
+from .errors import AppError
+from .store import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def admin_check(app: Flask, services: Any) -> Callable[[Any], bool]:
+    """`auth` callable for instrument(): True only for a valid, unrevoked admin token."""
+    def check(credentials: Any) -> bool:
+        token = credentials.get("password") if isinstance(credentials, dict) else None
+        try:
+            with app.app_context():
+                principal = auth.verify(auth.token_from({"token": token}, None), services.store)
+        except (AppError, StoreUnavailable) as exc:
+            log.warning("admin UI login refused: %s", exc)
+            return False
+        if not principal.has_role("admin"):
+            log.warning("admin UI login refused: %s lacks the admin role", principal.id)
+            return False
+        log.info("admin UI login: %s", principal.id)
+        return True
+    return check
+
+
+def install(app: Flask, server: Any, services: Any, settings: Mapping[str, Any]) -> None:
+    """Instrument the Socket.IO server for the Admin UI if ADMIN_UI is on."""
+    if not settings["ADMIN_UI"]:
+        return
+    namespace, mode = settings["ADMIN_UI_NAMESPACE"], settings["ADMIN_UI_MODE"]
+    if mode not in ("production", "development"):
+        raise ValueError(f"REALTIME_ADMIN_UI_MODE must be production or development, got {mode!r}")
+    if not namespace.startswith("/") or namespace in ("/", "/chat", "/admin"):
+        raise ValueError(f"REALTIME_ADMIN_UI_NAMESPACE must be a free namespace, got {namespace!r}")
+    server.instrument(auth=admin_check(app, services), namespace=namespace, mode=mode,
+                      read_only=settings["ADMIN_UI_READ_ONLY"], server_id=settings["INSTANCE_ID"])
+    log.info("Socket.IO Admin UI on namespace %s (%s mode)", namespace, mode)
