@@ -145,6 +145,9 @@ return raw
 """
 
 
+REFUSALS_FOR_NOW = {"READONLY", "NOREPLICAS", "MASTERDOWN", "LOADING", "TRYAGAIN"}
+
+
 def unavailable_on_error(method: Callable) -> Callable:
     """Turn Redis connection failures into StoreUnavailable; report each call's latency."""
     @functools.wraps(method)
@@ -157,6 +160,11 @@ def unavailable_on_error(method: Callable) -> Callable:
             return result
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise StoreUnavailable(str(exc)) from exc
+        except redis.ResponseError as exc:
+            # A replica being promoted or a master without enough replicas refuses writes for now.
+            if str(exc).split(" ", 1)[0] in REFUSALS_FOR_NOW:
+                raise StoreUnavailable(str(exc)) from exc
+            raise
         finally:
             if self.observe is not None:
                 self.observe(method.__name__, time.perf_counter() - started, failed)

@@ -131,6 +131,16 @@ def test_unreachable_redis_raises_store_unavailable():
         store.append_message("r", text("x"), None, KEEP)
 
 
+def test_a_master_refusing_writes_is_unavailable_not_an_error(redis_url):
+    client = create_redis(redis_url)
+    client.config_set("min-replicas-to-write", 1)  # no replica here: Redis answers NOREPLICAS
+    try:
+        with pytest.raises(StoreUnavailable, match="NOREPLICAS"):
+            RedisStore(client).append_message("r", text("x"), None, KEEP)
+    finally:
+        client.config_set("min-replicas-to-write", 0)
+
+
 @pytest.mark.parametrize("url, kind", [(None, "memory"), ("memory://", "memory"),
                                        ("redis://127.0.0.1:1/0", "redis")])
 def test_create_store_chooses_by_scheme(url, kind):
