@@ -4,6 +4,7 @@ import time
 
 from flask import Flask, jsonify
 from flask_limiter import RateLimitExceeded
+from redis.exceptions import ConnectionError as RedisConnectionError, RedisError, TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from ..errors import AppError, unavailable
@@ -44,6 +45,11 @@ def store_unavailable(exc: StoreUnavailable):
     return app_error(unavailable())
 
 
+def redis_down(exc: RedisError):
+    """Redis failed outside the store (flask-limiter's shared counters): as retryable as the store."""
+    return store_unavailable(StoreUnavailable(str(exc)))
+
+
 def unexpected(exc: Exception):
     """A bug: logged once with its traceback, answered without details."""
     log.exception("unhandled error")
@@ -56,4 +62,6 @@ def register(app: Flask) -> None:
     app.register_error_handler(RateLimitExceeded, rate_limited)
     app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(StoreUnavailable, store_unavailable)
+    for redis_error in (RedisConnectionError, RedisTimeoutError):
+        app.register_error_handler(redis_error, redis_down)
     app.register_error_handler(Exception, unexpected)
