@@ -49,11 +49,15 @@ def replica(redis_server, tmp_path_factory, start_processes):
 
 @pytest.fixture(scope="module")
 def credentials(replica):
-    """Headers per security scheme: an admin token (passes every role check) and the API key."""
+    """Headers per security scheme: an admin token (passes every role check) and the API key; and
+    a plain user's token (refused by admin routes, the server API, private and others' rooms)."""
     # `admin` is a demo admin by default (REALTIME_DEMO_ADMINS).
     token = requests.post(replica.url + "/api/auth/token", json={"username": "admin"},
                           timeout=10).json()["access_token"]
-    return {"bearerAuth": {"Authorization": f"Bearer {token}"}, "apiKey": {"X-API-Key": API_KEY}}
+    user = requests.post(replica.url + "/api/auth/token", json={"username": "ana"},
+                         timeout=10).json()["access_token"]
+    return {"bearerAuth": {"Authorization": f"Bearer {token}"}, "apiKey": {"X-API-Key": API_KEY},
+            "user": {"Authorization": f"Bearer {user}"}}
 
 
 def test_the_replica_serves_the_shipped_document(replica):
@@ -76,6 +80,13 @@ def test_real_answers_match_the_document(case, replica, credentials):
     # Schema-valid input can still be refused for what a schema cannot say (an attachment must
     # name an existing upload, an upload must be of an allowed type): no positive-acceptance check.
     case.call_and_validate(base_url=replica.url, headers=credentials.get(scheme, {}),
+                           excluded_checks=[positive_data_acceptance], timeout=10)
+
+
+@schema.parametrize()
+@settings(deadline=None, max_examples=10, suppress_health_check=list(HealthCheck), derandomize=True)
+def test_answers_to_a_plain_user_match_the_document(case, replica, credentials):
+    case.call_and_validate(base_url=replica.url, headers=credentials["user"],
                            excluded_checks=[positive_data_acceptance], timeout=10)
 
 
