@@ -23,6 +23,7 @@ API_KEY = new_key()
 DOCUMENT = json.loads(resources.files("realtime").joinpath("openapi.json").read_text())
 # The document as the package ships it (the replica serves these bytes: checked below).
 schema = schemathesis.openapi.from_dict(DOCUMENT, config=schemathesis.Config.from_dict({
+    "seed": 20261129,  # the same requests on every run: a failure in CI reproduces locally
     "generation": {"mode": "all"},  # valid and invalid requests
     "phases": {"stateful": {"enabled": False}},  # the API has no resource links to follow
 }))
@@ -74,7 +75,7 @@ def first_scheme(operation) -> str | None:
 
 
 @schema.parametrize()
-@settings(deadline=None, max_examples=25, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(deadline=None, max_examples=25, suppress_health_check=list(HealthCheck))
 def test_real_answers_match_the_document(case, replica, credentials):
     scheme = first_scheme(case.operation)
     # Schema-valid input can still be refused for what a schema cannot say (an attachment must
@@ -84,7 +85,7 @@ def test_real_answers_match_the_document(case, replica, credentials):
 
 
 @schema.parametrize()
-@settings(deadline=None, max_examples=10, suppress_health_check=list(HealthCheck), derandomize=True)
+@settings(deadline=None, max_examples=10, suppress_health_check=list(HealthCheck))
 def test_answers_to_a_plain_user_match_the_document(case, replica, credentials):
     case.call_and_validate(base_url=replica.url, headers=credentials["user"],
                            excluded_checks=[positive_data_acceptance], timeout=10)
