@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,24 @@ def test_polling_and_websocket_clients_meet(connect):
     assert polling.wait_for("message", lambda m: m["body"] == "to the poller")
     assert ws.wait_for("message", lambda m: m["body"] == "to the socket")
     assert polling.transport == "polling" and ws.transport == "websocket"
+
+
+def test_clients_upgrading_mid_stream_get_every_message_once_in_order(connect):
+    """Polling → websocket upgrades while a burst flows: the queued packets go first, no gap."""
+    sender = connect(1, "burster", transports=["websocket"])
+    sender.call("join", {"room": "burst"})
+    stream = threading.Thread(target=lambda: [sender.call("send", {"room": "burst", "body": str(n)})
+                                              for n in range(150)])
+    stream.start()
+    upgraders = [connect(0, f"upgrader{n}") for n in range(3)]  # polling first, then websocket
+    for client in upgraders:
+        client.call("join", {"room": "burst", "since": 0})
+    stream.join(timeout=60)
+    for client in upgraders:
+        wait_until(lambda: "149" in client.bodies("burst"), timeout=15)
+        wait_until(lambda: client.transport == "websocket", timeout=15)
+        live = [int(b) for b in client.bodies("burst")]
+        assert live == sorted(set(live)) and live[-1] == 149, live  # in order, none twice
 
 
 def test_external_emitter_reaches_every_replica_and_is_persisted(cluster, connect):

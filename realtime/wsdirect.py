@@ -1,0 +1,331 @@
+"""Direct websocket writes for engine.io sockets (a small, tested adapter).
+
+Stock engine.io (4.13-4.15) gives every websocket client a queue and a writer greenlet: a
+broadcast to N clients is N queue puts, N greenlet switches and N websocket frames built, and
+every idle connection keeps a writer and a ping greenlet alive. This adapter keeps the Engine.IO
+and Socket.IO protocols byte for byte, and changes only how bytes reach an upgraded websocket:
+
+- a packet's frame is built once and cached on the packet, so a broadcast (python-socketio sends
+  the same packet object to every recipient) frames it once and writes the same bytes to all;
+- a write is a non-blocking `send` from the sending greenlet; whatever the kernel does not take
+  waits in the connection's buffer, flushed (coalesced into one send) by a greenlet that exists
+  only while that client is behind; a client more than MAX_BUFFERED bytes behind is cut off (it
+  reconnects and recovers what it missed by id, as after any drop);
+- no writer greenlet per connection; pings come from one clock per server instead of a sleeping
+  greenlet per connection.
+
+Polling clients, and connections still upgrading, keep engine.io's own queue. `install()` patches
+engine.io's Socket only for the versions it was written for (see SUPPORTED) and only under
+gevent-websocket; anything else keeps the stock path.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from importlib.metadata import version
+from typing import Any
+
+from engineio import packet as eio_packet
+from engineio.socket import Socket
+
+log = logging.getLogger(__name__)
+
+SUPPORTED = {"python-engineio": ("4.13", "4.14", "4.15"), "gevent-websocket": ("0.10",)}
+MAX_BUFFERED = 8 * 1024 * 1024  # bytes a slow client may fall behind before it is cut off
+_stock: dict[str, Any] = {}
+
+
+def header(opcode: int, length: int) -> bytes:
+    """A server websocket frame header (FIN set, unmasked) for a payload of `length` bytes."""
+    if length < 126:
+        return bytes((0x80 | opcode, length))
+    if length < 65536:
+        return bytes((0x80 | opcode, 126)) + length.to_bytes(2, "big")
+    return bytes((0x80 | opcode, 127)) + length.to_bytes(8, "big")
+
+
+def frame_of(pkt: eio_packet.Packet) -> bytes:
+    """The websocket frame carrying an Engine.IO packet, built once per packet object."""
+    frame = pkt.__dict__.get("_rt_frame")
+    if frame is None:
+        encoded = pkt.encode()
+        if isinstance(encoded, str):
+            payload, opcode = encoded.encode("utf-8"), 0x1
+        else:
+            payload, opcode = bytes(encoded), 0x2
+        frame = pkt._rt_frame = header(opcode, len(payload)) + payload
+    return frame
+
+
+class DirectWriter:
+    """Writes frames to one websocket: at once when the socket takes them, else buffered."""
+
+    __slots__ = ("sock", "spawn", "buffer", "buffered", "flusher", "dead")
+
+    def __init__(self, sock: Any, spawn: Any):
+        self.sock, self.spawn = sock, spawn
+        self.buffer: list[bytes] = []
+        self.buffered = 0
+        self.flusher: Any = None
+        self.dead = False
+
+    def write(self, data: bytes) -> None:
+        """Queue `data` after everything written before it and send what the socket takes now."""
+        if self.dead:
+            return
+        self.buffer.append(data)
+        self.buffered += len(data)
+        if self.flusher is None:
+            self._send_now()
+        elif self.buffered > MAX_BUFFERED:
+            log.warning("websocket client %s bytes behind: cut off", self.buffered)
+            self.abort()
+
+    def _send_now(self) -> None:
+        """One non-blocking send of the buffer; the rest goes to a flusher greenlet."""
+        data = self._take()
+        try:
+            sent = self.sock.send(data, 0, 0.0)  # gevent: timeout 0.0 never waits
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self.abort()
+            return
+        if sent < len(data):
+            self.buffer.insert(0, data[sent:])
+            self.buffered += len(data) - sent
+            self.flusher = self.spawn(self._flush)
+
+    def _take(self) -> bytes:
+        """Everything buffered, as one bytes object."""
+        data = self.buffer[0] if len(self.buffer) == 1 else b"".join(self.buffer)
+        self.buffer.clear()
+        self.buffered = 0
+        return data
+
+    def _flush(self) -> None:
+        """Send the buffer, waiting for the socket, until it is empty (coalescing new writes)."""
+        try:
+            while self.buffer and not self.dead:
+                self.sock.sendall(self._take())
+        except OSError:
+            self.abort()
+        finally:
+            self.flusher = None
+
+    def drain(self) -> None:
+        """Block until everything written so far has been sent (or the socket died)."""
+        while (self.flusher is not None or self.buffer) and not self.dead:
+            if self.flusher is None:
+                self._send_now()
+            if self.flusher is not None:
+                self.flusher.join()
+
+    def abort(self) -> None:
+        """Drop the buffer and stop writing; the reader sees the connection end."""
+        self.dead = True
+        self.buffer.clear()
+        self.buffered = 0
+        try:
+            self.sock.shutdown(2)
+        except OSError:
+            pass
+
+
+class PingClock:
+    """Sends every socket's ping when due, from one greenlet per server."""
+
+    PING = eio_packet.Packet(eio_packet.PING)  # one packet object: its frame is built once
+
+    def __init__(self, server: Any):
+        self.server = server
+        self.due: collections.deque = collections.deque()
+        self.task: Any = None
+
+    def schedule(self, sock: Socket) -> None:
+        """Ping `sock` one ping interval from now (intervals are equal, so the deque is sorted)."""
+        self.due.append((time.monotonic() + self.server.ping_interval, sock))
+        if self.task is None:
+            self.task = self.server.start_background_task(self.run)
+
+    def run(self) -> None:
+        """Ping each socket when its time comes; exit when nobody waits."""
+        try:
+            while self.due:
+                when, sock = self.due[0]
+                delay = when - time.monotonic()
+                if delay > 0:
+                    self.server.sleep(min(delay, 1.0))
+                    continue
+                self.due.popleft()
+                if not sock.closing and not sock.closed:
+                    sock.last_ping = time.time()
+                    try:
+                        sock.send(self.PING)
+                    except Exception:  # a socket closing under us; the others still get pinged
+                        log.debug("ping to %s failed", sock.sid, exc_info=True)
+        finally:
+            self.task = None
+
+
+def ping_clock(server: Any) -> PingClock:
+    """The engine.io server's ping clock."""
+    clock = server.__dict__.get("_rt_ping_clock")
+    if clock is None:
+        clock = server._rt_ping_clock = PingClock(server)
+    return clock
+
+
+def gevent_websocket(ws: Any) -> Any:
+    """The gevent-websocket WebSocket behind engine.io's wrapper, or None for other servers."""
+    inner = getattr(ws, "_sock", None)
+    stream = getattr(inner, "stream", None)
+    return inner if stream is not None and hasattr(getattr(stream, "handler", None), "socket") else None
+
+
+def send(self: Socket, pkt: eio_packet.Packet) -> None:
+    """Socket.send: straight to the websocket once upgraded, else engine.io's queue."""
+    writer = self.__dict__.get("_rt_writer")
+    if writer is None:
+        return _stock["send"](self, pkt)
+    if self.check_ping_timeout():
+        writer.write(frame_of(pkt))
+
+
+def schedule_ping(self: Socket) -> None:
+    """Socket.schedule_ping on the server's clock (only after the previous ping was answered)."""
+    if self.last_ping:
+        self.last_ping = None
+        ping_clock(self.server).schedule(self)
+
+
+def close(self: Socket, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+    """Socket.close: a direct socket sends CLOSE, flushes and closes its websocket."""
+    writer = self.__dict__.get("_rt_writer")
+    if writer is None:
+        return _stock["close"](self, wait=wait, abort=abort, reason=reason)
+    if self.closed or self.closing:
+        return
+    self.closing = True
+    self.server._trigger_event("disconnect", self.sid,
+                               reason or self.server.reason.SERVER_DISCONNECT, run_async=False)
+    if not abort:
+        writer.write(frame_of(eio_packet.Packet(eio_packet.CLOSE)))
+    self.closed = True
+    ws = self.__dict__["_rt_ws"]
+    if not ws.closed:
+        ws.close()  # its close frame goes through the writer too
+    if wait:
+        writer.drain()
+
+
+def websocket_handler(self: Socket, ws: Any) -> list:
+    """Socket._websocket_handler: engine.io's handshake and reader, with a DirectWriter."""
+    inner = gevent_websocket(ws)
+    if inner is None or "send" in vars(ws):  # not gevent-websocket, or instrumented (Admin UI)
+        return _stock["_websocket_handler"](self, ws)
+
+    def websocket_wait():
+        data = ws.wait()
+        if data and len(data) > self.server.max_http_buffer_size:
+            raise ValueError("packet is too large")
+        return data
+
+    inner.stream.handler.socket.settimeout(self.server.ping_interval + self.server.ping_timeout)
+    if self.connected:
+        # an upgrade from polling: engine.io's probe exchange, packets held meanwhile
+        self.upgrading = True
+        if not upgrade_probe(self, ws, websocket_wait):
+            self.upgrading = False
+            return []
+        self.upgraded, self.upgrading = True, False
+    else:
+        self.connected = self.upgraded = True
+
+    writer = DirectWriter(inner.stream.handler.socket, self.server.start_background_task)
+    inner.raw_write = writer.write  # gevent-websocket's own frames (pong, close) queue behind ours
+    self.__dict__["_rt_ws"] = inner
+    # Switch without yielding: what was queued before the upgrade goes out first, in order.
+    self.__dict__["_rt_writer"] = writer
+    for pkt in queued(self):
+        writer.write(frame_of(pkt))
+
+    while True:
+        try:
+            data = websocket_wait()
+        except Exception as exc:
+            if not self.closed:
+                self.server.logger.info('%s: Unexpected error "%s", closing connection', self.sid, exc)
+            break
+        if data is None:
+            break
+        try:
+            self.receive(eio_packet.Packet(encoded_packet=data))
+        except Exception:
+            if self.closed:
+                break
+            self.server.logger.exception("Unknown receive error")
+            break
+    self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
+    writer.drain()
+    return []
+
+
+def upgrade_probe(self: Socket, ws: Any, wait: Any) -> bool:
+    """engine.io's polling-to-websocket probe: PING probe → PONG probe, then UPGRADE."""
+    received = eio_packet.Packet(encoded_packet=wait())
+    if received.packet_type != eio_packet.PING or received.data != "probe":
+        self.server.logger.info("%s: Failed websocket upgrade, no PING packet", self.sid)
+        return False
+    ws.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+    self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending long-poll
+    received = eio_packet.Packet(encoded_packet=wait())
+    if received.packet_type != eio_packet.UPGRADE:
+        self.server.logger.info("%s: Failed websocket upgrade, expected UPGRADE packet", self.sid)
+        return False
+    return True
+
+
+def queued(self: Socket) -> list[eio_packet.Packet]:
+    """Take the packets engine.io queued while the client was polling or upgrading."""
+    packets = []
+    while not self.queue.empty():
+        pkt = self.queue.get(block=False)
+        self.queue.task_done()
+        if pkt is not None and pkt.packet_type != eio_packet.NOOP:
+            packets.append(pkt)
+    return packets
+
+
+def supported() -> bool:
+    """Whether the installed engine.io and gevent-websocket are the versions this was written for."""
+    for name, prefixes in SUPPORTED.items():
+        try:
+            installed = version(name)
+        except Exception:
+            return False
+        if not installed.startswith(prefixes):
+            log.warning("direct websocket writes off: %s %s is not one of %s", name, installed, prefixes)
+            return False
+    return True
+
+
+def install() -> bool:
+    """Patch engine.io's Socket (idempotent); False, and the stock path, on other versions."""
+    if _stock:
+        return True
+    if not supported():
+        return False
+    for name in ("send", "close", "schedule_ping", "_websocket_handler"):
+        _stock[name] = getattr(Socket, name)
+    Socket.send, Socket.close, Socket.schedule_ping = send, close, schedule_ping
+    Socket._websocket_handler = websocket_handler
+    return True
+
+
+def uninstall() -> None:
+    """Put engine.io's own methods back (tests)."""
+    for name, method in _stock.items():
+        setattr(Socket, name, method)
+    _stock.clear()
