@@ -30,7 +30,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 import report  # noqa: E402
 from measure import (BenchError, LoadGen, pids, raise_fd_limit, rss_bytes,  # noqa: E402
                      settle, snapshot)
-from stacks import (STACKS, Stack, describe, ensure_node_modules, loadgen_config,  # noqa: E402
+from stacks import (STACKS, RealtimeStack, Stack, describe, ensure_node_modules, loadgen_config,  # noqa: E402
                     redis_with_aof)
 from realtime.localcluster import StartupError, free_port, stop_all  # noqa: E402
 
@@ -72,6 +72,7 @@ class Plan:
     nginx: tuple[int, float] | None       # (clients, rate): the same through nginx, once per stack
     saturation: Saturation | None
     stacks: tuple[str, ...] = ("realtime", "plain", "node")
+    subscriber_client: str = "lite"       # or "socket.io" (see bench/node/loadgen.js)
 
 
 FULL = Plan(cells={300: (50, 100), 1000: (20, 50), 3000: (10, 20)}, duration=10, repetitions=2,
@@ -114,30 +115,42 @@ class Session:
         self.path = "nginx" if nginx else "direct"
         self.stack = STACKS[name](name, bench.redis.url, bench.workdir / "logs")
         self.loadgen: LoadGen | None = None
-        self.rss_per_conn_kb = float("nan")
+        self.rss_per_conn_kb = self.rss_from_zero_kb = float("nan")
         self.connected: dict[str, Any] = {}
 
     def __enter__(self) -> "Session":
         self.bench.flush_redis()
         self.bench.started.append(self.stack)
+        self.code = (f"tree {RealtimeStack.root}" if isinstance(self.stack, RealtimeStack) and RealtimeStack.root
+                     else report.code_fingerprint())
         self.stack.start(REPLICAS, self.path == "nginx")
         # The PIDs, for py-spy (docs/performance.md): `py-spy record --pid <worker pid>`.
         print(f"bench: {json.dumps(describe(self.stack))}", file=sys.stderr, flush=True)
         servers = self.server_pids()
         settle(servers)
         before = rss_bytes(servers)
-        config = loadgen_config(self.stack, self.room, self.clients, self.bench.plan.publishers,
-                                self.bench.plan.users, self.bench.workdir)
+        plan = self.bench.plan
+        config = loadgen_config(self.stack, self.room, self.clients, plan.publishers, plan.users,
+                                self.bench.workdir, plan.subscriber_client)
         self.loadgen = LoadGen(config, self.bench.workdir / "logs" / f"loadgen-{self.stack.name}.log")
-        self.loadgen.send(cmd="connect")
-        self.connected = self.loadgen.expect("connected", CONNECT_TIMEOUT)
-        if self.connected["failed"]:
-            raise BenchError(f"{self.stack.name}: {self.connected['failed']} clients could not connect "
-                             f"and join: {self.connected['errors']}\n{report.evidence(self.stack)}")
-        settle(servers)
-        total = self.connected["subscribers"] + self.connected["publishers"]
-        self.rss_per_conn_kb = (rss_bytes(self.server_pids()) - before) / total / 1024
+        # RSS per connection is the slope between half and all of the clients: what a runtime
+        # reserves once (a heap growth step, first-use buffers) cancels out.
+        half, half_rss = self.connect(self.clients // 2), rss_bytes(servers)
+        total, full_rss = self.connect(self.clients), rss_bytes(servers)
+        self.rss_per_conn_kb = (full_rss - half_rss) / max(1, total - half) / 1024
+        self.rss_from_zero_kb = (full_rss - before) / total / 1024
         return self
+
+    def connect(self, subscribers: int) -> int:
+        """Connect (and join) subscribers up to `subscribers`, wait for quiet; clients connected."""
+        self.loadgen.send(cmd="connect", subscribers=subscribers)
+        answer = self.loadgen.expect("connected", CONNECT_TIMEOUT)
+        if answer["failed"]:
+            raise BenchError(f"{self.stack.name}: {answer['failed']} clients could not connect "
+                             f"and join: {answer['errors']}\n{report.evidence(self.stack)}")
+        self.connected = {**answer, "seconds": self.connected.get("seconds", 0) + answer["seconds"]}
+        settle(self.server_pids())
+        return answer["subscribers"] + answer["publishers"]
 
     def __exit__(self, *exc: Any) -> None:
         if self.loadgen:
@@ -277,9 +290,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--publishers", type=int, help="publishing connections (they are room members)")
     parser.add_argument("--users", type=int, help="distinct identities the subscribers share (realtime)")
     parser.add_argument("--stacks", help="comma-separated subset of realtime,plain,node")
+    parser.add_argument("--subscriber-client", choices=["lite", "socket.io"],
+                        help="subscribers as bare websockets (default) or socket.io-client sockets")
     parser.add_argument("--no-emitter", action="store_true", help="skip the external-emitter runs")
     parser.add_argument("--no-nginx", action="store_true", help="skip the runs through nginx")
     parser.add_argument("--no-saturation", action="store_true", help="skip the saturation search")
+    parser.add_argument("--realtime-root", type=Path,
+                        help="run realtime from this tree instead of the checkout (e.g. an older "
+                             "commit: git archive COMMIT | tar -x -C DIR)")
     parser.add_argument("--json", type=Path, help="where to write the results (default: under run/bench/)")
     return parser.parse_args(argv)
 
@@ -294,7 +312,8 @@ def chosen_plan(args: argparse.Namespace) -> Plan:
                 emitter=None if args.no_emitter else base.emitter,
                 nginx=None if args.no_nginx else base.nginx,
                 saturation=None if args.no_saturation else base.saturation,
-                stacks=tuple(args.stacks.split(",")) if args.stacks else base.stacks)
+                stacks=tuple(args.stacks.split(",")) if args.stacks else base.stacks,
+                subscriber_client=args.subscriber_client or base.subscriber_client)
 
 
 def start_redis(bench: Bench) -> None:
@@ -307,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     """Start Redis, run the plan stack by stack, print the tables, write the JSON, stop everything."""
     args = parse_args(argv)
     plan = chosen_plan(args)
+    RealtimeStack.root = args.realtime_root.resolve() if args.realtime_root else None
     # SIGTERM (a CI timeout, a kill) unwinds through the finally below, which stops what we started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -25,15 +25,15 @@ def body(run: str, index: int) -> str:
     return head + "x" * (BODY_CHARS - len(head))
 
 
-def realtime_sender(redis_url: str, room: str) -> Callable[[str, str], None]:
+def realtime_sender(redis_url: str, room: str, root: Path) -> Callable[[str, str], None]:
     """Send through realtime.emitter.Emitter (persisted, then published to every replica)."""
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(root))
     from realtime.emitter import Emitter
     emitter = Emitter(redis_url)
     return lambda text, key: emitter.send(room=room, body=text, client_id=key)
 
 
-def plain_sender(redis_url: str, room: str) -> Callable[[str, str], None]:
+def plain_sender(redis_url: str, room: str, _root: Path) -> Callable[[str, str], None]:
     """Send through Flask-SocketIO's external-process emitter on bench/plain_app.py's channel."""
     from flask_socketio import SocketIO
     socketio = SocketIO(message_queue=redis_url, channel="plain-bench")
@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", required=True)
     parser.add_argument("--rate", type=float, required=True)
     parser.add_argument("--duration", type=float, required=True)
+    parser.add_argument("--realtime-root", type=Path, default=ROOT, help="the tree of realtime to import")
     args = parser.parse_args(argv)
-    send = (realtime_sender if args.stack == "realtime" else plain_sender)(args.redis_url, args.room)
+    sender = realtime_sender if args.stack == "realtime" else plain_sender
+    send = sender(args.redis_url, args.room, args.realtime_root)
     total, errors, lag_max = int(args.rate * args.duration), 0, 0.0
     started = time.monotonic()
     for index in range(total):

@@ -46,11 +46,12 @@ def row(session: Any, run: Any, result: dict, before: dict, after: dict,
         "server_us": per_frame("server"), "redis_us": per_frame("redis"),
         "nginx_us": per_frame("nginx") if session.stack.nginx else None,
         "server_cpu_pct": delta["server"] / wall * 100, "redis_cpu_pct": delta["redis"] / wall * 100,
-        "rss_per_conn_kb": session.rss_per_conn_kb,
+        "rss_per_conn_kb": session.rss_per_conn_kb, "rss_from_zero_kb": session.rss_from_zero_kb,
         "generator_cpu_pct": result["cpu_pct"], "generator_loop_p99_ms": result["loop_delay_p99_ms"],
         "emitter_cpu_s": emitter_cpu, "send_lag_max_ms": (emitted or result)["send_lag_max_ms"],
         "other_cpu_pct": max(0.0, delta["machine"] - ours) / wall * 100, "window_s": wall,
         "connect_s": session.connected.get("seconds"), "loadgen_errors": result["errors"],
+        "code": session.code,
     }
 
 
@@ -171,6 +172,10 @@ def notes(summaries: list[dict], rows: list[dict]) -> list[str]:
                        "it was (part of) the bottleneck")
         if s["send_lag_max_ms"] > 100:
             out.append(f"{where}: sending fell {s['send_lag_max_ms']:.0f} ms behind schedule")
+    codes = {r.get("code") for r in rows if r["stack"] == "realtime"}
+    if len(codes) > 1:
+        out.append(f"realtime's code changed during the run (HEAD:diff fingerprints {sorted(codes)}): "
+                   "its sessions did not all measure the same version")
     for r in rows:
         if r.get("evidence"):
             out.append(f"{r['stack']} {r['path']} C={r['clients']} rate={r['rate']:g} "
@@ -201,6 +206,14 @@ def code_version() -> str:
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", "realtime", "config", "wsgi.py")
     return commit + (" + uncommitted changes under realtime/ or config/" if dirty else "")
+
+
+def code_fingerprint() -> str:
+    """Short hash of HEAD plus the uncommitted diff under realtime/ and config/: a session that
+    started on other code (someone editing meanwhile) shows up with another fingerprint."""
+    import hashlib
+    diff = git("diff", "HEAD", "--", "realtime", "config", "wsgi.py")
+    return f"{git('rev-parse', '--short', 'HEAD') or 'unknown'}:{hashlib.sha1(diff.encode()).hexdigest()[:8]}"
 
 
 def version_of(argv: list[str]) -> str:
@@ -236,7 +249,8 @@ def results(bench: Any, argv: list[str] | None, seconds: float) -> dict[str, Any
             "seconds": seconds,
             "plan": {"cells": {str(k): v for k, v in plan.cells.items()}, "duration": plan.duration,
                      "repetitions": plan.repetitions, "publishers": plan.publishers,
-                     "users": plan.users, "emitter": plan.emitter, "nginx": plan.nginx,
+                     "users": plan.users, "subscriber_client": plan.subscriber_client,
+                     "emitter": plan.emitter, "nginx": plan.nginx,
                      "saturation": vars(plan.saturation) if plan.saturation else None,
                      "stacks": plan.stacks},
             "summaries": summaries, "ratios": ratios(summaries), "saturation": bench.saturation,

@@ -150,6 +150,10 @@ class Stack:
 class RealtimeStack(Stack):
     """realtime with auth, persistence, per-event logging to a file, rate limits and metrics on."""
 
+    # Another tree of realtime to run instead of this checkout (e.g. an older commit unpacked with
+    # `git archive`), to measure before/after in one run; None: this checkout.
+    root: Path | None = None
+
     def env(self) -> dict[str, str]:
         """The replicas' environment: nothing from the developer's shell."""
         return {**clean_environ(), "REALTIME_REDIS_URL": self.redis_url,
@@ -163,8 +167,19 @@ class RealtimeStack(Stack):
         replicas = []
         for n, port in enumerate(ports, start=1):
             env = {**self.env(), "REALTIME_LOG_FILE": str(self.log_dir / f"realtime-{port}.app.log")}
-            replicas.append(Replica(port, env, self.log_dir, instance_id=f"realtime-{port}"))
+            replica = Replica(port, env, self.log_dir, instance_id=f"realtime-{port}")
+            if self.root is not None:
+                # `-m` from that tree's root imports its package (cwd comes first on sys.path,
+                # before the editable install of this checkout), and `serve` uses its config.
+                replica.argv = [sys.executable, "-m", "realtime.cli", *replica.argv[1:]]
+                replica.cwd = self.root
+            replicas.append(replica)
         return replicas
+
+    def emitter_argv(self, room: str, run: str, rate: float, duration: float) -> list[str]:
+        """realtime's Emitter, from the same tree as the replicas."""
+        argv = super().emitter_argv(room, run, rate, duration)
+        return argv + ["--realtime-root", str(self.root)] if self.root else argv
 
     def tokens(self, subscribers: int, publishers: int, users: int) -> dict[str, list[str]]:
         """Subscribers share `users` identities; each publisher is its own user."""
@@ -211,7 +226,7 @@ def nginx_template(workdir: Path) -> Path:
 
 
 def loadgen_config(stack: Stack, room: str, subscribers: int, publishers: int, users: int,
-                   workdir: Path) -> Path:
+                   workdir: Path, subscriber_client: str = "lite") -> Path:
     """The load generator's config file (and the tokens file next to it)."""
     tokens = stack.tokens(subscribers, publishers, users)
     tokens_path = None
@@ -225,7 +240,8 @@ def loadgen_config(stack: Stack, room: str, subscribers: int, publishers: int, u
               "subscribers": subscribers, "publishers": publishers,
               "tokens": str(tokens_path) if tokens_path else None,
               "events": {"join": "join", "send": "send", "message": "message"},
-              "localAddresses": addresses, "connectConcurrency": 100}
+              "localAddresses": addresses, "connectConcurrency": 100,
+              "subscriberClient": subscriber_client}
     path = Path(workdir) / f"loadgen-{stack.name}.json"
     path.write_text(json.dumps(config))
     return path

@@ -4,9 +4,15 @@
 //
 // CONFIG: {urls, namespace, path, room, subscribers, publishers, tokens (file of
 // {subscribers: [jwt...], publishers: [jwt...]} or null), events: {join, send, message},
-// localAddresses (source addresses to spread over nginx's hash, or null), connectConcurrency}.
+// localAddresses (source addresses to spread over nginx's hash, or null), connectConcurrency,
+// subscriberClient: "lite" | "socket.io"}.
+// Publishers are socket.io-client sockets. Subscribers are too with "socket.io"; with "lite" (the
+// default) each is a bare `ws` websocket speaking the same Engine.IO 4 / Socket.IO 5 frames as
+// socket.io-client over websocket (open, namespace connect with auth, acked join, pings), that
+// reads only the body of a `message` frame instead of decoding all of it: socket.io-client costs
+// ~10 us per delivery, which on 2 cores made the generator, not the servers, the bottleneck.
 // Commands:
-//   {"cmd": "connect"}                                   -> {"event": "connected", ...}
+//   {"cmd": "connect", "subscribers": n}  (n optional)   -> {"event": "connected", ...}
 //   {"cmd": "run", "run": "r1", "rate": 50, "duration": 10, "mode": "publishers"|"external"}
 //        publishers: our publishers send `rate` msg/s in total for `duration` s -> {"event": "result"}
 //        external: -> {"event": "ready"}; someone else sends; then {"cmd": "expect", "sent": N}
@@ -19,6 +25,7 @@ const fs = require("fs");
 const readline = require("readline");
 const { performance, monitorEventLoopDelay } = require("perf_hooks");
 const { io } = require("socket.io-client");
+const WebSocket = require("ws");
 
 const BODY_CHARS = 150;
 const BUCKET_MS = 0.1; // latency histogram resolution
@@ -48,6 +55,8 @@ const subscribers = []; // {socket, seen: Uint8Array bitmap of this run's indexe
 const publishers = [];
 const errors = {}; // message -> count (connect errors, ack errors, disconnects)
 let run = null; // the measurement in progress
+let failedSubscribers = 0;
+let publishersStarted = false;
 
 function countError(what) {
   errors[what] = (errors[what] || 0) + 1;
@@ -58,7 +67,60 @@ function tokenFor(kind, i) {
   return list && list.length ? list[i % list.length] : null;
 }
 
+function connectLite(i) {
+  // Engine.IO 4 over a websocket: "0{open}", "2" ping -> "3" pong, "4" + a Socket.IO packet:
+  // "40/nsp,{auth}" connect, "44/nsp,{err}" refused, "42/nsp,1[event, data]" event with ack id 1,
+  // "43/nsp,1[answer]" its ack, "42/nsp,[event, data]" an event from the server.
+  const nsp = config.namespace === "/" ? "" : `${config.namespace},`;
+  const base = config.urls[i % config.urls.length].replace(/^http/, "ws");
+  const addresses = config.localAddresses;
+  const ws = new WebSocket(`${base}${config.path || "/socket.io/"}?EIO=4&transport=websocket`, {
+    localAddress: addresses && addresses.length ? addresses[i % addresses.length] : undefined,
+  });
+  const token = tokenFor("subscribers", i);
+  const sub = { ws, seen: null, lite: true };
+  const eventPrefix = `42${nsp}["${events.message}",`;
+  return new Promise((resolve, reject) => {
+    let joined = false;
+    const timer = setTimeout(() => reject(new Error("lite: no join ack within 30s")), 30000);
+    ws.on("error", (err) => reject(new Error(`lite: ${err.message}`)));
+    ws.on("close", () => {
+      if (!joined) reject(new Error("lite: closed before joining"));
+      else {
+        countError("disconnect: lite websocket closed");
+        if (run) run.disconnects += 1;
+      }
+    });
+    ws.on("message", (data) => {
+      const text = data.toString();
+      if (text.startsWith(eventPrefix)) return liteDelivery(sub, text);
+      if (text === "2") return ws.send("3");
+      if (text[0] === "0") return ws.send(`40${nsp}${token ? JSON.stringify({ token }) : ""}`);
+      if (text.startsWith(`40${nsp}`)) {
+        return ws.send(`42${nsp}1${JSON.stringify([events.join, { room: config.room }])}`);
+      }
+      if (text.startsWith(`44${nsp}`)) return reject(new Error(`connect_error: ${text.slice(nsp.length + 2)}`));
+      if (text.startsWith(`43${nsp}1`)) {
+        const ack = JSON.parse(text.slice(nsp.length + 3))[0];
+        if (!ack || ack.ok === false) return reject(new Error(`join refused: ${JSON.stringify(ack)}`));
+        joined = true;
+        clearTimeout(timer);
+        resolve(sub);
+      }
+    });
+  });
+}
+
+function liteDelivery(sub, text) {
+  // The body is ours ("run|index|time|xxx"): no quotes or escapes, so it ends at the next quote.
+  const at = text.indexOf('"body":"');
+  if (at < 0) return received(sub, undefined);
+  const start = at + 8;
+  return received(sub, text.slice(start, text.indexOf('"', start)));
+}
+
 function connectOne(kind, i) {
+  if (kind === "subscribers" && (config.subscriberClient || "lite") === "lite") return connectLite(i);
   const url = config.urls[i % config.urls.length] + config.namespace;
   const token = tokenFor(kind, i);
   const addresses = config.localAddresses;
@@ -83,11 +145,14 @@ function connectOne(kind, i) {
   });
 }
 
-async function connectAll() {
+async function connectAll(cmd) {
+  // `upTo` subscribers in all (default: every one); the publishers come with the first call.
   const started = now();
+  const upTo = Math.min(config.subscribers, cmd.subscribers ?? config.subscribers);
   const jobs = [];
-  for (let i = 0; i < config.subscribers; i++) jobs.push(["subscribers", i]);
-  for (let i = 0; i < config.publishers; i++) jobs.push(["publishers", i]);
+  for (let i = subscribers.length + failedSubscribers; i < upTo; i++) jobs.push(["subscribers", i]);
+  if (!publishersStarted) for (let i = 0; i < config.publishers; i++) jobs.push(["publishers", i]);
+  publishersStarted = true;
   let next = 0;
   let failed = 0;
   const worker = async () => {
@@ -96,14 +161,16 @@ async function connectAll() {
       try {
         const socket = await connectOne(kind, i);
         (kind === "subscribers" ? subscribers : publishers).push(socket);
+        if (socket.lite) continue;
         socket.on("disconnect", (reason) => {
           countError(`disconnect: ${reason}`);
           if (run) run.disconnects += 1;
         });
-        if (kind === "subscribers") socket.on(events.message, (data) => received(socket, data));
+        if (kind === "subscribers") socket.on(events.message, (data) => received(socket, data && data.body));
         else socket.on(events.message, () => run && run.echoes++);
       } catch (err) {
         failed += 1;
+        if (kind === "subscribers") failedSubscribers += 1;
         countError(err.message);
       }
     }
@@ -132,8 +199,8 @@ function newRun(cmd) {
   };
 }
 
-function received(socket, data) {
-  const text = data && typeof data.body === "string" ? data.body : "";
+function received(socket, body) {
+  const text = typeof body === "string" ? body : "";
   const [id, index, sentAt] = text.split("|", 3);
   if (!run || id !== run.id) {
     if (run) run.stale += 1;
@@ -273,12 +340,12 @@ async function expectExternal(sent) {
 // commands
 
 function close() {
-  for (const socket of [...subscribers, ...publishers]) socket.disconnect();
+  for (const socket of [...subscribers, ...publishers]) socket.lite ? socket.ws.close() : socket.disconnect();
   setTimeout(() => process.exit(0), 200);
 }
 
 const commands = {
-  connect: () => connectAll(),
+  connect: (cmd) => connectAll(cmd),
   run: (cmd) => {
     if (cmd.mode === "external") {
       run = newRun(cmd);
