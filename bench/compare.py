@@ -121,8 +121,8 @@ class Session:
     def __enter__(self) -> "Session":
         self.bench.flush_redis()
         self.bench.started.append(self.stack)
-        self.code = (f"tree {RealtimeStack.root}" if isinstance(self.stack, RealtimeStack) and RealtimeStack.root
-                     else report.code_fingerprint())
+        other_tree = isinstance(self.stack, RealtimeStack) and RealtimeStack.root
+        self.code = f"tree {RealtimeStack.root}" if other_tree else report.code_fingerprint()
         self.stack.start(REPLICAS, self.path == "nginx")
         # The PIDs, for py-spy (docs/performance.md): `py-spy record --pid <worker pid>`.
         print(f"bench: {json.dumps(describe(self.stack))}", file=sys.stderr, flush=True)
