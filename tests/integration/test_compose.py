@@ -99,7 +99,9 @@ def test_nginx_docker_and_local_configs_stay_in_sync():
     docker = directives(ROOT / "nginx" / "nginx.conf")
     local = directives(ROOT / "nginx" / "local.conf.template")
     assert shared(docker) == shared(local)
-    assert "hash $remote_addr consistent;" in docker
+    # Sticky by the realtime_sticky cookie when present, else by client address.
+    assert "hash $sticky_key consistent;" in docker
+    assert "map $cookie_realtime_sticky $sticky_key {" in docker
     assert "server realtime:8000;" in docker  # the compose service and the port it exposes
     for forbidden in ("ip_hash", "keepalive "):
         assert not any(line.startswith(forbidden) for line in docker + local)
