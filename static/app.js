@@ -34,6 +34,7 @@
   var LABEL_MAX = 200;
   var ACCURACY_MAX = 10000000;     // metres, the server's bound
   var OSM = "https://www.openstreetmap.org/";
+  var STICKY_COOKIE = "realtime_sticky";   // nginx/nginx.conf hashes it when present
 
   var STATUS = {
     CONNECTING: "connecting",
@@ -426,6 +427,20 @@
     if (parts.length !== 3) { return null; }
     var me = state.user && state.user.id !== null && state.user.id !== undefined ? String(state.user.id) : null;
     return parts[1] === me ? parts[2] : parts[1];
+  }
+
+  // The private room of this user and `uid` (ids sort as the server sorts them: ASCII).
+  function dmRoomWith(uid) {
+    var me = String(state.user.id), peer = String(uid);
+    return me < peer ? "dm:" + me + ":" + peer : "dm:" + peer + ":" + me;
+  }
+
+  // Opens (and joins, for recovery) the private conversation with another user.
+  function openDm(uid) {
+    if (!state.user || state.user.id === null || state.user.id === undefined || isMe(uid)) { return; }
+    var name = dmRoomWith(uid);
+    joinRoom(name);
+    selectRoom(name);
   }
 
   function validRoomName(name) {
@@ -1071,6 +1086,8 @@
       btn.appendChild(createEl("span", "room-name", dm ? (dmPeer(name) || name) : name));
       var shown = name !== state.current ? room.unread : 0;
       li.setAttribute("data-unread", String(shown));
+      // One clean name for assistive technology: "#lobby", "@ana, 2 unread".
+      btn.setAttribute("aria-label", roomLabel(name) + (shown > 0 ? ", " + shown + " unread" : ""));
       if (shown > 0) {
         var badge = createEl("span", "badge unread-badge", shown > 99 ? "99+" : shown);
         badge.setAttribute("aria-label", shown + " unread");
@@ -1111,7 +1128,15 @@
         li.setAttribute("data-user", uid);
         li.appendChild(createEl("span", "presence-dot"));
         li.appendChild(createEl("span", "online-name", room.onlineUsers.get(uid) || nameOf(uid)));
-        if (isMe(uid)) { li.appendChild(createEl("span", "online-you", "you")); }
+        if (isMe(uid)) {
+          li.appendChild(createEl("span", "online-you", "you"));
+        } else {
+          var dm = createEl("button", "btn btn-ghost btn-small online-dm", "message");
+          dm.type = "button";
+          dm.setAttribute("aria-label", "Message " + (room.onlineUsers.get(uid) || nameOf(uid)) + " privately");
+          dm.addEventListener("click", function () { openDm(uid); });
+          li.appendChild(dm);
+        }
         frag.appendChild(li);
       });
       count = ids.length;
@@ -1245,8 +1270,21 @@
     });
   }
 
+  /*
+   * nginx hashes the realtime_sticky cookie when a client sends one (else its
+   * address): browsers behind one address (a NAT, a proxy) then spread over the
+   * replicas. A random key per browser session, set before the first connect and
+   * never changed while it lasts (the replica must stay the same for a session).
+   */
+  function ensureStickyCookie() {
+    if (new RegExp("(?:^|;\\s*)" + STICKY_COOKIE + "=").test(document.cookie)) { return; }
+    document.cookie = STICKY_COOKIE + "=" + newClientId() + "; path=/; SameSite=Lax" +
+      (window.location.protocol === "https:" ? "; Secure" : "");
+  }
+
   function connect() {
     teardownSocket();
+    ensureStickyCookie();
     if (typeof window.io !== "function") {
       setStatus(STATUS.OFFLINE);
       showError("The Socket.IO client failed to load.", "connection");
