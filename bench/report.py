@@ -88,6 +88,8 @@ def saturation_summary(stack: str, clients: int, steps: list[dict]) -> dict[str,
         why = (f"lost {failing['lost']}" if failing["lost"] else
                f"failures {failing['failures']}" if failing["failures"] else
                f"p99 {failing['p99_ms']:.0f} ms")
+        if failing.get("contended"):
+            why += f" (others used {failing['other_cpu_pct']:.0f}% of a core)"
     return {"stack": stack, "clients": clients, "best_rate": best["rate"] if best else None,
             "best_deliveries_per_s": best["deliveries_per_s"] if best else None,
             "best_p99_ms": best["p99_ms"] if best else None,
@@ -174,7 +176,7 @@ def notes(summaries: list[dict], rows: list[dict]) -> list[str]:
             out.append(f"{where}: sending fell {s['send_lag_max_ms']:.0f} ms behind schedule")
     codes = {r.get("code") for r in rows if r["stack"] == "realtime"}
     if len(codes) > 1:
-        out.append(f"realtime's code changed during the run (HEAD:diff fingerprints {sorted(codes)}): "
+        out.append(f"realtime's code changed during the run (fingerprints {sorted(codes)}): "
                    "its sessions did not all measure the same version")
     for r in rows:
         if r.get("evidence"):
@@ -209,11 +211,13 @@ def code_version() -> str:
 
 
 def code_fingerprint() -> str:
-    """Short hash of HEAD plus the uncommitted diff under realtime/ and config/: a session that
-    started on other code (someone editing meanwhile) shows up with another fingerprint."""
+    """The committed trees of realtime/ and config/ plus a hash of their uncommitted diff: a session
+    that started on other server code (someone editing meanwhile) gets another fingerprint, while
+    commits elsewhere (docs, tests) do not change it."""
     import hashlib
+    trees = [tree[:8] for tree in git("rev-parse", "HEAD:realtime", "HEAD:config").split()]
     diff = git("diff", "HEAD", "--", "realtime", "config", "wsgi.py")
-    return f"{git('rev-parse', '--short', 'HEAD') or 'unknown'}:{hashlib.sha1(diff.encode()).hexdigest()[:8]}"
+    return ":".join([*trees, hashlib.sha1(diff.encode()).hexdigest()[:8]])
 
 
 def version_of(argv: list[str]) -> str:
