@@ -101,6 +101,11 @@ class DashboardPage:
         """The "N gone" line under the count."""
         return self.page.get_by_test_id("dashboard-gone-count")
 
+    @property
+    def redis_state(self) -> Locator:
+        """OK or DOWN."""
+        return self.page.get_by_test_id("dashboard-redis-state")
+
     def login(self, name: str) -> None:
         """Open /dashboard and sign in with the demo login."""
         self.page.goto("/dashboard")

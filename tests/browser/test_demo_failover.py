@@ -1,5 +1,5 @@
 """In a real browser: a user whose replica dies comes back on another one and misses nothing; the
-dashboard shows the dead replica as gone."""
+dashboard shows a dead replica as gone, and says when Redis is down."""
 from __future__ import annotations
 
 import re
@@ -62,3 +62,15 @@ def test_dashboard_shows_a_killed_replica_gone(open_dashboard, nginx_cluster):
     expect(dashboard.gone_count).to_have_text("1 gone")
     for instance_id in ids[:2]:
         expect(dashboard.replica_row(instance_id)).to_contain_text("up")
+
+
+def test_dashboard_says_when_redis_is_down(open_dashboard, nginx_cluster):
+    dashboard = open_dashboard(1)
+    banner = dashboard.page.get_by_role("alert").filter(has_text="Redis is down")
+    expect(dashboard.redis_state).to_have_text("OK")
+    nginx_cluster.redis.stop()
+    expect(banner).to_be_visible()
+    expect(dashboard.redis_state).to_have_text("DOWN")
+    nginx_cluster.redis.start()
+    expect(dashboard.redis_state).to_have_text("OK")
+    expect(banner).to_be_hidden()
