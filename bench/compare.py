@@ -138,18 +138,23 @@ class Session:
         print(f"bench: {json.dumps(describe(self.stack))}", file=sys.stderr, flush=True)
         servers = self.server_pids()
         settle(servers)
-        before = rss_bytes(servers)
+        before = self.rss(servers)
         plan = self.bench.plan
         config = loadgen_config(self.stack, self.room, self.clients, plan.publishers, plan.users,
                                 self.bench.workdir, plan.subscriber_client)
         self.loadgen = LoadGen(config, self.bench.workdir / "logs" / f"loadgen-{self.stack.name}.log")
         # RSS per connection is the slope between half and all of the clients: what a runtime
         # reserves once (a heap growth step, first-use buffers) cancels out.
-        half, half_rss = self.connect(self.clients // 2), rss_bytes(servers)
-        total, full_rss = self.connect(self.clients), rss_bytes(servers)
+        half, half_rss = self.connect(self.clients // 2), self.rss(servers)
+        total, full_rss = self.connect(self.clients), self.rss(servers)
         self.rss_per_conn_kb = (full_rss - half_rss) / max(1, total - half) / 1024
         self.rss_from_zero_kb = (full_rss - before) / total / 1024
         return self
+
+    def rss(self, servers: list[int]) -> int:
+        """The replicas' RSS after a garbage collection where the runtime defers it (node)."""
+        self.stack.collect_garbage()
+        return rss_bytes(servers)
 
     def connect(self, subscribers: int) -> int:
         """Connect (and join) subscribers up to `subscribers`, wait for quiet; clients connected."""

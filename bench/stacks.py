@@ -58,8 +58,9 @@ class NodeReplica(Server):
     def __init__(self, port: int, redis_url: str, log_dir: Path):
         env = {**clean_environ(), "HOST": HOST, "PORT": str(port), "REDIS_URL": redis_url,
                "NODE_ENV": "production"}
-        super().__init__(f"node-{port}", [find_executable("node"), str(NODE_DIR / "server.js")],
-                         Path(log_dir) / f"node-{port}.log", HOST, port, env=env, cwd=NODE_DIR)
+        argv = [find_executable("node"), "--expose-gc", str(NODE_DIR / "server.js")]
+        super().__init__(f"node-{port}", argv, Path(log_dir) / f"node-{port}.log", HOST, port,
+                         env=env, cwd=NODE_DIR)
 
     def ready(self) -> bool:
         """True once the HTTP server answers."""
@@ -146,6 +147,9 @@ class Stack:
         """Every log file the replicas write (for evidence when something is lost)."""
         return [r.log_path for r in self.replicas]
 
+    def collect_garbage(self) -> None:
+        """Before an RSS reading: nothing to do for CPython (reference counting frees at once)."""
+
 
 class RealtimeStack(Stack):
     """realtime with auth, persistence, per-event logging to a file, rate limits and metrics on."""
@@ -202,6 +206,12 @@ class PlainStack(Stack):
 
 class NodeStack(Stack):
     """Socket.IO 4 on Node with the Redis adapter."""
+
+    def collect_garbage(self) -> None:
+        """A full V8 collection in every replica (GET /gc), so RSS shows what is kept alive."""
+        for replica in self.replicas:
+            http_ok(f"{replica.url}/gc", timeout=10)
+        time.sleep(0.2)
 
     def make_replicas(self, ports: list[int]) -> list[Server]:
         """bench/node/server.js per port."""

@@ -23,7 +23,14 @@ async function main() {
 
   const httpServer = http.createServer((req, res) => {
     // A readiness probe for the bench (the Python stacks answer /socket.io/ handshakes instead).
-    res.writeHead(req.url === "/healthz" ? 200 : 404).end();
+    if (req.url === "/healthz") return res.writeHead(200).end();
+    // Started with --expose-gc, the bench collects garbage before it reads the RSS, so memory per
+    // connection is what connections keep alive, not when V8 last happened to collect.
+    if (req.url === "/gc" && global.gc) {
+      global.gc();
+      return res.writeHead(200).end();
+    }
+    res.writeHead(404).end();
   });
   const io = new Server(httpServer, { adapter: createAdapter(pub, sub), serveClient: false });
 
