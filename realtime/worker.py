@@ -23,8 +23,17 @@ def text(value: bytes | str) -> str:
 class Handler(WebSocketHandler):
     """gevent-websocket's handler whose request log goes to gunicorn's access logger."""
 
+    READ_BUFFER = 2048  # gevent's default is 8 KiB per connection, idle websockets included
+
+    def __init__(self, sock, address, server):
+        super().__init__(sock, address, server)
+        # A smaller read buffer: requests and frames larger than it are read straight through.
+        self.rfile = sock.makefile("rb", self.READ_BUFFER)
+
     def log_request(self):
         """One access line per request or websocket session, as gunicorn's own handler logs it."""
+        if not hasattr(self.server.log, "access"):  # not under gunicorn
+            return super().log_request()
         # Unlike gunicorn's handler, decode the headers: its `{name}o` atoms expect text keys.
         headers = [(text(k), text(v)) for k, v in self.response_headers or ()]
         status = text(self.status or "")

@@ -250,6 +250,7 @@ def websocket_handler(self: Socket, ws: Any) -> list:
     self.__dict__["_rt_writer"] = writer
     for pkt in queued(self):
         writer.write(frame_of(pkt))
+    self.queue = None  # nothing reads or writes engine.io's queue any more: free it
 
     while True:
         try:
