@@ -8,6 +8,9 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 # The browser tests drive this chromium through Playwright (no `playwright install` download).
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# The benchmark's reference server and load generator (bench/node, run by the bench smoke test).
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
