@@ -8,10 +8,15 @@ manager (written for python-socketio 5.14-5.18; tests/unit/test_factory.py check
   catch-up from the store after every re-subscription;
 - `_handle_emit` (every emit, local or from another replica, passes here): `message` events go
   through a Sequencer, which delivers each room's messages once and in id order, fetching any
-  gap from the store.
+  gap from the store;
+- `_publish`: on a gevent replica the handler no longer waits for PUBLISH; one publisher greenlet
+  sends what queued up, in order, pipelined. A message is persisted before it is published, so a
+  publish that fails is a gap the other replicas fill from the store, as with the stock manager.
+  An external emitter (write_only) still publishes before `emit` returns.
 """
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from typing import Any, Iterator
@@ -37,6 +42,41 @@ class RedisQueue(socketio.RedisManager):
         self.sequencer = sequencer
         self.metrics: Any = None
         self.subscriptions = 0
+        self.outbox: collections.deque = collections.deque()
+        self.publisher: Any = None
+
+    def _publish(self, data: Any) -> None:
+        """Queue for the publisher greenlet (gevent replicas); elsewhere publish at once."""
+        if self.write_only or getattr(self.server, "async_mode", None) != "gevent":
+            return super()._publish(data)
+        self.outbox.append(data)
+        if self.publisher is None:
+            self.publisher = self.server.start_background_task(self._publish_queued)
+
+    def _publish_queued(self) -> None:
+        """Publish everything queued, oldest first, one pipeline per batch."""
+        try:
+            while self.outbox:
+                batch = list(self.outbox)
+                self.outbox.clear()
+                self._publish_batch(batch)
+        finally:
+            self.publisher = None
+
+    def _publish_batch(self, batch: list[Any]) -> None:
+        """PUBLISH a batch in one round trip; reconnect and retry once, as the stock manager does."""
+        for attempt in (1, 2):
+            try:
+                if not self.connected:
+                    self._redis_connect()
+                pipe = self.redis.pipeline(transaction=False)
+                for data in batch:
+                    pipe.publish(self.channel, self.json.dumps(data))
+                pipe.execute()
+                return
+            except Exception as exc:
+                self.connected = False
+                log.error("cannot publish %d message(s) to Redis (attempt %d): %s", len(batch), attempt, exc)
 
     def _handle_emit(self, message: dict[str, Any]) -> None:
         """Deliver locally; chat messages in per-room order, gaps filled, repeats dropped."""
