@@ -49,5 +49,8 @@ def drain(app: Any, graceful_timeout: float) -> None:
     worker = services.webhook_worker
     if worker is not None:
         worker.stop(timeout=max(1.0, graceful_timeout - LISTENER_CLOSE_WAIT - 2))
+    publisher = getattr(server.manager, "publisher", None)
+    if publisher is not None:  # messages acked just before the drain still reach the others
+        publisher.join(timeout=5)
     services.cluster.deregister()
     log.info("drained; leaving")
