@@ -75,5 +75,5 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
         raise ConfigError("WEBHOOK_SECRET is not set: give the secret the realtime server signs "
                           "with, or WEBHOOK_INSECURE_NO_SECRET=1 to accept unsigned deliveries")
     check_url("REALTIME_URL", settings["REALTIME_URL"], ("http", "https"))
-    check_url("REDIS_URL", settings["REDIS_URL"], ("redis", "rediss", "unix"), host=False)
+    check_url("REDIS_URL", settings["REDIS_URL"], ("redis", "rediss", "unix", "redis+sentinel"), host=False)
     return settings

@@ -105,6 +105,12 @@ def test_refuses_bad_settings(make_app, monkeypatch, name, value):
         create_app({"SECRET": SECRET})
 
 
+def test_accepts_a_sentinel_redis_url(monkeypatch):
+    monkeypatch.setenv("WEBHOOK_REDIS_URL", "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/0/mymaster")
+    client = create_app({"SECRET": SECRET}).test_client()
+    assert client.get("/api/info").get_json()["send"]["redis"] is True
+
+
 def test_insecure_mode_accepts_unsigned_deliveries_and_says_so(make_app):
     client = make_app(SECRET=None, INSECURE_NO_SECRET=True).test_client()
     assert client.get("/api/info").get_json()["verifying"] is False
