@@ -35,12 +35,19 @@ class Handler(WebSocketHandler):
         if not hasattr(self.server.log, "access"):  # not under gunicorn
             return super().log_request()
         # Unlike gunicorn's handler, decode the headers: its `{name}o` atoms expect text keys.
-        headers = [(text(k), text(v)) for k, v in self.response_headers or ()]
+        environ = self.environ
+        if environ is None:  # refused before the request was parsed (e.g. 414): log what is known
+            address = self.client_address
+            environ = {"REMOTE_ADDR": address[0] if isinstance(address, tuple) else str(address or "-"),
+                       "REQUEST_METHOD": "-",
+                       "RAW_URI": "-", "PATH_INFO": "-", "SERVER_PROTOCOL": "-"}
+        parsed = self.environ is not None
+        headers = [(text(k), text(v)) for k, v in (self.response_headers or ()) if parsed]
         status = text(self.status or "")
         response = GeventResponse(status, headers, self.response_length)
         elapsed = timedelta(seconds=max(0.0, (self.time_finish or 0) - (self.time_start or 0)))
-        request_headers = self.headers.items() if getattr(self, "headers", None) else []
-        self.server.log.access(response, request_headers, self.environ, elapsed)
+        request_headers = self.headers.items() if parsed and getattr(self, "headers", None) else []
+        self.server.log.access(response, request_headers, environ, elapsed)
 
     def get_environ(self):
         """The WSGI environ plus what gunicorn's access atoms read (as gunicorn's handler adds)."""

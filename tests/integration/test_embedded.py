@@ -90,3 +90,13 @@ def test_gunicorn_logs_are_json_with_the_request_fields(embedded):
     assert health["duration_ms"] >= 0 and health["remote_addr"] == "127.0.0.1"
     assert token not in embedded.log_path.read_text() and "token=[redacted]" in health["query"]
     assert sessions, "a websocket session is logged when it ends"
+
+
+def test_a_request_refused_before_parsing_is_logged_too(embedded):
+    too_long = requests.get(embedded.url + "/" + "x" * 20000, timeout=5)
+    assert too_long.status_code == 414
+    deadline = time.monotonic() + 10
+    while not any(e.get("status") == "414" for e in log_entries(embedded)):
+        assert time.monotonic() < deadline, "no access line for the 414"
+        time.sleep(0.2)
+    assert "Traceback" not in embedded.log_path.read_text()
