@@ -21,7 +21,6 @@ import secrets
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,12 +34,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # realtime.localcluster, and loadgen next to us
 
 import loadgen  # noqa: E402
+from measure import cpu_seconds, machine_busy_seconds  # noqa: E402
+from report import git  # noqa: E402
 from stacks import PlainApp, redis_with_aof  # noqa: E402
 from realtime.localcluster import (HOST, RedisServer, Replica, Server, StartupError,  # noqa: E402
-                                   clean_environ, free_ports, group_members, proc_stat,
+                                   clean_environ, free_ports, group_members,
                                    start_all, stop_all)
 
-TICKS = os.sysconf("SC_CLK_TCK")
 # High enough never to refuse the benchmark, so the limiter still runs on every event as in
 # production (--no-rate-limits turns it off to isolate persistence further).
 RATE_LIMITS = "connect=1000000/minute; join=1000000/minute; send=1000000/second"
@@ -115,27 +115,6 @@ def demo_tokens(base_url: str) -> Callable[[list[str]], list[str | None]]:
                     cache[name] = json.load(response)["access_token"]
         return [cache[name] for name in names]
     return tokens
-
-
-# ---------------------------------------------------------------------------------------------
-# CPU accounting through /proc
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """utime + stime of the processes (all their threads), in seconds; gone processes count 0."""
-    total = 0
-    for pid in pids:
-        fields = proc_stat(pid)
-        if fields is not None:
-            total += int(fields[11]) + int(fields[12])  # fields 14 and 15 of /proc/PID/stat
-    return total / TICKS
-
-
-def machine_busy_seconds() -> float:
-    """CPU seconds every process on the machine has used since boot (all cores, /proc/stat)."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
-    return (user + nice + system + irq + softirq + steal) / TICKS
 
 
 def snapshot(server: Server, redis: RedisServer, generators: list[int]) -> dict[str, Any]:
@@ -361,13 +340,6 @@ def notes(summaries: list[dict]) -> list[str]:
 
 def code_version() -> str:
     """The commit measured, and whether the working tree differed from it."""
-    def git(*args: str) -> str:
-        """Output of a git command in the repository ('' if git is unavailable)."""
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                                  timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", "realtime", "config", "wsgi.py")
     return f"{commit}{' + uncommitted changes under realtime/ or config/' if dirty else ''}"
