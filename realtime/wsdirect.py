@@ -28,21 +28,13 @@ from typing import Any
 
 from engineio import packet as eio_packet
 from engineio.socket import Socket
+from geventwebsocket.websocket import Header
 
 log = logging.getLogger(__name__)
 
 SUPPORTED = {"python-engineio": ("4.13", "4.14", "4.15"), "gevent-websocket": ("0.10",)}
 MAX_BUFFERED = 8 * 1024 * 1024  # bytes a slow client may fall behind before it is cut off
 _stock: dict[str, Any] = {}
-
-
-def header(opcode: int, length: int) -> bytes:
-    """A server websocket frame header (FIN set, unmasked) for a payload of `length` bytes."""
-    if length < 126:
-        return bytes((0x80 | opcode, length))
-    if length < 65536:
-        return bytes((0x80 | opcode, 126)) + length.to_bytes(2, "big")
-    return bytes((0x80 | opcode, 127)) + length.to_bytes(8, "big")
 
 
 def frame_of(pkt: eio_packet.Packet) -> bytes:
@@ -54,7 +46,8 @@ def frame_of(pkt: eio_packet.Packet) -> bytes:
             payload, opcode = encoded.encode("utf-8"), 0x1
         else:
             payload, opcode = bytes(encoded), 0x2
-        frame = pkt._rt_frame = header(opcode, len(payload)) + payload
+        # gevent-websocket's own header encoder: FIN set, no mask (server frames are unmasked).
+        frame = pkt._rt_frame = Header.encode_header(True, opcode, b"", len(payload), 0) + payload
     return frame
 
 
