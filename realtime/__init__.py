@@ -62,6 +62,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     services.dashboard = DashboardFeed(services)
     metrics.watch(replica_gauges(services, socketio.server))
     app.extensions["realtime"] = services
+    services.revocations.listeners.append(background.RevokedConnections(socketio, services))
     if queue is not None:
         queue.sequencer = services.sequencer
         queue.metrics = metrics

@@ -24,7 +24,7 @@ def admin_check(app: Flask, services: Any) -> Callable[[Any], bool]:
         token = credentials.get("password") if isinstance(credentials, dict) else None
         try:
             with app.app_context():
-                principal = auth.verify(auth.token_from({"token": token}, None), services.store)
+                principal = services.verifier.verify(auth.token_from({"token": token}, None))
         except (AppError, StoreUnavailable) as exc:
             log.warning("admin UI login refused: %s", exc)
             return False

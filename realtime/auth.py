@@ -1,9 +1,11 @@
 """Identity: verification of the JWT every connection and API call carries, and demo tokens."""
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Protocol
 
 import jwt as pyjwt
 from flask_jwt_extended import create_access_token, decode_token
@@ -11,9 +13,15 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 
 from .errors import AuthError
 from .services import validation
-from .store import Store
 
 MAX_TOKEN_CHARS = 8192
+
+
+class Denylist(Protocol):
+    """Anything that knows revoked token ids: the store, or a replica's mirror of it."""
+
+    def is_revoked(self, jti: str) -> bool:
+        """Whether a token id is on the denylist."""
 
 
 @dataclass(frozen=True)
@@ -101,22 +109,75 @@ def principal_of(claims: dict[str, Any]) -> Principal:
                      string_set(claims.get("rooms"), "rooms"))
 
 
-def verify(token: str, store: Store | None = None) -> Principal:
+def verify(token: str, denylist: Denylist | None = None) -> Principal:
     """The principal of a valid, unrevoked access token."""
-    principal = principal_of(decode(token))
-    if store is not None and principal.jti and store.is_revoked(principal.jti):
+    return unrevoked(principal_of(decode(token)), denylist)
+
+
+def unrevoked(principal: Principal, denylist: Denylist | None) -> Principal:
+    """The principal, unless its token id is on the denylist."""
+    if denylist is not None and principal.jti and denylist.is_revoked(principal.jti):
         raise AuthError("token_invalid", "token has been revoked", reason="revoked")
     return principal
 
 
-def user_from_header(header: str | None, store: Store | None = None) -> Principal:
-    """The principal of an `Authorization: Bearer <jwt>` header."""
+def bearer(header: str | None) -> str:
+    """The token of an `Authorization: Bearer <jwt>` header."""
     scheme, _, token = (header or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("auth_required", "an Authorization: Bearer token is required")
     if len(token) > MAX_TOKEN_CHARS:
         raise AuthError("token_invalid", "token is too long", reason="malformed")
-    return verify(token.strip(), store)
+    return token.strip()
+
+
+def user_from_header(header: str | None, denylist: Denylist | None = None) -> Principal:
+    """The principal of an `Authorization: Bearer <jwt>` header."""
+    return verify(bearer(header), denylist)
+
+
+class Verifier:
+    """Verifies each distinct token's signature and claims once, until it expires.
+
+    The keys are fixed for the life of the process and a verified token's claims cannot change,
+    so a cached principal stays right until `exp`; revocation is checked on every call. Bounded:
+    the least recently used token goes first.
+    """
+
+    def __init__(self, denylist: Denylist | None, size: int = 10_000,
+                 clock: Callable[[], float] = time.time):
+        self.denylist = denylist
+        self.size = size
+        self.clock = clock
+        self.verified: OrderedDict[bytes, Principal] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def verify(self, token: str) -> Principal:
+        """The principal of a valid, unrevoked access token."""
+        return unrevoked(self.verified_principal(token), self.denylist)
+
+    def from_header(self, header: str | None) -> Principal:
+        """The principal of an `Authorization: Bearer <jwt>` header."""
+        return self.verify(bearer(header))
+
+    def verified_principal(self, token: str) -> Principal:
+        """Signature and claims, from the cache while the token has not expired."""
+        if self.size <= 0:
+            return principal_of(decode(token))
+        # A 128-bit digest keys the cache: a token's bytes stay out of memory, a collision is out of reach.
+        key = hashlib.blake2b(token.encode(), digest_size=16).digest()
+        principal = self.verified.get(key)
+        if principal is not None and principal.exp > self.clock():
+            self.verified.move_to_end(key)
+            self.hits += 1
+            return principal
+        self.verified.pop(key, None)
+        principal = principal_of(decode(token))  # raises for a token that is not (or no longer) valid
+        self.misses += 1
+        self.verified[key] = principal
+        if len(self.verified) > self.size:
+            self.verified.popitem(last=False)
+        return principal
 
 
 def seconds_left(principal: Principal) -> float:

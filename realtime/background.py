@@ -67,6 +67,24 @@ class TokenExpiry:
             self.socketio.server.disconnect(sid, namespace="/chat")
 
 
+class RevokedConnections:
+    """Closes this replica's connections whose token was just revoked (a Revocations listener)."""
+
+    def __init__(self, socketio: SocketIO, services: Services):
+        self.socketio = socketio
+        self.services = services
+
+    def __call__(self, jti: str) -> None:
+        """Tell each connection using the token why, then close it."""
+        for watch, namespace in ((self.services.tokens, "/chat"), (self.services.admin_tokens, "/admin")):
+            for sid in watch.using(jti):
+                log.info("closing %s on %s: its token %s was revoked", sid, namespace, jti)
+                watch.forget(sid)
+                self.socketio.emit("token_revoked", {"code": "token_invalid", "reason": "revoked"},
+                                   to=sid, namespace=namespace, ignore_queue=True)
+                self.socketio.server.disconnect(sid, namespace=namespace)
+
+
 class DashboardPush:
     """Shares this replica's figures and pushes the cluster snapshot to its admins on /admin."""
 
@@ -101,6 +119,10 @@ def start(socketio: SocketIO, services: Services) -> None:
     socketio.start_background_task(forever(socketio, "token expiry", 1.0, TokenExpiry(socketio, services)))
     socketio.start_background_task(
         forever(socketio, "dashboard", settings["DASHBOARD_INTERVAL"], DashboardPush(socketio, services)))
+    revocations = services.revocations
+    if revocations.mirror and services.store.revocation_feed() is not None:  # a store with a feed
+        # follow() returns when the feed breaks; until it is back, checks go to the store.
+        socketio.start_background_task(forever(socketio, "revocation feed", 1.0, revocations.follow))
     if services.webhooks.policy.enabled:
         worker = WebhookWorker(services.store, services.webhooks.policy, services.cluster.instance_id,
                                socketio.start_background_task)

@@ -30,6 +30,8 @@ DEFAULTS: dict[str, Any] = {
     "JWT_AUDIENCE": None,
     "JWT_ISSUER": None,
     "TOKEN_EXPIRING_NOTICE": 60,
+    # In-process caches of verified tokens, the revocation denylist and invitations (0: off).
+    "AUTH_CACHE_SIZE": 10_000,
     "PRIVATE_ROOM_PREFIX": "private-",
     "API_KEYS": "",
     "RATE_LIMITS": ("connect=120/minute; join=60/minute; leave=60/minute; send=30/10 seconds; "

@@ -27,7 +27,8 @@ def revoke():
                             or not 0 <= exp <= 2**40):
         raise AppError("invalid_payload", "exp must be a Unix time")
     ttl = max_ttl if exp is None else min(max(exp - time.time(), 1), 366 * 86400)
-    current_app.extensions["realtime"].store.revoke_token(jti, ttl)
+    # Stored, mirrored by every replica, and the token's open connections are closed.
+    current_app.extensions["realtime"].revocations.revoke(jti, ttl)
     return jsonify(revoked=jti, seconds=int(ttl)), 201
 
 

@@ -45,8 +45,8 @@ def caller() -> Caller:
         if name is None:
             raise AuthError("invalid_api_key", "the API key is not valid")
         return Caller(api_key=name)
-    store = current_app.extensions["realtime"].store
-    return Caller(principal=auth.user_from_header(request.headers.get("Authorization"), store))
+    verifier = current_app.extensions["realtime"].verifier
+    return Caller(principal=verifier.from_header(request.headers.get("Authorization")))
 
 
 def require_server() -> Caller:

@@ -2,7 +2,6 @@
 from flask import Blueprint, current_app, jsonify, request, send_file
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .. import auth
 from ..errors import AppError, ValidationError
 from ..extensions import limiter
 from ..services.uploads import UploadService, attachment, too_large
@@ -24,7 +23,7 @@ def service() -> UploadService:
 def upload():
     """Store the multipart field `file`; answer the body of an image/file message."""
     # Before the body is read: an anonymous or revoked caller never costs us the upload.
-    auth.user_from_header(request.headers.get("Authorization"), current_app.extensions["realtime"].store)
+    current_app.extensions["realtime"].verifier.from_header(request.headers.get("Authorization"))
     uploads = service()
     # The app-wide MAX_CONTENT_LENGTH stays small for every other route; only this one takes files.
     request.max_content_length = uploads.max_bytes + MULTIPART_OVERHEAD

@@ -26,9 +26,14 @@ class AdminNamespace(AckNamespace):
         if not principal.has_role(ADMIN):
             raise ConnectionRefusedError("the admin role is required", {"code": "forbidden"})
         session["principal"] = principal
+        self.services.admin_tokens.track(request.sid, principal)  # closed if its token is revoked
         join_room(DASHBOARD_ROOM)
         emit("welcome", {"instance": self.services.cluster.instance_id, "user": principal.user,
                          "sid": request.sid})
+
+    def on_disconnect(self, reason: Any = None) -> None:
+        """Forget the connection."""
+        self.services.admin_tokens.forget(request.sid)
 
     def on_stats(self, payload: Any) -> dict[str, Any]:
         """Cluster-wide counts now."""

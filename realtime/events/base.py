@@ -75,7 +75,7 @@ def authenticate(services: Any, auth_payload: Any, limit_connects: bool = True) 
     try:
         if limit_connects:
             services.limits.hit("connect", request.remote_addr or "unknown")
-        return auth.verify(auth.token_from(auth_payload, request.args.get("token")), services.store)
+        return services.verifier.verify(auth.token_from(auth_payload, request.args.get("token")))
     except AppError as exc:
         raise refuse(exc)
     except StoreUnavailable as exc:

@@ -166,7 +166,7 @@ class ChatNamespace(AckNamespace):
     def on_refresh(self, payload: Any) -> dict[str, Any]:
         """Swap this connection's token for a fresh one of the same user."""
         token = auth.token_from(validation.payload_dict(payload), None)
-        principal = auth.verify(token, self.services.store)
+        principal = self.services.verifier.verify(token)
         if principal.id != self.principal.id:
             raise AuthError("forbidden", "a refreshed token must name the same user")
         session["principal"] = principal

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .. import auth  # the module, not its names: auth imports services.validation
 from ..store import Retention, Store
 from .access import AccessPolicy
 from .cluster import ClusterService
@@ -11,6 +12,7 @@ from .messages import MessagePolicy, MessageService
 from .presence import PresenceService
 from .ratelimit import RateLimiter, parse_rules
 from .receipts import ReceiptService
+from .revocations import Revocations
 from ..sequencer import Sequencer
 from .tokens import TokenWatch
 from .typing import TypingService
@@ -34,6 +36,9 @@ class Services:
     access: AccessPolicy
     limits: RateLimiter
     tokens: TokenWatch
+    admin_tokens: TokenWatch
+    revocations: Revocations
+    verifier: auth.Verifier
     sequencer: Sequencer
     webhooks: WebhookPublisher
     metrics: Any = None         # realtime.metrics.Metrics, set by the app factory
@@ -74,6 +79,10 @@ def build_services(settings: dict[str, Any], store: Store, broadcast: Any, rate_
     """Wire every service once, on one store and one broadcast function."""
     instance = settings["INSTANCE_ID"]
     webhooks = WebhookPublisher(store, webhook_policy(settings))
+    cache_size = settings["AUTH_CACHE_SIZE"]
+    revocations = Revocations(store, mirror=cache_size > 0)
+    access = AccessPolicy(store, settings["PRIVATE_ROOM_PREFIX"], cache_size)
+    revocations.resynced.append(access.forget_invitations)  # the store may have restarted empty
     return Services(
         settings=settings, store=store, webhooks=webhooks,
         messages=MessageService(store, broadcast, message_policy(settings), schemas,
@@ -82,7 +91,8 @@ def build_services(settings: dict[str, Any], store: Store, broadcast: Any, rate_
         presence=PresenceService(store, broadcast, instance),
         receipts=ReceiptService(store, broadcast),
         typing=TypingService(store, broadcast, settings["TYPING_THROTTLE"], settings["TYPING_EXPIRES"]),
-        access=AccessPolicy(store, settings["PRIVATE_ROOM_PREFIX"]),
+        access=access, revocations=revocations, verifier=auth.Verifier(revocations, cache_size),
         limits=RateLimiter(rate_storage, parse_rules(settings["RATE_LIMITS"])),
         tokens=TokenWatch(settings["TOKEN_EXPIRING_NOTICE"], settings["JWT_LEEWAY"]),
+        admin_tokens=TokenWatch(settings["TOKEN_EXPIRING_NOTICE"], settings["JWT_LEEWAY"]),
         sequencer=Sequencer(store.messages_after, lambda room: store.room_bounds(room)[1]))

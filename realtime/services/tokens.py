@@ -1,4 +1,4 @@
-"""Connections whose token runs out: warn them, then let them go unless they refresh."""
+"""Connections and their tokens: warn those about to expire, let go of expired and revoked ones."""
 from __future__ import annotations
 
 import time
@@ -6,7 +6,7 @@ from typing import Any
 
 
 class TokenWatch:
-    """This replica's connections and when their tokens expire."""
+    """One namespace's authenticated connections on this replica (sid -> principal)."""
 
     def __init__(self, notice: float, grace: float):
         self.notice = notice
@@ -23,6 +23,10 @@ class TokenWatch:
         """Stop watching a closed connection."""
         self.principals.pop(sid, None)
         self.warned.discard(sid)
+
+    def using(self, jti: str) -> list[str]:
+        """The connections authenticated with the token id `jti`."""
+        return [sid for sid, principal in list(self.principals.items()) if principal.jti == jti]
 
     def due(self, now: float | None = None) -> tuple[list[tuple[str, float]], list[str]]:
         """(connections to warn with seconds left, connections past expiry and grace)."""

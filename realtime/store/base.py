@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 
 @dataclass(frozen=True)
@@ -132,6 +132,14 @@ class Store(ABC):
     @abstractmethod
     def is_revoked(self, jti: str) -> bool:
         """Whether a token id is on the denylist."""
+
+    @abstractmethod
+    def revoked_tokens(self) -> dict[str, float]:
+        """Every denied token id, with the seconds its entry has left."""
+
+    def revocation_feed(self) -> Iterator[tuple[str, float] | None] | None:
+        """None once subscribed, then (jti, ttl) per revocation; or None: no feed, ask each time."""
+        return None
 
     @abstractmethod
     def invite(self, room: str, user_id: str) -> bool:

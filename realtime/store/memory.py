@@ -207,6 +207,13 @@ class MemoryStore(Store):
         with self._lock:
             return self._claims.get(f"revoked:{jti}", 0) > self._clock()
 
+    def revoked_tokens(self):
+        """Every denied token id, with the seconds its entry has left."""
+        with self._lock:
+            now = self._clock()
+            return {key[len("revoked:"):]: until - now for key, until in self._claims.items()
+                    if key.startswith("revoked:") and until > now}
+
     def invite(self, room, user_id):
         """Let a user into a private room; False if they already were."""
         with self._lock:

@@ -194,6 +194,8 @@ class RedisStore(Store):
     WEBHOOKS = "rt:webhooks"
     WEBHOOK_GROUP = "deliverers"
     DEAD = "rt:webhooks:dead"
+    REVOCATIONS = "rt:revocations"  # pub/sub channel: "<ttl ms> <jti>" per revoked token
+    FEED_PING = 1.0  # seconds of silence before the revocation feed checks that Redis is there
 
     def __init__(self, client: redis.Redis, observe: Callable[[str, float, bool], None] | None = None):
         self.client = client
@@ -384,8 +386,51 @@ class RedisStore(Store):
 
     @unavailable_on_error
     def revoke_token(self, jti, ttl):
-        """Deny a token id for `ttl` seconds."""
-        self._redis.set(f"rt:revoked:{jti}", 1, px=max(1, int(ttl * 1000)))
+        """Deny a token id for `ttl` seconds, and tell every replica's mirror in the same step."""
+        ttl_ms = max(1, int(ttl * 1000))
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(f"rt:revoked:{jti}", 1, px=ttl_ms)
+            pipe.publish(self.REVOCATIONS, f"{ttl_ms} {jti}")
+            pipe.execute()
+
+    @unavailable_on_error
+    def revoked_tokens(self):
+        """Every denied token id, with the seconds its entry has left."""
+        keys = list(self._redis.scan_iter(match="rt:revoked:*", count=1000))
+        with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.pttl(key)
+            ttls = pipe.execute() if keys else []
+        return {key.decode()[len("rt:revoked:"):]: ms / 1000 for key, ms in zip(keys, ttls) if ms > 0}
+
+    def revocation_feed(self):
+        """None once subscribed, then (jti, ttl) per revocation; a silent or lost link raises."""
+        pubsub = self._redis.pubsub()
+        try:
+            pubsub.subscribe(self.REVOCATIONS)
+            heard = pinged = time.monotonic()
+            while True:
+                event = pubsub.get_message(timeout=self.FEED_PING)
+                now = time.monotonic()
+                if event is not None:
+                    heard = now
+                    if event["type"] == "subscribe":
+                        yield None
+                    elif event["type"] == "message":
+                        ttl_ms, _, jti = event["data"].decode().partition(" ")
+                        yield jti, int(ttl_ms) / 1000
+                elif now - heard > 3 * self.FEED_PING:
+                    raise StoreUnavailable("revocation feed: no answer from Redis")
+                if now - pinged >= self.FEED_PING:
+                    pubsub.ping()  # a link that died quietly shows up as silence
+                    pinged = now
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailable(f"revocation feed: {exc}") from exc
+        finally:
+            try:
+                pubsub.close()
+            except Exception:  # closing a broken link; nothing to do about it
+                pass
 
     @unavailable_on_error
     def is_revoked(self, jti):

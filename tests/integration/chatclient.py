@@ -11,7 +11,7 @@ import requests
 import socketio
 from requests.adapters import HTTPAdapter
 
-EVENTS = ("welcome", "message", "stats", "typing", "read", "presence", "token_expiring")
+EVENTS = ("welcome", "message", "stats", "typing", "read", "presence", "token_expiring", "token_revoked")
 
 
 class SourceAddressAdapter(HTTPAdapter):

@@ -105,6 +105,31 @@ def test_revoked_token_is_refused_on_connect_and_refresh(secured):
         holder.close()
 
 
+def test_revoking_a_token_closes_its_connections_on_every_replica(secured):
+    victim = secured.token("victim2")
+    jti = jwt.decode(victim, options={"verify_signature": False})["jti"]
+    # Both replicas have verified (and cached) the token before it is revoked.
+    holders = [secured.client(replica, token=victim).connect() for replica in (0, 1)]
+    bystander = secured.client(0, sub="victim2").connect()  # same user, another token
+    try:
+        answer = requests.post(secured.replicas[1].url + "/api/admin/revocations",
+                               json={"jti": jti}, headers={"X-API-Key": API_KEY}, timeout=5)
+        assert answer.status_code == 201
+        for holder in holders:
+            assert holder.wait_for("token_revoked", timeout=5) == {"code": "token_invalid",
+                                                                    "reason": "revoked"}
+            wait_until(lambda: not holder.sio.connected, timeout=5)
+        assert bystander.sio.connected
+        # The replica that did not take the revocation refuses the cached token from now on.
+        assert refusal(secured.client(0, token=victim)) == {"code": "token_invalid", "reason": "revoked"}
+        status = requests.get(secured.replicas[0].url + "/api/rooms/lobby/messages",
+                              headers={"Authorization": "Bearer " + victim}, timeout=5)
+        assert status.status_code == 401 and status.json()["error"]["code"] == "token_invalid"
+    finally:
+        for client in (*holders, bystander):
+            client.close()
+
+
 def test_users_cannot_revoke(secured):
     answer = requests.post(secured.replicas[0].url + "/api/admin/revocations", json={"jti": "x"},
                            headers={"Authorization": "Bearer " + secured.token("mallory")}, timeout=5)

@@ -266,3 +266,12 @@ def test_figures_are_shared_per_live_replica(store):
     time.sleep(0.3)
     assert store.all_figures() == {}
     assert store.used_memory() is None or store.used_memory() > 0
+
+
+def test_revoked_tokens_lists_the_denylist_with_time_left(store):
+    assert store.revoked_tokens() == {}
+    store.revoke_token("j1", 30)
+    store.revoke_token("j2", 0.2)
+    time.sleep(0.3)
+    listed = store.revoked_tokens()
+    assert list(listed) == ["j1"] and 28 < listed["j1"] <= 30

@@ -1,0 +1,102 @@
+"""The revocation mirror on a real Redis: feed, snapshot, a lost link, and two replicas' mirrors."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+
+from chatclient import wait_until
+from realtime.services.revocations import Revocations
+from realtime.store import StoreUnavailable
+from realtime.store.redis import RedisStore, create_redis
+
+pytestmark = pytest.mark.integration
+
+
+class Following:
+    """A replica's mirror following the feed in a thread, run again whenever the feed ends."""
+
+    def __init__(self, url: str):
+        self.store = RedisStore(create_redis(url, socket_timeout=2))
+        self.revocations = Revocations(self.store)
+        self.reloads = 0
+        self.revocations.resynced.append(self.count_reload)
+        self.running = True
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+        wait_until(lambda: self.revocations.synced, timeout=10)
+
+    def count_reload(self):
+        self.reloads += 1
+
+    def run(self):
+        while self.running:
+            try:
+                self.revocations.follow()
+            except StoreUnavailable:
+                pass
+
+    def stop(self):
+        self.running = False
+        self.store.client.close()
+
+
+@pytest.fixture
+def replicas(redis_url):
+    followers = [Following(redis_url), Following(redis_url)]
+    yield followers
+    for follower in followers:
+        follower.stop()
+
+
+def test_a_revocation_reaches_the_other_replicas_mirror(replicas):
+    a, b = replicas
+    told = []
+    b.revocations.listeners.append(told.append)
+    a.revocations.revoke("j1", 60)
+    wait_until(lambda: told == ["j1"], timeout=5)
+    assert b.revocations.is_revoked("j1") and not b.revocations.is_revoked("j2")
+    # Answered from memory: the key gone from Redis does not change the answer while synced.
+    a.store.client.delete("rt:revoked:j1")
+    assert b.revocations.is_revoked("j1")
+
+
+def test_a_new_mirror_loads_what_was_revoked_before(redis_url):
+    store = RedisStore(create_redis(redis_url))
+    store.revoke_token("old", 60)
+    late = Following(redis_url)
+    try:
+        assert late.revocations.revoked.keys() == {"old"}
+        assert late.revocations.is_revoked("old")
+    finally:
+        late.stop()
+        store.client.close()
+
+
+def test_after_a_lost_link_the_mirror_reloads_what_it_missed(replicas, redis_url):
+    a, b = replicas
+    raw = redis.Redis.from_url(redis_url)
+    # A revocation whose message b never gets: written without the publish.
+    raw.set("rt:revoked:missed", 1, px=60_000)
+    assert not b.revocations.is_revoked("missed")
+    reloads = b.reloads
+    raw.client_kill_filter(_type="pubsub")  # both mirrors lose their subscription
+    wait_until(lambda: b.reloads > reloads and b.revocations.synced, timeout=10)
+    assert b.revocations.is_revoked("missed")
+    a.revocations.revoke("after", 60)  # and the feed works again
+    wait_until(lambda: b.revocations.is_revoked("after"), timeout=5)
+    raw.close()
+
+
+def test_without_redis_the_mirror_is_not_trusted(redis_server, redis_url):
+    follower = Following(redis_url)
+    try:
+        redis_server.stop()
+        wait_until(lambda: not follower.revocations.synced, timeout=10)
+        # Unsynced, a check goes to the store, which cannot answer: refused, never "not revoked".
+        with pytest.raises(StoreUnavailable):
+            follower.revocations.is_revoked("any")
+    finally:
+        redis_server.start()
+        follower.stop()
