@@ -43,7 +43,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     jwt_keys.init_app(jwt)
     limiter.init_app(app)
     origins = cors_origins(settings["CORS_ORIGINS"])
-    queue = RedisQueue(url, settings["MQ_CHANNEL"], settings["MQ_RETRY_MAX"]) if url else None
+    queue = RedisQueue(url, settings["MQ_CHANNEL"], settings["MQ_RETRY_MAX"],
+                       room_channels=settings["MQ_ROOM_CHANNELS"],
+                       subscribe_timeout=settings["REDIS_SOCKET_TIMEOUT"]) if url else None
     socketio.init_app(app, client_manager=queue, async_mode=settings["ASYNC_MODE"], json=wirejson,
                       cors_allowed_origins=web.socketio_origins(origins),
                       max_http_buffer_size=settings["MAX_HTTP_BUFFER_SIZE"])

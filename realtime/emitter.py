@@ -23,7 +23,8 @@ class Emitter:
                  policy: MessagePolicy | None = None):
         settings = load_settings({"REDIS_URL": redis_url})
         self._redis = create_redis(redis_url, settings["REDIS_SOCKET_TIMEOUT"])
-        self._queue = RedisQueue(redis_url, channel or settings["MQ_CHANNEL"], write_only=True)
+        self._queue = RedisQueue(redis_url, channel or settings["MQ_CHANNEL"], write_only=True,
+                                 room_channels=settings["MQ_ROOM_CHANNELS"])
         # Same outbox as the replicas: an emitted message queues its message.created webhooks.
         policy_hooks = webhook_policy(settings)
         hooks = policy_hooks.endpoints if "message.created" in policy_hooks.events else ()

@@ -2,8 +2,9 @@
 
 python-socketio's RedisManager (5.14-5.18) re-subscribes after a Redis outage with a backoff
 that doubles up to 60 s, so a replica could stay deaf for a minute after Redis returns, and
-whatever was published meanwhile is lost to it. This adapter overrides two hooks of the
-manager (written for python-socketio 5.14-5.18; tests/unit/test_factory.py checks they exist):
+whatever was published meanwhile is lost to it. This adapter overrides hooks of the manager
+(written for python-socketio 5.14-5.18; tests/unit/test_factory.py and
+tests/unit/test_roomchannels.py check they exist):
 - `_redis_listen_with_retries`: a short, capped backoff, TCP keepalive and health checks, and a
   catch-up from the store after every re-subscription;
 - `_handle_emit` (every emit, local or from another replica, passes here): `message` events go
@@ -12,21 +13,47 @@ manager (written for python-socketio 5.14-5.18; tests/unit/test_factory.py check
 - `_publish`: on a gevent replica the handler no longer waits for PUBLISH; one publisher greenlet
   sends what queued up, in order, pipelined. A message is persisted before it is published, so a
   publish that fails is a gap the other replicas fill from the store, as with the stock manager.
-  An external emitter (write_only) still publishes before `emit` returns.
+  An external emitter (write_only) still publishes before `emit` returns;
+- per-room channels (realtime/roomchannels.py): an emit to one room is published on that room's
+  channel, and `basic_enter_room`/`basic_leave_room` (every join, leave, close and disconnect
+  passes there) subscribe a room's channel when its first local member enters, waiting for Redis
+  to confirm, and unsubscribe it when the last one leaves. The listener owns the pub/sub
+  connection: after any error it builds a new one, subscribes every channel again, then catches up.
 """
 from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
 from typing import Any, Iterator
 
+import redis
 import socketio
 
+from . import roomchannels
 from .sequencer import Sequencer
 from .services.messages import audience
 
 log = logging.getLogger(__name__)
+
+
+class ListenerPubSub(redis.client.PubSub):
+    """A PubSub that never reconnects behind the listener's back.
+
+    redis-py reconnects a broken pub/sub connection inside a read and re-subscribes what it knows,
+    silently: the listener would then neither catch up nor know which room channels are confirmed.
+    Here an error reaches the listener, which starts over on a new connection.
+    """
+
+    def _execute(self, conn: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run the command once; errors go to the caller."""
+        return command(*args, **kwargs)
+
+    def check_health(self) -> None:
+        """Send the health-check PING under the lock the joins' SUBSCRIBEs take (no interleaving)."""
+        with self._lock:
+            super().check_health()
 
 
 class RedisQueue(socketio.RedisManager):
@@ -35,7 +62,8 @@ class RedisQueue(socketio.RedisManager):
     name = "realtime-redis"
 
     def __init__(self, url: str, channel: str, retry_max: float = 2.0, write_only: bool = False,
-                 sequencer: Sequencer | None = None):
+                 sequencer: Sequencer | None = None, room_channels: Any = "on",
+                 subscribe_timeout: float = 5.0):
         options = {"socket_keepalive": True, "health_check_interval": 10, "socket_connect_timeout": 5}
         super().__init__(url, channel=channel, write_only=write_only, redis_options=options)
         self.retry_max = retry_max
@@ -44,11 +72,23 @@ class RedisQueue(socketio.RedisManager):
         self.subscriptions = 0
         self.outbox: collections.deque = collections.deque()
         self.publisher: Any = None
+        mode = roomchannels.mode(room_channels)
+        self.room_publish = mode == "on"
+        self.room_subscribe = mode != "off" and not write_only
+        self.subscribe_timeout = subscribe_timeout
+        self.rooms_wanted = roomchannels.Subscriptions()
+        self.listening: ListenerPubSub | None = None  # the listener's connection, once subscribed
+        self.listener_ident: int | None = None
+        self.main_confirmed = False
+        self.catch_up_due = False
+        self._subscribing = threading.Lock()  # one SUBSCRIBE/UNSUBSCRIBE on the wire at a time
+
+    # -- publishing ---------------------------------------------------------------------------
 
     def _publish(self, data: Any) -> None:
         """Queue for the publisher greenlet (gevent replicas); elsewhere publish at once."""
         if self.write_only or getattr(self.server, "async_mode", None) != "gevent":
-            return super()._publish(data)
+            return self._publish_batch([data])
         self.outbox.append(data)
         if self.publisher is None:
             self.publisher = self.server.start_background_task(self._publish_queued)
@@ -65,18 +105,29 @@ class RedisQueue(socketio.RedisManager):
 
     def _publish_batch(self, batch: list[Any]) -> None:
         """PUBLISH a batch in one round trip; reconnect and retry once, as the stock manager does."""
+        # One connection, commands in order: a room's emits keep their order on its channel, and a
+        # replica subscribed to several of our channels gets them in the order they were sent.
+        channels = [self.channel_of(data) for data in batch]
         for attempt in (1, 2):
             try:
                 if not self.connected:
                     self._redis_connect()
                 pipe = self.redis.pipeline(transaction=False)
-                for data in batch:
-                    pipe.publish(self.channel, self.json.dumps(data))
+                for channel, data in zip(channels, batch):
+                    pipe.publish(channel, self.json.dumps(data))
                 pipe.execute()
                 return
             except Exception as exc:
                 self.connected = False
                 log.error("cannot publish %d message(s) to Redis (attempt %d): %s", len(batch), attempt, exc)
+
+    def channel_of(self, data: Any) -> str:
+        """The channel this message goes on (a single room's emit: its room channel, if on)."""
+        if not self.room_publish or not isinstance(data, dict):
+            return self.channel
+        return roomchannels.channel_for(self.channel, data)
+
+    # -- local delivery -----------------------------------------------------------------------
 
     def _handle_emit(self, message: dict[str, Any]) -> None:
         """Deliver locally; chat messages in per-room order, gaps filled, repeats dropped."""
@@ -86,11 +137,23 @@ class RedisQueue(socketio.RedisManager):
                 and len(payload) == 1 and isinstance(payload[0], dict) and "id" in payload[0])
         if not chat:
             return super()._handle_emit(message)
-        with self.sequencer.ordered(payload[0]["room"]):
+        room = payload[0]["room"]
+        if not self.has_members("/chat", message.get("room")):
+            # Nobody here to deliver to: remembering the id would leave it stale once this
+            # replica stops hearing the room, and a later join would "fill" an old gap.
+            self.sequencer.forget(room)
+            return
+        with self.sequencer.ordered(room):
             for item in self.sequencer.admit(payload[0]):
                 super()._handle_emit({**message, "data": [item]})
                 if self.metrics is not None:
                     self.metrics.message_delivered(item)
+
+    def has_members(self, namespace: str, to: Any) -> bool:
+        """True if a connection of this replica is in `to` (a room, a list of rooms, or all)."""
+        rooms = self.rooms.get(namespace, {})
+        targets = to if isinstance(to, (list, tuple)) else [to]
+        return any(target in rooms for target in targets)
 
     def catch_up(self) -> None:
         """Deliver what was stored while this replica was not listening."""
@@ -99,23 +162,118 @@ class RedisQueue(socketio.RedisManager):
                                "namespace": "/chat", "room": audience(item["room"]),
                                "host_id": self.host_id})
 
+    # -- room membership: subscribe a room's channel while it has local members ----------------
+
+    def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: Any = None) -> None:
+        """Enter the room; its first local member subscribes its channel (and waits for Redis)."""
+        first = room not in self.rooms.get(namespace, {})
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        if not first or room is None or room == sid:
+            return
+        if namespace == "/chat" and self.sequencer is not None:
+            self.sequencer.forget(room)  # what it last delivered here, before the room emptied, is stale
+        channel = roomchannels.room_channel(self.channel, namespace, room) if self.room_subscribe else None
+        if channel is not None:
+            self.listen_to(channel)
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        """Leave the room; after its last local member, stop listening to its channel."""
+        super().basic_leave_room(sid, namespace, room)
+        if room is None or room in self.rooms.get(namespace, {}):
+            return
+        if namespace == "/chat" and self.sequencer is not None:
+            self.sequencer.forget(room)
+        channel = roomchannels.room_channel(self.channel, namespace, room) if self.room_subscribe else None
+        if channel is not None:
+            self.stop_listening(channel)
+
+    def listen_to(self, channel: str) -> None:
+        """Subscribe `channel`; return once Redis confirmed it (or the wait timed out)."""
+        with self._subscribing:
+            subscription, new = self.rooms_wanted.want(channel)
+            if new and self.listening is not None:
+                self.rooms_wanted.sent(subscription)
+                self.send_to_listener("subscribe", channel)
+        if subscription.ready.is_set() or threading.get_ident() == self.listener_ident:
+            return  # the listener itself (a remote enter_room) cannot wait for its own read
+        # Down or reconnecting: no wait. The listener subscribes it with the others, then catches up.
+        if self.listening is None or not subscription.ready.wait(self.subscribe_timeout):
+            subscription.late = True
+            if self.listening is not None:
+                log.warning("Redis has not confirmed the subscription to %s within %.1fs; "
+                            "catching up once it does", channel, self.subscribe_timeout)
+
+    def stop_listening(self, channel: str) -> None:
+        """Unsubscribe `channel` (no wait: what still arrives on it finds no member)."""
+        with self._subscribing:
+            if self.rooms_wanted.drop(channel) is not None and self.listening is not None:
+                self.send_to_listener("unsubscribe", channel)
+
+    def send_to_listener(self, command: str, channel: str) -> None:
+        """SUBSCRIBE/UNSUBSCRIBE on the listener's connection; on failure, make it start over."""
+        pubsub = self.listening
+        try:
+            getattr(pubsub, command)(channel)
+        except Exception as exc:
+            log.warning("cannot %s %s (%s); the listener reconnects", command, channel, exc)
+            connection = pubsub.connection
+            if connection is not None:
+                connection.disconnect()  # wakes the listener's read with an error
+
+    # -- listening ----------------------------------------------------------------------------
+
+    def _listen(self) -> Iterator[Any]:
+        """Messages of every channel we subscribe; confirmations go to the waiting joins."""
+        for message in self._redis_listen_with_retries():
+            kind = message["type"]
+            if kind == "message" and "data" in message:
+                yield message["data"]
+            elif kind == "subscribe":
+                self.confirmed(message["channel"].decode())
+
+    def confirmed(self, channel: str) -> None:
+        """Redis confirmed a SUBSCRIBE: wake its joins; after a reconnect or a late one, catch up."""
+        if channel == self.channel:
+            # Subscribed last in a (re)subscription: every room channel before it is on, too.
+            self.main_confirmed = True
+            if self.subscriptions > 1 or self.catch_up_due:
+                self.catch_up_due = False
+                self.server.start_background_task(self.catch_up)
+            return
+        subscription = self.rooms_wanted.confirmed(channel)
+        if subscription is not None and subscription.late:
+            subscription.late = False
+            if self.main_confirmed:
+                self.server.start_background_task(self.catch_up)
+            else:
+                self.catch_up_due = True
+
     def _redis_listen_with_retries(self) -> Iterator[dict[str, Any]]:
         """Yield pub/sub messages forever, reconnecting with a capped backoff."""
+        self.listener_ident = threading.get_ident()
         delay = 0.1
         while True:
+            pubsub = None
             try:
                 self._redis_connect()
-                # Our own reference: a failed publish reconnects too and swaps self.pubsub for a
-                # fresh, unsubscribed one, on which listen() would end at once (a deaf replica).
-                pubsub = self.pubsub
-                pubsub.subscribe(self.channel)
+                # Our own connection: a failed publish reconnects too and swaps self.pubsub.
+                pubsub = ListenerPubSub(self.redis.connection_pool, ignore_subscribe_messages=False)
+                with self._subscribing:
+                    self.main_confirmed = False
+                    rooms = [s.channel for s in self.rooms_wanted.restart()]
+                    pubsub.subscribe(*rooms, self.channel)  # main last: its confirmation ends the batch
+                    self.listening = pubsub
                 self.subscriptions += 1
                 delay = 0.1
-                if self.subscriptions > 1 and self.server is not None:
-                    self.server.start_background_task(self.catch_up)
                 yield from pubsub.listen()
                 log.warning("message queue subscription ended; subscribing again")
             except Exception as exc:
                 log.warning("message queue listener lost Redis (%s); retrying in %.1fs", exc, delay)
+            finally:
+                with self._subscribing:
+                    if self.listening is pubsub:
+                        self.listening = None
+                if pubsub is not None:
+                    pubsub.close()
             time.sleep(delay)
             delay = min(delay * 2, self.retry_max)

@@ -42,6 +42,11 @@ class Sequencer:
         with self._lock:
             self.last.setdefault(room, newest)
 
+    def forget(self, room: str) -> None:
+        """This replica stopped delivering `room`: its last id would go stale, so drop it."""
+        with self._lock:
+            self.last.pop(room, None)
+
     def admit(self, message: dict[str, Any]) -> list[dict[str, Any]]:
         """What to deliver for `message`, in order: a fetched gap, then it; [] if already delivered."""
         room, message_id = message["room"], message["id"]

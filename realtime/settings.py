@@ -72,6 +72,9 @@ DEFAULTS: dict[str, Any] = {
     "STATS_INTERVAL": 1.0,
     "MQ_CHANNEL": "realtime",
     "MQ_RETRY_MAX": 2.0,
+    # Room emits on per-room channels a replica subscribes only while it has members there:
+    # on | subscribe (rolling upgrade step: subscribe, still publish on the main channel) | off.
+    "MQ_ROOM_CHANNELS": "on",
     "REDIS_SOCKET_TIMEOUT": 5.0,
     # The largest event is a 4000-character text (about 25 kB of JSON at worst); a bigger cap
     # only lets one client make the worker unmask and validate megabytes per frame.
