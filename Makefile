@@ -44,7 +44,7 @@ cluster-stop:
 cluster-status:
 	$(BIN)/realtime cluster status
 
-.PHONY: bench bench-smoke bench-persistence
+.PHONY: bench bench-smoke bench-persistence bench-auth
 
 ## bench: realtime vs plain Flask-SocketIO vs Socket.IO 4 on Node, 3 replicas each, same run
 ## (own redis-server, replicas, nginx and a Node load generator on free loopback ports; `npm ci`
@@ -59,3 +59,7 @@ bench-smoke: venv system-deps
 ## bench-persistence: what persistence costs on the delivery path, realtime vs plain (one replica each)
 bench-persistence: venv system-deps
 	$(BIN)/python bench/persistence.py $(BENCH_ARGS)
+
+## bench-auth: what the hot-path auth caches save per connect and per API call, on vs off (one replica)
+bench-auth: venv system-deps
+	$(BIN)/python bench/authcache.py $(BENCH_ARGS)

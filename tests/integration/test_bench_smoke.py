@@ -63,3 +63,14 @@ def test_persistence_smoke_prints_the_table_and_loses_nothing(tmp_path, system_e
         assert summary["expected"] > 0, summary
         counts = {key: summary[key] for key in ("lost", "duplicates", "unacked", "errors")}
         assert counts == {"lost": 0, "duplicates": 0, "unacked": 0, "errors": 0}, summary
+
+
+def test_authcache_smoke_runs_both_arms(tmp_path, system_executable):
+    system_executable("redis-server")
+    result = run_bench("authcache.py", tmp_path / "auth.json", timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "on/off" in result.stdout
+    summary = json.loads((tmp_path / "auth.json").read_text())["summary"]
+    # The lookups the caches exist to save are gone with them on (counts, not timings).
+    for phase in ("connect", "api"):
+        assert summary[phase]["on"]["lookups"] < summary[phase]["off"]["lookups"], summary
