@@ -2,13 +2,11 @@
 cluster snapshot pushed to admins on /admin (and served at GET /api/admin/dashboard)."""
 from __future__ import annotations
 
-import gc
 import resource
 import time
 from typing import Any
 
-from greenlet import greenlet
-
+from . import greenlets
 from .store import StoreUnavailable
 
 GONE_FOR = 300.0  # seconds a vanished replica stays listed as gone
@@ -40,7 +38,6 @@ class DashboardFeed:
         self.services = services
         self.previous: tuple[float, dict[str, float]] | None = None
         self.seen: dict[str, float] = {}
-        self.greenlets: tuple[float, int] = (0.0, 0)
 
     def counters(self) -> dict[str, float]:
         """Totals since start: messages sent here, delivered here, events, errors."""
@@ -49,14 +46,6 @@ class DashboardFeed:
                 "out": counter_total(metrics.delivered),
                 "events": counter_total(metrics.events),
                 "errors": counter_total(metrics.events, outcome="internal") + counter_total(metrics.store_errors)}
-
-    def greenlet_count(self) -> int:
-        """Live greenlets, counted at most every 10 s (walking the heap is not free)."""
-        at, count = self.greenlets
-        if time.monotonic() - at > 10:
-            count = sum(1 for o in gc.get_objects() if isinstance(o, greenlet))
-            self.greenlets = (time.monotonic(), count)
-        return count
 
     def local(self) -> dict[str, Any]:
         """This replica's figures, with rates over the time since the previous call."""
@@ -67,7 +56,7 @@ class DashboardFeed:
         cluster = self.services.cluster
         return {"id": cluster.instance_id, "started_at": cluster.started_at,
                 "uptime_s": int(time.time() - cluster.started_at / 1000), "clients": len(cluster.connections),
-                "memory_rss": rss_bytes(), "greenlets": self.greenlet_count(),
+                "memory_rss": rss_bytes(), "greenlets": greenlets.live(),
                 "messages_in_per_s": round((totals["in"] - before["in"]) / span, 2) if before_at != now else 0.0,
                 "messages_out_per_s": round((totals["out"] - before["out"]) / span, 2) if before_at != now else 0.0,
                 "events_per_s": round((totals["events"] - before["events"]) / span, 2) if before_at != now else 0.0,

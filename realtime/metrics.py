@@ -1,13 +1,13 @@
 """Prometheus metrics of one replica, on a registry of its own (GET /metrics)."""
 from __future__ import annotations
 
-import gc
 import time
 from typing import Any, Callable, Iterator
 
-from greenlet import greenlet
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
+
+from . import greenlets
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
@@ -80,7 +80,7 @@ def replica_gauges(services: Any, server: Any) -> Callable[[], Iterator[Metric]]
             connections.add_metric([namespace, transport], count)
         yield connections
         yield GaugeMetricFamily("realtime_greenlets", "Live greenlets in this process",
-                                value=sum(1 for o in gc.get_objects() if isinstance(o, greenlet)))
+                                value=greenlets.live())
         worker = services.webhook_worker
         if worker is not None:
             outcomes = GaugeMetricFamily("realtime_webhook_deliveries", "Webhook deliveries by outcome "
