@@ -140,10 +140,13 @@ def gunicorn_logconfig(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 def init_app(app: Flask) -> None:
     """A request id on every HTTP request (from X-Request-ID when sane), echoed in the answer."""
-    @app.before_request
     def assign_request_id() -> None:
         given = request.headers.get("X-Request-ID", "")
         g.request_id = given if re.fullmatch(r"[\w.:-]{1,64}", given) else uuid.uuid4().hex
+
+    # First of all before_request hooks: flask-limiter's, registered earlier, may answer 429 and
+    # stop the chain, and that answer needs its id too.
+    app.before_request_funcs.setdefault(None, []).insert(0, assign_request_id)
 
     @app.after_request
     def echo_request_id(response):

@@ -1,5 +1,8 @@
 """JSON log lines with context, rotation, and no secrets."""
 import json
+import os
+import subprocess
+import sys
 import logging
 
 from realtime import logs
@@ -110,3 +113,20 @@ def test_gunicorn_logconfig_is_a_valid_dict_config(tmp_path):
     finally:
         logs.configure(settings(tmp_path))  # leaves only our handler, as a replica would
         logging.getLogger().removeHandler(logging.getLogger().handlers[-1])
+
+
+def test_a_rate_limited_answer_carries_a_request_id_too(tmp_path):
+    # A process of its own: flask-limiter keeps the first app's default limits for later apps.
+    script = (
+        "from realtime import create_app\n"
+        "app = create_app({'ASYNC_MODE': 'threading', 'BACKGROUND_TASKS': False,\n"
+        "                  'JWT_SECRET_KEY': 'x' * 48, 'HTTP_RATE_LIMIT': '1/minute'})\n"
+        "client = app.test_client()\n"
+        "for n in range(2):\n"
+        "    answer = client.get('/api/stats', headers={'X-Request-ID': f'r{n}'})\n"
+        "    print(answer.status_code, answer.headers.get('X-Request-ID'))\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REALTIME_")}
+    env.update(REALTIME_ENV_FILE=str(tmp_path / "none.env"), REALTIME_LOG_FILE=str(tmp_path / "rt.log"))
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.split("\n")[:2] == ["200 r0", "429 r1"], result.stdout
