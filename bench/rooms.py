@@ -208,7 +208,9 @@ def session(redis: Any, workdir: Path, plan: Plan, mode: str, layout: str, repet
         stack.start(REPLICAS, with_nginx=False)
         servers = pids(stack.replicas)
         settle(servers)
+        connecting = time.monotonic()
         members = connect(stack, plan, layout)
+        connect_s = time.monotonic() - connecting
         room_channels = len(client.pubsub_channels("realtime:room:*"))
         settle(servers + [redis.pid])
         groups = {"server": servers, "redis": [redis.pid], "generator": [os.getpid()],
@@ -227,7 +229,7 @@ def session(redis: Any, workdir: Path, plan: Plan, mode: str, layout: str, repet
     ours = delta["server"] + delta["redis"] + delta["generator"]
     return {"mode": mode, "layout": layout, "repetition": repetition, "rooms": plan.rooms,
             "members": plan.members, "rate": plan.rate, "duration": plan.duration, **result,
-            "room_channels": room_channels, "deliveries_per_s": frames / wall,
+            "room_channels": room_channels, "connect_s": connect_s, "deliveries_per_s": frames / wall,
             "redis_out_bytes_per_msg": (out_after - out_before) / max(1, result["sent"]),
             "server_us": delta["server"] / frames * 1e6 if frames else float("nan"),
             "redis_us": delta["redis"] / frames * 1e6 if frames else float("nan"),
@@ -250,7 +252,7 @@ def progress(row: dict) -> None:
           f"{row['deliveries_per_s']:.0f} dlv/s lost={row['lost']} dup={row['duplicates']} "
           f"server={row['server_us']:.1f}us/dlv redis={row['redis_us']:.1f}us/dlv "
           f"replicas={row['replica_cpu_pct']}% redis out={row['redis_out_bytes_per_msg']:.0f}B/msg "
-          f"channels={row['room_channels']} "
+          f"channels={row['room_channels']} connect+join={row['connect_s']:.1f}s "
           f"other={row['other_cpu_pct']:.0f}%",
           file=sys.stderr, flush=True)
 
@@ -274,7 +276,7 @@ def summarize(rows: list[dict]) -> list[dict]:
                         "duplicates": sum(r["duplicates"] for r in group),
                         **{key: median(key) for key in ("deliveries_per_s", "p50_ms", "p99_ms",
                                                         "server_us", "redis_us", "room_channels",
-                                                        "redis_out_bytes_per_msg",
+                                                        "redis_out_bytes_per_msg", "connect_s",
                                                         "generator_cpu_pct", "other_cpu_pct")}})
     return out
 
