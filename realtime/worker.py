@@ -5,14 +5,30 @@ calls gunicorn's access logger, so `accesslog`/`logconfig_dict` would have no ef
 keeps gevent-websocket's handler (written for gevent-websocket 0.10.x and gunicorn 23-27) and only
 routes its request log through gunicorn's `log.access`, which realtime.logs turns into JSON.
 Websocket sessions are logged too, when they end, with their duration.
+
+A websocket can be detached (`Handler.detach`, used by realtime.wsdirect): its connection goes to
+an event-driven reader and the handler greenlet ends, taking its stack, the request's headers,
+environ and read buffer with it. The connection keeps its place in the server's pool (a
+never-started placeholder greenlet), so `worker_connections` and gunicorn's graceful stop count it
+as before, and its access line is written when it ends, from the few environ keys gunicorn's
+atoms read (header atoms, `%({name}i)s` and `%({name}o)s`, are empty for detached sessions).
 """
 from __future__ import annotations
 
+import time
 from datetime import timedelta
+from typing import Any, Callable
 
+import gevent
+from gevent import socket as gsocket
+from gevent.pool import PoolFull
 from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 from gunicorn.workers.ggevent import GeventResponse
+
+# What gunicorn's access atoms read from the environ (glogging.Logger.atoms), kept per session.
+ACCESS_ENVIRON = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "PATH_INFO", "QUERY_STRING",
+                  "SERVER_PROTOCOL", "HTTP_REFERER", "HTTP_USER_AGENT", "HTTP_AUTHORIZATION")
 
 
 def text(value: bytes | str) -> str:
@@ -24,14 +40,49 @@ class Handler(WebSocketHandler):
     """gevent-websocket's handler whose request log goes to gunicorn's access logger."""
 
     READ_BUFFER = 2048  # gevent's default is 8 KiB per connection, idle websockets included
+    session_log: "SessionLog | None" = None  # a detached websocket's access line, written at its end
 
     def __init__(self, sock, address, server):
         super().__init__(sock, address, server)
         # A smaller read buffer: requests and frames larger than it are read straight through.
         self.rfile = sock.makefile("rb", self.READ_BUFFER)
 
+    def detach(self) -> tuple[Any, bytes, Callable[[], None]]:
+        """Give this websocket's connection away: (socket, bytes already read, call when it ends).
+
+        Called from the application, in this handler's greenlet, once the websocket is up. The
+        socket is a new one owning the connection's descriptor; the bytes are what the read
+        buffer held past the handshake. This greenlet then finishes without touching the
+        connection, which keeps its place in the server's pool until the callback runs.
+        """
+        old = self.socket
+        timeout = old.gettimeout()
+        pending = bytearray()
+        old.settimeout(0.0)  # take what the buffer holds without waiting for more
+        try:
+            while chunk := self.rfile.read1(65536):
+                pending += chunk
+        except (OSError, ValueError):  # the connection failed; the new owner's first read says how
+            pass
+        sock = gsocket.socket(old.family, old.type, old.proto, fileno=old.detach())
+        sock.settimeout(timeout)
+        self.socket = None  # pywsgi must neither read out nor close a connection no longer its own
+        self.websocket.closed = True  # nor gevent-websocket send a close frame on its way out
+        if hasattr(self.server.log, "access"):
+            self.session_log = SessionLog(self)
+        place = PoolPlace(getattr(self.server, "pool", None), gevent.getcurrent(), sock)
+        session_log = self.session_log
+
+        def ended() -> None:
+            place.release()
+            if session_log is not None:
+                session_log.write()
+        return sock, bytes(pending), ended
+
     def log_request(self):
         """One access line per request or websocket session, as gunicorn's own handler logs it."""
+        if self.session_log is not None:  # a detached websocket: logged when it ends
+            return None
         if not hasattr(self.server.log, "access"):  # not under gunicorn
             return super().log_request()
         # Unlike gunicorn's handler, decode the headers: its `{name}o` atoms expect text keys.
@@ -55,6 +106,79 @@ class Handler(WebSocketHandler):
         environ["gunicorn.sock"] = self.socket
         environ["RAW_URI"] = self.path
         return environ
+
+
+class SessionLog:
+    """The access line of a detached websocket, written when the session ends.
+
+    It keeps references to what the handler already had (the status, the environ values
+    gunicorn's atoms read), not copies, and builds the line only at the end. The 101's own headers
+    (Upgrade, Connection, Sec-WebSocket-Accept) are not kept: `%({name}o)s` is empty here.
+    """
+
+    __slots__ = ("log", "status", "length", "values", "started")
+
+    def __init__(self, handler: Handler):
+        self.log = handler.server.log
+        self.status, self.length = handler.status, handler.response_length
+        self.values = tuple(handler.environ.get(key) for key in ACCESS_ENVIRON)
+        self.started = handler.time_start or time.time()
+
+    def write(self) -> None:
+        """Log the session with its duration."""
+        elapsed = timedelta(seconds=max(0.0, time.time() - self.started))
+        environ = {key: value for key, value in zip(ACCESS_ENVIRON, self.values) if value is not None}
+        response = GeventResponse(text(self.status or ""), [], self.length)
+        self.log.access(response, [], environ, elapsed)
+
+
+class Place(gevent.Greenlet):
+    """A never-started greenlet holding a detached connection's place in the server's pool."""
+
+    spawning_stack_limit = 0  # nothing to debug in its spawn: skip recording the stack
+
+
+class PoolPlace:
+    """Keeps a detached connection counted in the server's pool after its handler greenlet ends.
+
+    gunicorn limits a worker to `worker_connections` through that pool and, when stopping, waits
+    for it to empty (then kills what is left): a placeholder keeps both true for the connection.
+    """
+
+    __slots__ = ("pool", "place", "sock", "released")
+
+    def __init__(self, pool: Any, handler_greenlet: Any, sock: Any):
+        self.pool, self.place, self.sock, self.released = pool, None, sock, False
+        if pool is not None and hasattr(handler_greenlet, "rawlink"):
+            # The pool frees the handler's place when the greenlet ends; take it at that moment.
+            handler_greenlet.rawlink(self._take)
+
+    def _take(self, _greenlet: Any) -> None:
+        """Put the placeholder in the pool (in the hub, right after the handler's place freed)."""
+        if self.released:
+            return
+        place = Place()
+        try:
+            self.pool.add(place, blocking=False)
+        except PoolFull:  # not expected: the handler's place was just released
+            return
+        place.rawlink(self._killed)
+        self.place = place
+
+    def _killed(self, _place: Any) -> None:
+        """The pool killed its members (gunicorn's graceful timeout ran out): end the connection."""
+        if not self.released:
+            try:
+                self.sock.shutdown(2)
+            except OSError:
+                pass
+
+    def release(self) -> None:
+        """The connection ended: give its place back."""
+        self.released = True
+        if self.place is not None:
+            self.pool.discard(self.place)
+            self.place = None
 
 
 class Worker(GeventWebSocketWorker):

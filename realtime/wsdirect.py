@@ -1,4 +1,4 @@
-"""Direct websocket writes for engine.io sockets (a small, tested adapter).
+"""Direct websocket writes and detached reads for engine.io sockets (a small, tested adapter).
 
 Stock engine.io (4.13-4.15) gives every websocket client a queue and a writer greenlet: a
 broadcast to N clients is N queue puts, N greenlet switches and N websocket frames built, and
@@ -14,26 +14,61 @@ and Socket.IO protocols byte for byte, and changes only how bytes reach an upgra
 - no writer greenlet per connection; pings come from one clock per server instead of a sleeping
   greenlet per connection.
 
-Polling clients, and connections still upgrading, keep engine.io's own queue. `install()` patches
-engine.io's Socket only for the versions it was written for (see SUPPORTED) and only under
-gevent-websocket; anything else keeps the stock path.
+And how bytes come from it. Stock, the pywsgi handler greenlet of every websocket stays blocked
+in a read for the connection's whole life, keeping its stack (~7 kB saved C stack plus a 16 KiB
+frame chunk, part of it touched), the request's headers and environ, the read buffer and
+gevent-websocket's objects. When the handler can detach (realtime.worker.Handler.detach), once
+the handshake (and a polling client's upgrade probe) is done:
+
+- the handler hands over the connection (its descriptor in a new socket, and any bytes its read
+  buffer already held) and its greenlet ends; the connection keeps its place in the server's pool,
+  so gunicorn's connection limit and graceful stop see it as before;
+- a `Reader` has a libev io watcher on the socket and no greenlet: when bytes (or the end) arrive
+  it reads them in a short greenlet, decodes the frames (realtime.wsframes: the same frames
+  accepted and refused as gevent-websocket's reader), passes each message to engine.io in order as
+  engine.io's reader loop does (a message over max_http_buffer_size ends the connection, as
+  there), answers websocket pings, and waits again;
+- every end goes through `Reader.end`: the client's close frame (echoed with its code), EOF or an
+  error, a protocol error (a close frame with its code: 1002, 1007, 1009), or engine.io closing the
+  socket (our close frame, then CLOSE_WAIT seconds for the client's answer before the connection
+  is cut; stock waited for the 45 s read timeout). It runs engine.io's close (the disconnect
+  handlers), flushes, closes the socket, frees the pool place and writes the access line;
+- the environ python-socketio keeps for the client (rebuilt into a request context on every
+  event) keeps every string but lets go of the handshake's connection objects (`wsgi.websocket`,
+  `gunicorn.sock`, `wsgi.input`).
+
+A dead client is found by engine.io's ping timeout (its service task closes the socket), not by
+a read timeout. Polling clients, and connections still upgrading, keep engine.io's own queue.
+`install()` patches engine.io's Socket only for the versions it was written for (see SUPPORTED)
+and only under gevent-websocket; anything else keeps the stock path, and a handler without
+`detach` (or DETACH = False) keeps a blocking reader greenlet per connection, as before.
 """
 from __future__ import annotations
 
 import collections
 import logging
+import os
+import struct
 import time
 from importlib.metadata import version
 from typing import Any
 
+import gevent
 from engineio import packet as eio_packet
 from engineio.socket import Socket
+from gevent import get_hub
 from geventwebsocket.websocket import Header
+
+from .wsframes import BINARY, CLOSE, PING, PONG, TEXT, FrameError, FrameParser
+from .wsframes import frame as wsframe
 
 log = logging.getLogger(__name__)
 
 SUPPORTED = {"python-engineio": ("4.13", "4.14", "4.15"), "gevent-websocket": ("0.10",)}
 MAX_BUFFERED = 8 * 1024 * 1024  # bytes a slow client may fall behind before it is cut off
+DETACH = True  # detach websockets from their handler greenlet when the handler can (worker.py)
+READ_CHUNK = 65536  # bytes read per wake-up of a detached reader
+CLOSE_WAIT = 5.0  # seconds a client has to answer our close before its connection is cut
 _stock: dict[str, Any] = {}
 
 
@@ -126,6 +161,121 @@ class DirectWriter:
             pass
 
 
+class Reader:
+    """Reads a detached websocket with no greenlet of its own while the client is quiet.
+
+    A libev io watcher on the socket wakes `run` in a new greenlet when bytes (or the end)
+    arrive; it reads what is there, decodes the frames (realtime.wsframes), hands each message to
+    engine.io in order, as engine.io's own reader loop does, and re-arms the watcher. Every end
+    of the connection passes through `end`, in such a greenlet.
+    """
+
+    __slots__ = ("esock", "sock", "writer", "ended_cb", "parser", "watcher", "timer", "sent_close",
+                 "ended")
+
+    def __init__(self, esock: Socket, sock: Any, writer: DirectWriter, ended: Any):
+        self.esock, self.sock, self.writer, self.ended_cb = esock, sock, writer, ended
+        # Bytes bound a message before engine.io's own check (in characters) runs on it.
+        self.parser = FrameParser(4 * esock.server.max_http_buffer_size + 4)
+        self.watcher = get_hub().loop.io(sock.fileno(), 1)
+        self.timer: Any = None
+        self.sent_close = self.ended = False
+
+    def start(self, pending: bytes = b"") -> None:
+        """Begin: first what the handshake's read buffer held, then whatever arrives."""
+        if pending:
+            gevent.spawn(self.run, pending)
+        else:
+            self.watcher.start(self.wake)
+
+    def wake(self) -> None:
+        """The socket is readable (in the hub): read it in a short greenlet."""
+        self.watcher.stop()
+        gevent.spawn(self.run)
+
+    def run(self, data: bytes | None = None) -> None:
+        """Read once, dispatch every complete message, then wait again (or end)."""
+        try:
+            if data is None:
+                data = os.read(self.watcher.fd, READ_CHUNK)
+            if not data or self.esock.closed:  # the client left, or the server closed (stock: same)
+                return self.end()
+            for opcode, payload in self.parser.feed(data):
+                if not self.dispatch(opcode, payload):
+                    return self.end()
+        except BlockingIOError:
+            pass
+        except FrameError as exc:
+            self.esock.server.logger.info("%s: websocket protocol error: %s", self.esock.sid, exc)
+            self.send_close(struct.pack("!H", exc.code))
+            return self.end()
+        except OSError:
+            return self.end()
+        except Exception:  # a bug here must not leave a connection nobody reads
+            log.exception("websocket reader of %s failed", self.esock.sid)
+            return self.end()
+        if self.esock.closed:
+            return self.end()
+        self.watcher.start(self.wake)
+
+    def dispatch(self, opcode: int, payload: Any) -> bool:
+        """One message or control frame; False when the connection must end."""
+        esock = self.esock
+        if opcode == TEXT or opcode == BINARY:
+            if payload and len(payload) > esock.server.max_http_buffer_size:
+                esock.server.logger.info('%s: Unexpected error "packet is too large", closing '
+                                         'connection', esock.sid)
+                return False
+            try:
+                esock.receive(eio_packet.Packet(encoded_packet=payload))
+            except Exception:
+                if not esock.closed:
+                    esock.server.logger.exception("Unknown receive error")
+                return False
+            return True
+        if opcode == PING:
+            self.writer.write(wsframe(PONG, payload))
+            return True
+        if opcode == PONG:
+            return True
+        self.send_close(payload[:2])  # CLOSE: answer with the client's code, then end
+        return False
+
+    def send_close(self, code: bytes = b"") -> None:
+        """Our websocket close frame, once."""
+        if not self.sent_close:
+            self.sent_close = True
+            self.writer.write(wsframe(CLOSE, code))
+
+    def closing(self) -> None:
+        """engine.io closed the socket: close the websocket; the client has CLOSE_WAIT to answer."""
+        self.send_close()  # no code, as gevent-websocket's close() sends it
+        if not self.ended and self.timer is None:
+            self.timer = get_hub().loop.timer(CLOSE_WAIT)
+            self.timer.start(self.writer.abort)  # the reader then sees the end and finishes
+
+    def end(self) -> None:
+        """The connection is over: engine.io's close (disconnect handlers), flush, let go."""
+        if self.ended:
+            return
+        self.ended = True
+        self.watcher.stop()
+        esock = self.esock
+        try:
+            esock.close(wait=False, abort=True, reason=esock.server.reason.TRANSPORT_CLOSE)
+            self.send_close()
+            self.writer.drain()
+        finally:
+            if self.timer is not None:
+                self.timer.stop()
+                self.timer.close()
+            self.watcher.close()
+            self.sock.close()
+            if esock.server.sockets.get(esock.sid) is esock:
+                del esock.server.sockets[esock.sid]
+            self.ended_cb()
+
+
 class PingClock:
     """Sends every socket's ping when due, from one greenlet per server."""
 
@@ -206,15 +356,19 @@ def close(self: Socket, wait: bool = True, abort: bool = False, reason: Any = No
     if not abort:
         writer.write(frame_of(eio_packet.Packet(eio_packet.CLOSE)))
     self.closed = True
-    ws = self.__dict__["_rt_ws"]
-    if not ws.closed:
-        ws.close()  # its close frame goes through the writer too
+    reader = self.__dict__.get("_rt_reader")
+    if reader is not None:
+        reader.closing()
+    else:
+        ws = self.__dict__["_rt_ws"]
+        if not ws.closed:
+            ws.close()  # its close frame goes through the writer too
     if wait:
         writer.drain()
 
 
 def websocket_handler(self: Socket, ws: Any) -> list:
-    """Socket._websocket_handler: engine.io's handshake and reader, with a DirectWriter."""
+    """Socket._websocket_handler: engine.io's handshake, then a detached or a blocking reader."""
     inner = gevent_websocket(ws)
     if inner is None or "send" in vars(ws):  # not gevent-websocket, or instrumented (Admin UI)
         return _stock["_websocket_handler"](self, ws)
@@ -225,7 +379,8 @@ def websocket_handler(self: Socket, ws: Any) -> list:
             raise ValueError("packet is too large")
         return data
 
-    inner.stream.handler.socket.settimeout(self.server.ping_interval + self.server.ping_timeout)
+    handler = inner.stream.handler
+    handler.socket.settimeout(self.server.ping_interval + self.server.ping_timeout)
     if self.connected:
         # an upgrade from polling: engine.io's probe exchange, packets held meanwhile
         self.upgrading = True
@@ -236,15 +391,21 @@ def websocket_handler(self: Socket, ws: Any) -> list:
     else:
         self.connected = self.upgraded = True
 
-    writer = DirectWriter(inner.stream.handler.socket, self.server.start_background_task)
+    detach = getattr(handler, "detach", None) if DETACH else None
+    if detach is not None:
+        sock, pending, ended = detach()
+        writer = DirectWriter(sock, self.server.start_background_task)
+        reader = self.__dict__["_rt_reader"] = Reader(self, sock, writer, ended)
+        switch(self, writer)
+        for environ in (ws.environ, stored_environ(self)):
+            release_environ(environ)
+        reader.start(pending)
+        return []  # the handler's greenlet ends; the reader has the connection
+
+    writer = DirectWriter(handler.socket, self.server.start_background_task)
     inner.raw_write = writer.write  # gevent-websocket's own frames (pong, close) queue behind ours
     self.__dict__["_rt_ws"] = inner
-    # Switch without yielding: what was queued before the upgrade goes out first, in order.
-    self.__dict__["_rt_writer"] = writer
-    for pkt in queued(self):
-        writer.write(frame_of(pkt))
-    self.queue = None  # nothing reads or writes engine.io's queue any more: free it
-
+    switch(self, writer)
     while True:
         try:
             data = websocket_wait()
@@ -264,6 +425,55 @@ def websocket_handler(self: Socket, ws: Any) -> list:
     self.close(wait=False, abort=True, reason=self.server.reason.TRANSPORT_CLOSE)
     writer.drain()
     return []
+
+
+def switch(self: Socket, writer: DirectWriter) -> None:
+    """Write through `writer` from now on; what engine.io queued meanwhile goes out first."""
+    # No yield between these lines: the queued packets go out before anything sent later.
+    self.__dict__["_rt_writer"] = writer
+    for pkt in queued(self):
+        writer.write(frame_of(pkt))
+    self.queue = None  # nothing reads or writes engine.io's queue any more: free it
+
+
+class EmptyInput:
+    """`wsgi.input` of a request whose body is long gone (a websocket's handshake)."""
+
+    def read(self, *args: Any) -> bytes:
+        return b""
+
+    def readline(self, *args: Any) -> bytes:
+        return b""
+
+    def readlines(self, *args: Any) -> list:
+        return []
+
+    def __iter__(self):
+        return iter(())
+
+
+EMPTY_INPUT = EmptyInput()
+
+
+def stored_environ(self: Socket) -> dict | None:
+    """The environ python-socketio keeps for this client (rebuilt into a request per event)."""
+    owner = getattr(self.server.handlers.get("connect"), "__self__", None)
+    environ = getattr(owner, "environ", None)
+    return environ.get(self.sid) if isinstance(environ, dict) else None
+
+
+def release_environ(environ: Any) -> None:
+    """Drop what a kept environ holds of the handshake's connection (socket, buffer, handler).
+
+    Flask-SocketIO rebuilds a request context from this environ for every event, so every
+    string in it stays; only the connection objects go.
+    """
+    if not isinstance(environ, dict):
+        return
+    environ.pop("wsgi.websocket", None)   # gevent-websocket's WebSocket -> the pywsgi handler
+    environ.pop("gunicorn.sock", None)    # the handshake's socket object
+    if "wsgi.input" in environ:           # pywsgi's Input -> read buffer and socket
+        environ["wsgi.input"] = EMPTY_INPUT
 
 
 def upgrade_probe(self: Socket, ws: Any, wait: Any) -> bool:
