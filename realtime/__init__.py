@@ -36,7 +36,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       **jwt_keys.config(settings), **limiter_config(settings))
 
     url = settings["REDIS_URL"]
-    store = create_store(url, settings["REDIS_SOCKET_TIMEOUT"])
+    store = create_store(url, settings["REDIS_SOCKET_TIMEOUT"], settings["REDIS_WAIT_REPLICAS"],
+                         settings["REDIS_WAIT_TIMEOUT"])
     rate_storage = limits_storage(store)
     app.config["RATELIMIT_STORAGE_OPTIONS"] = {"connection_pool": store.client.connection_pool} if url else {}
     jwt.init_app(app)

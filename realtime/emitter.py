@@ -28,7 +28,9 @@ class Emitter:
         # Same outbox as the replicas: an emitted message queues its message.created webhooks.
         policy_hooks = webhook_policy(settings)
         hooks = policy_hooks.endpoints if "message.created" in policy_hooks.events else ()
-        self.messages = MessageService(RedisStore(self._redis), self._publish,
+        store = RedisStore(self._redis, wait_replicas=settings["REDIS_WAIT_REPLICAS"],
+                           wait_timeout=settings["REDIS_WAIT_TIMEOUT"])
+        self.messages = MessageService(store, self._publish,
                                        policy or message_policy(settings), webhooks=hooks)
 
     def _publish(self, event: str, data: dict[str, Any], to: Any, skip_sid: str | None = None) -> None:

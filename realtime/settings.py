@@ -76,6 +76,10 @@ DEFAULTS: dict[str, Any] = {
     # on | subscribe (rolling upgrade step: subscribe, still publish on the main channel) | off.
     "MQ_ROOM_CHANNELS": "on",
     "REDIS_SOCKET_TIMEOUT": 5.0,
+    # A message is accepted once this many Redis replicas have it (WAIT), so a failover cannot
+    # lose it; 0: once the master has it (asynchronous replication, see docs/deployment.md).
+    "REDIS_WAIT_REPLICAS": 0,
+    "REDIS_WAIT_TIMEOUT": 1.0,
     # The largest event is a 4000-character text (about 25 kB of JSON at worst); a bigger cap
     # only lets one client make the worker unmask and validate megabytes per frame.
     "MAX_HTTP_BUFFER_SIZE": 100_000,
@@ -161,4 +165,7 @@ def finalize(settings: dict[str, Any]) -> dict[str, Any]:
         settings["INSTANCE_ID"] = f"{socket.gethostname()}-{settings['PORT']}-{os.getpid()}"
     if settings["CORS_ORIGINS"] is None:
         settings["CORS_ORIGINS"] = "*" if embedded else ""
+    if settings["REDIS_WAIT_REPLICAS"] < 0 or not 0 < settings["REDIS_WAIT_TIMEOUT"] < settings["REDIS_SOCKET_TIMEOUT"]:
+        raise ValueError("REALTIME_REDIS_WAIT_REPLICAS must be >= 0 and REALTIME_REDIS_WAIT_TIMEOUT "
+                         "between 0 and REALTIME_REDIS_SOCKET_TIMEOUT")
     return settings

@@ -99,7 +99,7 @@ class MessageService:
         appended = self.store.append_message(
             room, message, f"{sender['id']}:{key}" if key else None, self.policy.retention,
             self.webhooks)
-        if not appended.duplicate:
+        if not appended.duplicate or appended.broadcast_repeat:
             self.broadcast("message", appended.message, audience or room)
         return appended.message
 

@@ -3,23 +3,25 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .base import Appended, Retention, Store, StoreUnavailable
+from .base import Appended, NotReplicated, Retention, Store, StoreUnavailable
 from .memory import MemoryStore
 from .redis import RedisStore, create_redis
 
-__all__ = ["Appended", "Retention", "Store", "StoreUnavailable", "create_store", "create_redis",
+__all__ = ["Appended", "NotReplicated", "Retention", "Store", "StoreUnavailable", "create_store", "create_redis",
            "limits_storage"]
 
 REDIS_SCHEMES = {"redis", "rediss", "unix", "redis+sentinel"}
 
 
-def create_store(url: str | None, socket_timeout: float = 5.0) -> Store:
+def create_store(url: str | None, socket_timeout: float = 5.0, wait_replicas: int = 0,
+                 wait_timeout: float = 1.0) -> Store:
     """A store for `url`: memory:// (or nothing), redis://, rediss://, unix:// or redis+sentinel://."""
     scheme = urlsplit(url).scheme if url else "memory"
     if scheme == "memory":
         return MemoryStore()
     if scheme in REDIS_SCHEMES:
-        return RedisStore(create_redis(url, socket_timeout))
+        return RedisStore(create_redis(url, socket_timeout), wait_replicas=wait_replicas,
+                          wait_timeout=wait_timeout)
     raise ValueError(f"unsupported store URL scheme {scheme!r} "
                      "(use memory://, redis:// or redis+sentinel://)")
 

@@ -21,6 +21,7 @@ class Appended:
 
     message: dict[str, Any]
     duplicate: bool
+    broadcast_repeat: bool = False  # a repeat whose first try may not have been broadcast
 
 
 def message_hook(room: str, message_id: int, number: int, endpoint: str, ts: int) -> dict[str, Any]:
@@ -31,6 +32,10 @@ def message_hook(room: str, message_id: int, number: int, endpoint: str, ts: int
 
 class StoreUnavailable(Exception):
     """The backend could not be reached; the operation did not happen."""
+
+
+class NotReplicated(StoreUnavailable):
+    """The write is on the master, but not on enough replicas to survive a failover; retry it."""
 
 
 class Store(ABC):

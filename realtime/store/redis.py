@@ -12,7 +12,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from .base import Appended, Retention, Store, StoreUnavailable
+from .base import Appended, NotReplicated, Retention, Store, StoreUnavailable
 
 # Atomic append: reuse an idempotency key's message, else take the next id, XADD, trim by count
 # and by age. Keys share the room's hash tag so the script also runs on Redis Cluster.
@@ -23,7 +23,12 @@ if has_key == '1' then
   local known = redis.call('GET', idem)
   if known then
     local found = redis.call('XRANGE', stream, known, known)
-    if #found > 0 then return {1, tonumber(known), found[1][2][4]} end
+    if #found > 0 then
+      -- A write, so that a WAIT after this repeat covers the original append (the replication
+      -- stream is in order): the retry of a send whose replication was not confirmed.
+      redis.call('PEXPIRE', idem, idem_ttl)
+      return {1, tonumber(known), found[1][2][4]}
+    end
   end
 end
 local id = redis.call('INCR', seq)
@@ -197,9 +202,14 @@ class RedisStore(Store):
     REVOCATIONS = "rt:revocations"  # pub/sub channel: "<ttl ms> <jti>" per revoked token
     FEED_PING = 1.0  # seconds of silence before the revocation feed checks that Redis is there
 
-    def __init__(self, client: redis.Redis, observe: Callable[[str, float, bool], None] | None = None):
+    def __init__(self, client: redis.Redis, observe: Callable[[str, float, bool], None] | None = None,
+                 wait_replicas: int = 0, wait_timeout: float = 1.0):
         self.client = client
         self.observe = observe
+        # With wait_replicas, an append counts only once that many replicas have it (WAIT): a
+        # failover then cannot lose a message its sender was told was accepted.
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = max(1, int(wait_timeout * 1000))
         self._redis = client
         self._append = client.register_script(APPEND_SCRIPT)
         self._advance_read = client.register_script(ADVANCE_READ_SCRIPT)
@@ -221,8 +231,21 @@ class RedisStore(Store):
         args = [body, int(message.get("ts", now * 1000)), retention.max_messages,
                 int((now - retention.max_age) * 1000), int(retention.idempotency_ttl * 1000),
                 "1" if idempotency_key else "0", json.dumps(list(webhooks)), room]
-        duplicate, message_id, stored = self._append(keys=keys, args=args)
-        return Appended(decode_message(room, int(message_id), stored), duplicate=bool(duplicate))
+        if not self.wait_replicas:
+            duplicate, message_id, stored = self._append(keys=keys, args=args)
+            return Appended(decode_message(room, int(message_id), stored), duplicate=bool(duplicate))
+        # WAIT counts the writes of its own connection: one pipeline keeps both on one.
+        with self._redis.pipeline(transaction=False) as pipe:
+            self._append(keys=keys, args=args, client=pipe)
+            pipe.wait(self.wait_replicas, self.wait_timeout_ms)
+            (duplicate, message_id, stored), replicas = pipe.execute()
+        if replicas < self.wait_replicas:
+            raise NotReplicated(f"{replicas} of {self.wait_replicas} replica(s) confirmed the message "
+                                f"within {self.wait_timeout_ms} ms")
+        # The first try of a repeat may have stopped here unbroadcast: broadcast it again (each
+        # replica's sequencer drops what it already delivered).
+        return Appended(decode_message(room, int(message_id), stored), duplicate=bool(duplicate),
+                        broadcast_repeat=bool(duplicate))
 
     @unavailable_on_error
     def messages_after(self, room, after_id, limit):

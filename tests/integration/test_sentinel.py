@@ -53,7 +53,7 @@ class SentinelCluster:
     """Master + replica + 3 sentinels, and one app replica using the sentinel URL."""
 
     def __init__(self, workdir: Path):
-        master_port, replica_port, *ports = free_ports(6)
+        master_port, replica_port, *ports = free_ports(7)
         self.master = RedisServer(master_port, workdir / "master")
         self.standby = RedisServer(replica_port, workdir / "standby",
                                    args=["--replicaof", HOST, str(master_port)])
@@ -65,10 +65,14 @@ class SentinelCluster:
                "REALTIME_DEMO_LOGIN": "1", "REALTIME_GRACEFUL_TIMEOUT": "8",
                "REALTIME_ENV_FILE": str(workdir / "no.env"), "REALTIME_UPLOAD_DIR": str(workdir / "uploads")}
         self.app = Replica(ports[3], env, workdir / "logs", instance_id="replica-sentinel")
+        # The same, accepting a message only once the Redis replica has it too.
+        self.durable = Replica(ports[4], {**env, "REALTIME_REDIS_WAIT_REPLICAS": "1",
+                                          "REALTIME_REDIS_WAIT_TIMEOUT": "0.5"},
+                               workdir / "logs", instance_id="replica-durable")
 
     def processes(self) -> list[Server]:
         """Everything, in start order."""
-        return [self.master, self.standby, *self.sentinels, self.app]
+        return [self.master, self.standby, *self.sentinels, self.app, self.durable]
 
     def master_port(self) -> int | None:
         """The master's port as the first sentinel that answers names it."""
@@ -126,10 +130,10 @@ def ha(tmp_path_factory, system_executable, start_processes):
         start_processes(cluster.master, cluster.standby)
         start_processes(*cluster.sentinels)
         cluster.heal()
-        start_processes(cluster.app)
+        start_processes(cluster.app, cluster.durable)
         yield cluster
     finally:
-        stop_all([cluster.app])  # first, so it can leave the registry
+        stop_all([cluster.app, cluster.durable])  # first, so they can leave the registry
         stop_all(cluster.processes())
 
 
@@ -238,6 +242,45 @@ def test_failover_loses_writes_the_replica_had_not_received(ha):
         assert reused["id"] == acked[0]["id"]
     finally:
         ana.close()
+
+
+def test_waiting_for_a_replica_loses_nothing_its_sender_was_told(ha):
+    """REDIS_WAIT_REPLICAS=1: a message no replica confirmed is refused, not acknowledged then lost."""
+    ha.heal()
+    ana = ChatClient(ha.durable.url, ha.token("ana")).connect()
+    bo = ChatClient(ha.durable.url, ha.token("bo")).connect()
+    try:
+        for client in (ana, bo):
+            assert client.call("join", {"room": "durable"})["ok"]
+        safe = send_until_accepted(ana, "durable", "replicated")
+        master, replica = ha.roles()
+        cut_replication(master, replica)
+        payload = {"room": "durable", "body": "unconfirmed", "client_id": uuid.uuid4().hex}
+        refused = ana.call("send", payload, timeout=30)
+        assert refused["ok"] is False and refused["error"]["code"] == "unavailable"
+        # The retry while the replica is still cut off: refused too (the repeat is not confirmed).
+        assert ana.call("send", payload, timeout=30)["ok"] is False
+        ha.fail_over()
+        restore_replication(replica)
+        # The promoted master has no replica until the old one is back (as one): until then the
+        # resend is refused as well.
+        assert ana.call("send", payload, timeout=30)["ok"] is False
+        ha.heal()
+
+        def resent() -> dict | None:
+            ack = ana.call("send", payload, timeout=30)
+            return ack["message"] if ack["ok"] else None
+        accepted = wait_until(resent, timeout=FAILOVER_WAIT, interval=0.5)
+        # Nobody was told of the refused copy, so its id is free: the resend takes it, and is
+        # delivered live to the other member (a sequencer that had delivered it would drop it).
+        assert accepted["id"] == safe["id"] + 1
+        bo.wait_for("message", lambda m: m["body"] == "unconfirmed", timeout=FAILOVER_WAIT)
+        assert bo.bodies("durable") == ["replicated", "unconfirmed"]
+        assert [m["body"] for m in ana.call("history", {"room": "durable"})["messages"]] == \
+            ["replicated", "unconfirmed"]
+    finally:
+        ana.close()
+        bo.close()
 
 
 def test_min_replicas_to_write_refuses_instead_of_losing(ha):

@@ -53,3 +53,10 @@ def test_settings_are_read_when_called_not_at_import(tmp_path):
     first = load_settings(environ={"REALTIME_ENV_FILE": str(tmp_path / "x"), "REALTIME_PORT": "1"})
     second = load_settings(environ={"REALTIME_ENV_FILE": str(tmp_path / "x"), "REALTIME_PORT": "2"})
     assert (first["PORT"], second["PORT"]) == (1, 2)
+
+
+@pytest.mark.parametrize("overrides", [{"REDIS_WAIT_REPLICAS": -1}, {"REDIS_WAIT_TIMEOUT": 0},
+                                       {"REDIS_WAIT_TIMEOUT": 5.0}])
+def test_replica_wait_settings_are_checked(tmp_path, overrides):
+    with pytest.raises(ValueError):
+        load_settings(overrides, environ={"REALTIME_ENV_FILE": str(tmp_path / "missing")})

@@ -275,3 +275,22 @@ def test_revoked_tokens_lists_the_denylist_with_time_left(store):
     time.sleep(0.3)
     listed = store.revoked_tokens()
     assert list(listed) == ["j1"] and 28 < listed["j1"] <= 30
+
+
+def test_waiting_for_replicas_refuses_what_no_replica_confirmed(redis_url):
+    from realtime.store import NotReplicated
+    client = create_redis(redis_url)
+    lonely = RedisStore(client, wait_replicas=1, wait_timeout=0.05)  # a master without replicas
+    try:
+        with pytest.raises(NotReplicated):
+            lonely.append_message("r", text("unconfirmed"), "ana:c1", KEEP)
+        # Stored on the master all the same; its retry is a repeat, refused until confirmed too.
+        with pytest.raises(NotReplicated):
+            lonely.append_message("r", text("unconfirmed"), "ana:c1", KEEP)
+        assert ids(lonely.messages_after("r", 0, 10)) == [1]
+        trusting = RedisStore(client)
+        repeat = trusting.append_message("r", text("unconfirmed"), "ana:c1", KEEP)
+        assert repeat.duplicate and not repeat.broadcast_repeat
+    finally:
+        client.close()
+
