@@ -165,7 +165,8 @@ class Verifier:
         if self.size <= 0:
             return principal_of(decode(token))
         # A 128-bit digest keys the cache: a token's bytes stay out of memory, a collision is out of reach.
-        key = hashlib.blake2b(token.encode(), digest_size=16).digest()
+        # surrogatepass: a token with a lone surrogate is still refused by decode(), not here.
+        key = hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=16).digest()
         principal = self.verified.get(key)
         if principal is not None and principal.exp > self.clock():
             self.verified.move_to_end(key)

@@ -231,3 +231,9 @@ def test_revoking_closes_an_admin_dashboard_connection(app, token, client):
                          headers={"Authorization": f"Bearer {other_admin}"})
     assert answer.status_code == 201
     assert not dashboard.is_connected("/admin")
+
+
+def test_a_token_that_is_not_valid_unicode_is_refused_not_a_crash(app):
+    verifier = Verifier(None)
+    with app.app_context(), pytest.raises(AuthError):
+        verifier.verify("abc\ud800.def.ghi")
