@@ -1,6 +1,7 @@
 """Three real gunicorn replicas on one real Redis: delivery, emitter, counts, recovery."""
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +21,22 @@ def test_replicas_are_distinct_and_ready(cluster):
     assert len(ids) == 3
     for replica in cluster.replicas:
         assert requests.get(replica.url + "/readyz", timeout=5).json() == {"status": "ready", "store": "redis"}
+
+
+def test_websockets_are_not_compressed_even_when_the_client_offers_it(cluster):
+    # permessage-deflate costs CPU per frame per client and would defeat writing one frame to
+    # every member; gevent-websocket does not negotiate it, so the answer names no extension.
+    host, port = cluster.replicas[0].url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+                     b"Host: " + host.encode() + b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                     b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n")
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(4096)
+    head = answer.split(b"\r\n\r\n")[0].decode().lower()
+    assert head.startswith("http/1.1 101") and "sec-websocket-extensions" not in head
 
 
 def test_welcome_names_the_replica(cluster, connect):
