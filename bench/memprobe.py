@@ -110,11 +110,11 @@ def report_rss(result: dict[str, Any]) -> None:
         f"{t} {v:.2f}" for t, v in sorted(grew.items(), key=lambda kv: -kv[1]) if v >= 0.5))
 
 
-def report_tracemalloc(result: dict[str, Any], top: int, frames: int) -> None:
+def report_tracemalloc(result: dict[str, Any], top: int, frames: int, by_file: bool = False) -> None:
     """Live Python memory that grew between the two points, per connection, by allocation site."""
     half, full = result["half"]["tracemalloc"], result["full"]["tracemalloc"]
     n = per_connection(result)
-    key = "traceback" if frames > 1 else "lineno"
+    key = "filename" if by_file else "traceback" if frames > 1 else "lineno"
     stats = full.compare_to(half, key)
     total = sum(s.size_diff for s in stats)
     print(f"tracemalloc: {total / n / 1024:.1f} kB/conn of live Python memory grew "
@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=2.0, help="seconds idle before each reading")
     parser.add_argument("--frames", type=int, default=1, help="tracemalloc frames (0: no breakdown)")
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--by-file", action="store_true", help="group the breakdown by source file")
     parser.add_argument("--realtime-root", type=Path, help="run realtime from another tree")
     args = parser.parse_args(argv)
     raise_fd_limit()
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             report_rss(session(args, redis.url, workdir, 0))
             if args.frames:
                 traced = session(args, redis.url, workdir, args.frames)
-                report_tracemalloc(traced, args.top, args.frames)
+                report_tracemalloc(traced, args.top, args.frames, args.by_file)
         except BenchError as error:
             print(f"memprobe: {error}", file=sys.stderr)
             logs = sorted((workdir / "logs").glob("*.log"))

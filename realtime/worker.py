@@ -70,14 +70,9 @@ class Handler(WebSocketHandler):
         self.websocket.closed = True  # nor gevent-websocket send a close frame on its way out
         if hasattr(self.server.log, "access"):
             self.session_log = SessionLog(self)
-        place = PoolPlace(getattr(self.server, "pool", None), gevent.getcurrent(), sock)
-        session_log = self.session_log
-
-        def ended() -> None:
-            place.release()
-            if session_log is not None:
-                session_log.write()
-        return sock, bytes(pending), ended
+        detached = Detached(getattr(self.server, "pool", None), gevent.getcurrent(), sock,
+                            self.session_log)
+        return sock, bytes(pending), detached.end
 
     def log_request(self):
         """One access line per request or websocket session, as gunicorn's own handler logs it."""
@@ -138,24 +133,26 @@ class Place(gevent.Greenlet):
     spawning_stack_limit = 0  # nothing to debug in its spawn: skip recording the stack
 
 
-class PoolPlace:
-    """Keeps a detached connection counted in the server's pool after its handler greenlet ends.
+class Detached:
+    """A detached connection's place in the server's pool, and its access line.
 
     gunicorn limits a worker to `worker_connections` through that pool and, when stopping, waits
-    for it to empty (then kills what is left): a placeholder keeps both true for the connection.
+    for it to empty (then kills what is left): a placeholder, put in the pool as the handler
+    greenlet leaves it, keeps both true for the connection until `end`.
     """
 
-    __slots__ = ("pool", "place", "sock", "released")
+    __slots__ = ("pool", "place", "sock", "session_log", "ended")
 
-    def __init__(self, pool: Any, handler_greenlet: Any, sock: Any):
-        self.pool, self.place, self.sock, self.released = pool, None, sock, False
+    def __init__(self, pool: Any, handler_greenlet: Any, sock: Any, session_log: SessionLog | None):
+        self.pool, self.place, self.sock, self.session_log = pool, None, sock, session_log
+        self.ended = False
         if pool is not None and hasattr(handler_greenlet, "rawlink"):
             # The pool frees the handler's place when the greenlet ends; take it at that moment.
             handler_greenlet.rawlink(self._take)
 
     def _take(self, _greenlet: Any) -> None:
         """Put the placeholder in the pool (in the hub, right after the handler's place freed)."""
-        if self.released:
+        if self.ended:
             return
         place = Place()
         try:
@@ -167,18 +164,22 @@ class PoolPlace:
 
     def _killed(self, _place: Any) -> None:
         """The pool killed its members (gunicorn's graceful timeout ran out): end the connection."""
-        if not self.released:
+        if not self.ended:
             try:
                 self.sock.shutdown(2)
             except OSError:
                 pass
 
-    def release(self) -> None:
-        """The connection ended: give its place back."""
-        self.released = True
+    def end(self) -> None:
+        """The connection ended: give its place back, write its access line."""
+        if self.ended:
+            return
+        self.ended = True
         if self.place is not None:
             self.pool.discard(self.place)
             self.place = None
+        if self.session_log is not None:
+            self.session_log.write()
 
 
 class Worker(GeventWebSocketWorker):

@@ -175,8 +175,7 @@ class Reader:
 
     def __init__(self, esock: Socket, sock: Any, writer: DirectWriter, ended: Any):
         self.esock, self.sock, self.writer, self.ended_cb = esock, sock, writer, ended
-        # Bytes bound a message before engine.io's own check (in characters) runs on it.
-        self.parser = FrameParser(4 * esock.server.max_http_buffer_size + 4)
+        self.parser: FrameParser | None = None  # only while a partial frame or message waits
         self.watcher = get_hub().loop.io(sock.fileno(), 1)
         self.timer: Any = None
         self.sent_close = self.ended = False
@@ -200,9 +199,14 @@ class Reader:
                 data = os.read(self.watcher.fd, READ_CHUNK)
             if not data or self.esock.closed:  # the client left, or the server closed (stock: same)
                 return self.end()
-            for opcode, payload in self.parser.feed(data):
-                if not self.dispatch(opcode, payload):
-                    return self.end()
+            # Bytes bound a message before engine.io's own check (in characters) runs on it.
+            parser = self.parser or FrameParser(4 * self.esock.server.max_http_buffer_size + 4)
+            try:
+                for opcode, payload in parser.feed(data):
+                    if not self.dispatch(opcode, payload):
+                        return self.end()
+            finally:
+                self.parser = None if parser.idle else parser
         except BlockingIOError:
             pass
         except FrameError as exc:
@@ -394,7 +398,7 @@ def websocket_handler(self: Socket, ws: Any) -> list:
     detach = getattr(handler, "detach", None) if DETACH else None
     if detach is not None:
         sock, pending, ended = detach()
-        writer = DirectWriter(sock, self.server.start_background_task)
+        writer = DirectWriter(sock, gevent.spawn)
         reader = self.__dict__["_rt_reader"] = Reader(self, sock, writer, ended)
         switch(self, writer)
         for environ in (ws.environ, stored_environ(self)):

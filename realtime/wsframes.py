@@ -11,6 +11,7 @@ read in full first.
 from __future__ import annotations
 
 import struct
+from typing import Iterator
 
 from .wsfast import xor_mask
 
@@ -61,22 +62,25 @@ class FrameParser:
         """True when no partial frame or message waits (the parser holds no memory)."""
         return self.buffer is None and self.parts is None
 
-    def feed(self, data: bytes) -> list[tuple[int, bytes | str]]:
-        """Everything `data` completes, in order; raises FrameError on a protocol violation."""
+    def feed(self, data: bytes) -> Iterator[tuple[int, bytes | str]]:
+        """Everything `data` completes, in order, one item at a time (as gevent-websocket reads
+        one message at a time): a protocol violation raises FrameError after the items before it."""
         if self.buffer is not None:
             self.buffer += data
             if len(self.buffer) < self.need:
-                return []
-            data = self.buffer
-        items: list[tuple[int, bytes | str]] = []
+                return
+            data, self.buffer = self.buffer, None
         pos, end = 0, len(data)
-        while pos < end:
-            taken = self._frame(data, pos, end, items)
-            if taken == 0:
-                break
-            pos += taken
-        self.buffer = bytearray(data[pos:]) if pos < end else None
-        return items
+        try:
+            while pos < end:
+                items: list[tuple[int, bytes | str]] = []
+                taken = self._frame(data, pos, end, items)
+                if taken == 0:
+                    break
+                pos += taken
+                yield from items
+        finally:  # (also when the caller stops early: what is left waits for next time)
+            self.buffer = bytearray(data[pos:]) if pos < end else None
 
     def _frame(self, data: bytes, pos: int, end: int, items: list) -> int:
         """Parse the frame at `pos` into `items`; its size, or 0 (and `need` set) if incomplete."""
