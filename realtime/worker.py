@@ -8,8 +8,8 @@ Websocket sessions are logged too, when they end, with their duration.
 
 A websocket can be detached (`Handler.detach`, used by realtime.wsdirect): its connection goes to
 an event-driven reader and the handler greenlet ends, taking its stack, the request's headers,
-environ and read buffer with it. The connection keeps its place in the server's pool (a
-never-started placeholder greenlet), so `worker_connections` and gunicorn's graceful stop count it
+environ and read buffer with it. The connection keeps its place in the server's pool (`Detached`
+stands in for the greenlet there), so `worker_connections` and gunicorn's graceful stop count it
 as before, and its access line is written when it ends, from the few environ keys gunicorn's
 atoms read (header atoms, `%({name}i)s` and `%({name}o)s`, are empty for detached sessions).
 """
@@ -127,57 +127,63 @@ class SessionLog:
         self.log.access(response, [], environ, elapsed)
 
 
-class Place(gevent.Greenlet):
-    """A never-started greenlet holding a detached connection's place in the server's pool."""
-
-    spawning_stack_limit = 0  # nothing to debug in its spawn: skip recording the stack
-
-
 class Detached:
-    """A detached connection's place in the server's pool, and its access line.
+    """A detached connection as a member of the server's pool, and its access line at its end.
 
     gunicorn limits a worker to `worker_connections` through that pool and, when stopping, waits
-    for it to empty (then kills what is left): a placeholder, put in the pool as the handler
-    greenlet leaves it, keeps both true for the connection until `end`.
+    for it to empty (then kills what is left). So the connection takes the handler greenlet's
+    place in the pool as that greenlet ends, and behaves there as a greenlet does for gevent's
+    Pool: `rawlink`/`unlink` (the pool links itself to its members to learn when they end, and so
+    does `Pool.kill`'s join), `kill` (ends the connection) and links called when it ends.
     """
 
-    __slots__ = ("pool", "place", "sock", "session_log", "ended")
+    __slots__ = ("pool", "sock", "session_log", "links", "ended")
 
     def __init__(self, pool: Any, handler_greenlet: Any, sock: Any, session_log: SessionLog | None):
-        self.pool, self.place, self.sock, self.session_log = pool, None, sock, session_log
+        self.pool, self.sock, self.session_log = pool, sock, session_log
+        self.links: list | None = None
         self.ended = False
         if pool is not None and hasattr(handler_greenlet, "rawlink"):
             # The pool frees the handler's place when the greenlet ends; take it at that moment.
             handler_greenlet.rawlink(self._take)
 
     def _take(self, _greenlet: Any) -> None:
-        """Put the placeholder in the pool (in the hub, right after the handler's place freed)."""
-        if self.ended:
-            return
-        place = Place()
-        try:
-            self.pool.add(place, blocking=False)
-        except PoolFull:  # not expected: the handler's place was just released
-            return
-        place.rawlink(self._killed)
-        self.place = place
-
-    def _killed(self, _place: Any) -> None:
-        """The pool killed its members (gunicorn's graceful timeout ran out): end the connection."""
+        """Join the pool (in the hub, right after the handler's place was freed)."""
         if not self.ended:
             try:
-                self.sock.shutdown(2)
-            except OSError:
+                self.pool.add(self, blocking=False)
+            except PoolFull:  # not expected: the handler's place was just released
                 pass
 
+    def rawlink(self, callback: Callable[[Any], None]) -> None:
+        """Call `callback(self)` (in the hub) when the connection ends, as Greenlet.rawlink does."""
+        if self.ended:
+            gevent.get_hub().loop.run_callback(callback, self)
+        else:
+            self.links = [*(self.links or ()), callback]
+
+    def unlink(self, callback: Callable[[Any], None]) -> None:
+        """Forget a callback given to `rawlink`."""
+        if self.links and callback in self.links:
+            self.links = [link for link in self.links if link != callback] or None
+
+    def kill(self, exception: Any = None, block: bool = False, timeout: float | None = None) -> None:
+        """What `Pool.kill` does to its members (gunicorn's graceful timeout ran out): end the
+        connection; its reader sees the end and finishes it."""
+        try:
+            self.sock.shutdown(2)
+        except OSError:
+            pass
+
     def end(self) -> None:
-        """The connection ended: give its place back, write its access line."""
+        """The connection ended: its links run (the pool frees its place), its access line."""
         if self.ended:
             return
         self.ended = True
-        if self.place is not None:
-            self.pool.discard(self.place)
-            self.place = None
+        links, self.links = self.links or (), None
+        loop = gevent.get_hub().loop
+        for callback in links:
+            loop.run_callback(callback, self)
         if self.session_log is not None:
             self.session_log.write()
 

@@ -43,7 +43,7 @@ class AccessLog:
 class App:
     """A python-socketio server on gevent with our handler, recording what its handlers see."""
 
-    def __init__(self, ping_interval: float = 25, ping_timeout: float = 20):
+    def __init__(self, ping_interval: float = 25, ping_timeout: float = 20, connections: int = 20):
         self.sio = socketio.Server(async_mode="gevent", ping_interval=ping_interval,
                                    ping_timeout=ping_timeout)
         self.seen, self.gone = [], []
@@ -52,7 +52,7 @@ class App:
         self.sio.on("echo", lambda sid, data: self.seen.append(data) or data)
         wsgi = socketio.WSGIApp(self.sio)
         # Flask-SocketIO hands engine.io a copy of the environ, as this does.
-        self.pool = Pool(20)
+        self.pool = Pool(connections)
         self.log = AccessLog()
         self.server = WSGIServer(("127.0.0.1", 0), lambda env, start: wsgi(dict(env), start),
                                  handler_class=Handler, spawn=self.pool, log=self.log)
@@ -169,8 +169,8 @@ def test_events_flow_with_no_greenlet_left_per_connection(app):
     for client in clients:
         client.connect()
     gevent.sleep(0.1)
-    # every handler greenlet ended; each connection holds a never-started placeholder instead
-    assert all(isinstance(member, worker.Place) and not member for member in app.pool)
+    # every handler greenlet ended; each connection stands in the pool in its place
+    assert all(isinstance(member, worker.Detached) for member in app.pool)
     assert len(app.pool) == 5
     for n, client in enumerate(clients):
         client.send(f'420["echo",{{"n":{n}}}]')
@@ -287,7 +287,7 @@ def test_upgrade_from_polling_keeps_order_then_detaches(app):
     assert [client.text() for _ in range(3)] == ["4queued-1", "4queued-2", "4after"]
     client.send('421["echo","over websocket"]')
     assert client.text() == '431["over websocket"]'
-    wait_for(lambda: [member for member in app.pool if isinstance(member, worker.Place)])
+    wait_for(lambda: [member for member in app.pool if isinstance(member, worker.Detached)])
     environ = app.sio.environ[sid]  # the one kept from the first polling request
     assert "wsgi.websocket" not in environ and "gunicorn.sock" not in environ
     assert environ["wsgi.input"] is wsdirect.EMPTY_INPUT and environ["QUERY_STRING"] == "EIO=4&transport=polling"
@@ -309,13 +309,25 @@ def test_the_handshake_is_let_go_and_its_session_logged_at_the_end(app):
     assert elapsed.total_seconds() >= 0.1
 
 
-def test_the_pool_kills_a_place_and_the_connection_ends(app):
+def test_the_pool_kill_ends_detached_connections_and_waits_for_them(app):
     client = Client(app)
     client.connect()
     wait_for(lambda: len(app.pool) == 1)
     app.pool.kill(timeout=1)  # what gunicorn does when its graceful timeout runs out
+    assert len(app.pool) == 0 and app.pool.wait_available(timeout=0) == app.pool.size
     assert client.closed_by_server()
     wait_for(lambda: app.gone)
+
+
+def test_detached_connections_count_against_the_connection_limit(app_with):
+    app = app_with(connections=2)
+    first, second = Client(app), Client(app)
+    wait_for(lambda: len(app.pool) == 2)
+    third = gevent.spawn(Client, app)  # the kernel accepts it; the server does not, yet
+    gevent.sleep(0.3)
+    assert not third.ready()
+    first.sock.close()
+    assert third.get(timeout=5).sid
 
 
 def test_without_a_detaching_handler_the_blocking_reader_still_works(app, monkeypatch):
