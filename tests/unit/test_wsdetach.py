@@ -321,12 +321,12 @@ def test_the_pool_kill_ends_detached_connections_and_waits_for_them(app):
 
 def test_detached_connections_count_against_the_connection_limit(app_with):
     app = app_with(connections=2)
-    first, second = Client(app), Client(app)
+    clients = [Client(app), Client(app)]  # (kept referenced: their sockets stay open)
     wait_for(lambda: len(app.pool) == 2)
     third = gevent.spawn(Client, app)  # the kernel accepts it; the server does not, yet
     gevent.sleep(0.3)
     assert not third.ready()
-    first.sock.close()
+    clients[0].sock.close()
     assert third.get(timeout=5).sid
 
 
