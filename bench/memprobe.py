@@ -9,13 +9,14 @@ tracemalloc on, the allocation sites that grew between N/2 and N, per connection
 inflates RSS, so the RSS figure comes from the first session only. Stops what it starts, by PID.
 
     .venv/bin/python bench/memprobe.py                    # 1000 clients, ~1 minute
-    .venv/bin/python bench/memprobe.py --clients 2000 --frames 1 --top 25
+    .venv/bin/python bench/memprobe.py --clients 2000 --by-file     # the breakdown by source file
     .venv/bin/python bench/memprobe.py --realtime-root /tmp/rt-before   # another tree (before/after)
 """
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -42,7 +43,7 @@ class ProbedStack(RealtimeStack):
 
     def env(self) -> dict[str, str]:
         """The bench's replica environment plus the hook's settings."""
-        return {**super().env(), "REALTIME_GUNICORN_CONF": str(CONF), "REALTIME_LOG_LEVEL": "WARNING",
+        return {**super().env(), "REALTIME_GUNICORN_CONF": str(CONF),
                 "REALTIME_MEMPROBE_DIR": str(self.folder), "REALTIME_MEMPROBE_FRAMES": str(self.frames)}
 
 
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--by-file", action="store_true", help="group the breakdown by source file")
     parser.add_argument("--realtime-root", type=Path, help="run realtime from another tree")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what was started on the way out
     raise_fd_limit()
     ensure_node_modules()
     RealtimeStack.root = args.realtime_root.resolve() if args.realtime_root else None
