@@ -40,8 +40,9 @@ the handshake (and a polling client's upgrade probe) is done:
 A dead client is found by engine.io's ping timeout (its service task closes the socket), not by
 a read timeout. Polling clients, and connections still upgrading, keep engine.io's own queue.
 `install()` patches engine.io's Socket only for the versions it was written for (see SUPPORTED)
-and only under gevent-websocket; anything else keeps the stock path, and a handler without
-`detach` (or DETACH = False) keeps a blocking reader greenlet per connection, as before.
+and only under gevent-websocket; anything else keeps the stock path. Another gevent than
+DETACH_SUPPORTED, a handler without `detach`, or DETACH = False keep a blocking reader greenlet per
+connection, as before.
 """
 from __future__ import annotations
 
@@ -66,6 +67,8 @@ log = logging.getLogger(__name__)
 
 SUPPORTED = {"python-engineio": ("4.13", "4.14", "4.15"), "gevent-websocket": ("0.10",)}
 MAX_BUFFERED = 8 * 1024 * 1024  # bytes a slow client may fall behind before it is cut off
+# Detaching also leans on gevent: its Pool's member protocol (worker.Detached), socket.detach, loop.io.
+DETACH_SUPPORTED = {"gevent": ("26.",)}
 DETACH = True  # detach websockets from their handler greenlet when the handler can (worker.py)
 READ_CHUNK = 65536  # bytes read per wake-up of a detached reader
 CLOSE_WAIT = 5.0  # seconds a client has to answer our close before its connection is cut
@@ -506,15 +509,15 @@ def queued(self: Socket) -> list[eio_packet.Packet]:
     return packets
 
 
-def supported() -> bool:
-    """Whether the installed engine.io and gevent-websocket are the versions this was written for."""
-    for name, prefixes in SUPPORTED.items():
+def supported(table: dict[str, tuple[str, ...]] = SUPPORTED, what: str = "direct websocket writes") -> bool:
+    """Whether the installed packages are the versions this was written for."""
+    for name, prefixes in table.items():
         try:
             installed = version(name)
         except Exception:
             return False
         if not installed.startswith(prefixes):
-            log.warning("direct websocket writes off: %s %s is not one of %s", name, installed, prefixes)
+            log.warning("%s off: %s %s is not one of %s", what, name, installed, prefixes)
             return False
     return True
 
@@ -529,6 +532,8 @@ def install() -> bool:
         _stock[name] = getattr(Socket, name)
     Socket.send, Socket.close, Socket.schedule_ping = send, close, schedule_ping
     Socket._websocket_handler = websocket_handler
+    global DETACH
+    DETACH = DETACH and supported(DETACH_SUPPORTED, "detached websocket reads")
     return True
 
 

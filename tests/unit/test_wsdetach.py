@@ -340,3 +340,13 @@ def test_without_a_detaching_handler_the_blocking_reader_still_works(app, monkey
     assert [g for g in app.pool if g]  # the handler greenlet is still reading
     client.sock.close()
     wait_for(lambda: app.gone and len(app.pool) == 0)
+
+
+def test_another_gevent_keeps_the_blocking_reader(monkeypatch):
+    monkeypatch.setattr(wsdirect, "DETACH_SUPPORTED", {"gevent": ("0.",)})
+    monkeypatch.setattr(wsdirect, "DETACH", True)
+    try:
+        assert wsdirect.install()  # direct writes still on...
+        assert wsdirect.DETACH is False  # ...reads stay with the handler greenlet
+    finally:
+        wsdirect.uninstall()
