@@ -138,8 +138,25 @@ def gunicorn_logconfig(settings: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+LIBRARY_LOGGERS = ("engineio.server", "socketio.server", "engineio.client", "socketio.client")
+
+
+def adopt_library_loggers() -> None:
+    """Drop the plain-text stderr handlers engine.io and python-socketio add to their loggers.
+
+    Without a handler configured on their logger they add one of their own, and their errors
+    then come out twice: once through ours (they propagate to the root) and once as plain text,
+    a line that breaks the JSON log stream.
+    """
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        for stray in [h for h in library.handlers if type(h) is logging.StreamHandler]:
+            library.removeHandler(stray)
+
+
 def init_app(app: Flask) -> None:
     """A request id on every HTTP request (from X-Request-ID when sane), echoed in the answer."""
+    adopt_library_loggers()
     def assign_request_id() -> None:
         given = request.headers.get("X-Request-ID", "")
         g.request_id = given if re.fullmatch(r"[\w.:-]{1,64}", given) else uuid.uuid4().hex

@@ -130,3 +130,10 @@ def test_a_rate_limited_answer_carries_a_request_id_too(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
                             timeout=60, check=True)
     assert result.stdout.split("\n")[:2] == ["200 r0", "429 r1"], result.stdout
+
+
+def test_engineio_errors_come_out_once_and_as_json(app):
+    # engine.io and python-socketio give their loggers a plain-text stderr handler when the
+    # first server is created; their errors must only go through ours (they propagate).
+    for name in logs.LIBRARY_LOGGERS:
+        assert not [h for h in logging.getLogger(name).handlers if type(h) is logging.StreamHandler]
