@@ -29,7 +29,6 @@ class ChatNamespace(AckNamespace):
         """Authenticate, track the connection, and greet the client."""
         principal = authenticate(self.services, auth_payload)
         session["principal"] = principal
-        session["typing"] = set()
         join_room(user_room(principal.id))  # private messages reach every connection of the user
         self.services.tokens.track(request.sid, principal)
         cluster = self.services.cluster
@@ -135,7 +134,8 @@ class ChatNamespace(AckNamespace):
         active = data.get("typing")
         if not isinstance(active, bool):
             raise ValidationError("invalid_payload", "typing must be true or false")
-        (session["typing"].add if active else session["typing"].discard)(room)
+        typing = session.setdefault("typing", set())  # created on first use: most connections never type
+        (typing.add if active else typing.discard)(room)
         sent = self.services.typing.typing(self.principal.user, room, active, request.sid)
         return {} if sent else {"throttled": True}
 
