@@ -112,11 +112,6 @@ def principal_of(claims: dict[str, Any]) -> Principal:
                      string_set(claims.get("rooms"), "rooms"))
 
 
-def verify(token: str, denylist: Denylist | None = None) -> Principal:
-    """The principal of a valid, unrevoked access token."""
-    return unrevoked(principal_of(decode(token)), denylist)
-
-
 def unrevoked(principal: Principal, denylist: Denylist | None) -> Principal:
     """The principal, unless its token id is on the denylist."""
     if denylist is not None and principal.jti and denylist.is_revoked(principal.jti):
@@ -132,11 +127,6 @@ def bearer(header: str | None) -> str:
     if len(token) > MAX_TOKEN_CHARS:
         raise AuthError("token_invalid", "token is too long", reason="malformed")
     return token.strip()
-
-
-def user_from_header(header: str | None, denylist: Denylist | None = None) -> Principal:
-    """The principal of an `Authorization: Bearer <jwt>` header."""
-    return verify(bearer(header), denylist)
 
 
 class Verifier:

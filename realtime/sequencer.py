@@ -34,8 +34,11 @@ class Sequencer:
         Filling a gap waits on the store; without this, a later message of the room could be
         admitted and delivered by another greenlet in the meantime, ahead of the gap.
         """
-        with self._lock:
-            return self._rooms.setdefault(room, threading.Lock())
+        lock = self._rooms.get(room)  # the common case, per message: no new lock, no contention
+        if lock is None:
+            with self._lock:
+                lock = self._rooms.setdefault(room, threading.Lock())
+        return lock
 
     def note(self, room: str, newest: int) -> None:
         """A local client joined `room` when its newest id was `newest`: gaps after it count."""
