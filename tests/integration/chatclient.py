@@ -33,6 +33,25 @@ def bound_session(source_ip: str) -> requests.Session:
     return session
 
 
+def in_arrival_order(client: socketio.Client) -> None:
+    """Handle each received packet in the reading thread, so events are recorded as they arrived.
+
+    python-engineio's client runs every message's handlers in a new thread (`run_async=True`),
+    and two threads can record two deliveries in the opposite order of their arrival: a test of
+    the server's ordering would then fail on the client's scheduling. Our handlers only record,
+    so running an EVENT packet's inline cannot block the reader. Other packets keep their thread
+    (a server DISCONNECT makes the client join its own reader, which only works from another).
+    """
+    eio = client.eio
+    trigger = eio._trigger_event
+
+    def inline(event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "message" and args and isinstance(args[0], str) and args[0][:1] == "2":
+            kwargs["run_async"] = False
+        return trigger(event, *args, **kwargs)
+    eio._trigger_event = inline
+
+
 class ChatClient:
     """Connects to /chat and keeps every received event for assertions."""
 
@@ -52,6 +71,7 @@ class ChatClient:
                                                 source_address=(source_ip, 0))
                 options["websocket_extra_options"] = {"socket": sock}
         self.sio = socketio.Client(**options)
+        in_arrival_order(self.sio)
         for name in EVENTS:
             self.sio.on(name, self._recorder(name), namespace="/chat")
         self.sio.on("connect_error", self._refused, namespace="/chat")
