@@ -22,7 +22,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .events.admin import AdminNamespace
     from .events.chat import ChatNamespace
     from .extensions import jwt, limiter, socketio
-    from .queue import RedisQueue
+    from .queue import RedisQueue, StoreAnnounced
     from .services import build_services
     from .services.bodies import schemas
     from .services.uploads import UploadService
@@ -61,7 +61,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if hasattr(store, "observe"):
         store.observe = metrics.observe_store
     services = build_services(settings, store, broadcaster(socketio, None if queue else metrics),
-                              rate_storage, schemas(settings["MESSAGE_MAX_CHARS"], upload_store))
+                              rate_storage, schemas(settings["MESSAGE_MAX_CHARS"], upload_store),
+                              StoreAnnounced(queue, "/chat") if queue else None)
     services.metrics = metrics
     services.dashboard = DashboardFeed(services)
     metrics.watch(replica_gauges(services, socketio.server))

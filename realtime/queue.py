@@ -14,6 +14,9 @@ tests/unit/test_roomchannels.py check they exist):
   sends what queued up, in order, pipelined. A message is persisted before it is published, so a
   publish that fails is a gap the other replicas fill from the store, as with the stock manager.
   An external emitter (write_only) still publishes before `emit` returns;
+- chat messages skip `_publish` altogether: the store's append script publishes them
+  (`StoreAnnounced` builds the message-queue message around the stored one, and delivers the
+  local half through `_handle_emit` like any emit);
 - per-room channels (realtime/roomchannels.py): an emit to one room is published on that room's
   channel, and `basic_enter_room`/`basic_leave_room` (every join, leave, close and disconnect
   passes there) subscribe a room's channel when its first local member enters, waiting for Redis
@@ -34,8 +37,11 @@ import socketio
 from . import roomchannels
 from .sequencer import Sequencer
 from .services.messages import audience
+from .store import Announcement
 
 log = logging.getLogger(__name__)
+# Stands for the message while the message-queue message around it is encoded.
+SLOT = "\u0000message\u0000"
 
 
 class ListenerPubSub(redis.client.PubSub):
@@ -120,6 +126,12 @@ class RedisQueue(socketio.RedisManager):
             except Exception as exc:
                 self.connected = False
                 log.error("cannot publish %d message(s) to Redis (attempt %d): %s", len(batch), attempt, exc)
+
+    def envelope(self, event: str, data: Any, to: Any, namespace: str) -> dict[str, Any]:
+        """The message-queue message of an emit of `data`, as python-socketio's PubSubManager.emit makes it."""
+        return {"method": "emit", "event": event, "data": [data], "binary": False,
+                "namespace": namespace, "room": to, "skip_sid": None, "callback": None,
+                "host_id": self.host_id}
 
     def channel_of(self, data: Any) -> str:
         """The channel this message goes on (a single room's emit: its room channel, if on)."""
@@ -277,3 +289,21 @@ class RedisQueue(socketio.RedisManager):
                     pubsub.close()
             time.sleep(delay)
             delay = min(delay * 2, self.retry_max)
+
+
+class StoreAnnounced:
+    """Emits of stored messages whose PUBLISH the store makes in the append (one round trip)."""
+
+    def __init__(self, queue: RedisQueue, namespace: str):
+        self.queue = queue
+        self.namespace = namespace
+
+    def announcement(self, event: str, to: Any) -> Announcement:
+        """The PUBLISH of `event` to `to`, with the stored message still to be spliced in."""
+        envelope = self.queue.envelope(event, SLOT, to, self.namespace)
+        prefix, suffix = self.queue.json.dumps(envelope).split(self.queue.json.dumps(SLOT), 1)
+        return Announcement(self.queue.channel_of(envelope), prefix, suffix)
+
+    def deliver_here(self, event: str, data: dict[str, Any], to: Any) -> None:
+        """The local half of an emit the store published: this replica's members, in order."""
+        self.queue._handle_emit(self.queue.envelope(event, data, to, self.namespace))

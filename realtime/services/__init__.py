@@ -75,8 +75,8 @@ def webhook_policy(settings: dict[str, Any]) -> WebhookPolicy:
 
 
 def build_services(settings: dict[str, Any], store: Store, broadcast: Any, rate_storage: Any,
-                   schemas: dict[str, Any] | None = None) -> Services:
-    """Wire every service once, on one store and one broadcast function."""
+                   schemas: dict[str, Any] | None = None, relay: Any = None) -> Services:
+    """Wire every service once, on one store and one broadcast function (and the store's relay)."""
     instance = settings["INSTANCE_ID"]
     webhooks = WebhookPublisher(store, webhook_policy(settings))
     cache_size = settings["AUTH_CACHE_SIZE"]
@@ -86,7 +86,7 @@ def build_services(settings: dict[str, Any], store: Store, broadcast: Any, rate_
     return Services(
         settings=settings, store=store, webhooks=webhooks,
         messages=MessageService(store, broadcast, message_policy(settings), schemas,
-                                webhooks.message_endpoints()),
+                                webhooks.message_endpoints(), relay),
         cluster=ClusterService(store, instance, settings["INSTANCE_TTL"]),
         presence=PresenceService(store, broadcast, instance),
         receipts=ReceiptService(store, broadcast),

@@ -3,14 +3,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
-from ..store import Retention, Store
+from ..store import Announcement, Retention, Store
 from . import validation
 from ..errors import ValidationError
 
 # broadcast(event, data, to, skip_sid=None): to is a room or a list of rooms, on every replica.
 Broadcast = Callable[..., None]
+
+
+class Relay(Protocol):
+    """Broadcasts that the store publishes with the append (realtime.queue.StoreAnnounced)."""
+
+    def announcement(self, event: str, to: str | list[str]) -> Announcement:
+        """The PUBLISH for the store to make with a new message."""
+
+    def deliver_here(self, event: str, data: dict[str, Any], to: str | list[str]) -> None:
+        """This replica's half of a broadcast the store published."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +55,9 @@ class MessageService:
 
     def __init__(self, store: Store, broadcast: Broadcast, policy: MessagePolicy,
                  schemas: dict[str, Callable[[Any], Any]] | None = None,
-                 webhooks: tuple[str, ...] = ()):
+                 webhooks: tuple[str, ...] = (), relay: Relay | None = None):
         self.store = store
+        self.relay = relay
         self.webhooks = webhooks
         self.broadcast = broadcast
         self.policy = policy
@@ -96,11 +107,16 @@ class MessageService:
         if pair:
             # Indexed first: harmless if the append then fails, and the recipient finds it later.
             self.store.touch_conversation(list(pair), room, message["ts"])
+        to = audience or room
+        # With a relay the store publishes the message in the append itself: one round trip.
+        announce = self.relay.announcement("message", to) if self.relay else None
         appended = self.store.append_message(
             room, message, f"{sender['id']}:{key}" if key else None, self.policy.retention,
-            self.webhooks)
-        if not appended.duplicate or appended.broadcast_repeat:
-            self.broadcast("message", appended.message, audience or room)
+            self.webhooks, announce)
+        if appended.published:
+            self.relay.deliver_here("message", appended.message, to)
+        elif not appended.duplicate or appended.broadcast_repeat:
+            self.broadcast("message", appended.message, to)
         return appended.message
 
     def missed(self, room: str, since: int,

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .base import Appended, NotReplicated, Retention, Store, StoreUnavailable
+from .base import Announcement, Appended, NotReplicated, Retention, Store, StoreUnavailable
 from .memory import MemoryStore
 from .redis import RedisStore, create_redis
 
-__all__ = ["Appended", "NotReplicated", "Retention", "Store", "StoreUnavailable", "create_store", "create_redis",
+__all__ = ["Announcement", "Appended", "NotReplicated", "Retention", "Store", "StoreUnavailable", "create_store", "create_redis",
            "limits_storage"]
 
 REDIS_SCHEMES = {"redis", "rediss", "unix", "redis+sentinel"}

@@ -22,6 +22,16 @@ class Appended:
     message: dict[str, Any]
     duplicate: bool
     broadcast_repeat: bool = False  # a repeat whose first try may not have been broadcast
+    published: bool = False  # the store made the Announcement's PUBLISH with the append
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """A PUBLISH to make with a new message, in the same step: `prefix + message JSON + suffix` on `channel`."""
+
+    channel: str
+    prefix: str
+    suffix: str
 
 
 def message_hook(room: str, message_id: int, number: int, endpoint: str, ts: int) -> dict[str, Any]:
@@ -46,11 +56,14 @@ class Store(ABC):
     # messages
     @abstractmethod
     def append_message(self, room: str, message: dict[str, Any], idempotency_key: str | None,
-                       retention: Retention, webhooks: tuple[str, ...] = ()) -> Appended:
+                       retention: Retention, webhooks: tuple[str, ...] = (),
+                       announce: Announcement | None = None) -> Appended:
         """Persist `message` with the room's next id, unless the key was already used.
 
         A new message also queues one `message.created` delivery per webhook endpoint, in the
-        same atomic step (an outbox), so an accepted message never misses its webhook.
+        same atomic step (an outbox), so an accepted message never misses its webhook. A backend
+        that can also make `announce`'s PUBLISH in that step does, and says so (`published`);
+        the others ignore it and the caller broadcasts.
         """
 
     @abstractmethod

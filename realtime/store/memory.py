@@ -34,7 +34,7 @@ class MemoryStore(Store):
         self._figures: dict[str, tuple[dict[str, Any], float]] = {}
 
     def append_message(self, room, message, idempotency_key, retention: Retention,
-                       webhooks=()) -> Appended:
+                       webhooks=(), announce=None) -> Appended:
         """Persist `message` with the room's next id, unless the key was already used."""
         now = self._clock()
         with self._lock:

@@ -12,10 +12,13 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from .base import Appended, NotReplicated, Retention, Store, StoreUnavailable
+from .base import Announcement, Appended, NotReplicated, Retention, Store, StoreUnavailable
 
 # Atomic append: reuse an idempotency key's message, else take the next id, XADD, trim by count
-# and by age. Keys share the room's hash tag so the script also runs on Redis Cluster.
+# and by age, and (when asked) PUBLISH the message to the other replicas: stored and announced
+# in one round trip, and never one without the other. The published message is the stored body
+# with "id" and "room" spliced in as strings (no cjson: it would re-encode the body differently).
+# Keys share the room's hash tag so the script also runs on Redis Cluster.
 APPEND_SCRIPT = """
 local stream, seq, idem = KEYS[1], KEYS[2], KEYS[3]
 local body, now, max_len, min_ts, idem_ttl, has_key = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
@@ -50,6 +53,10 @@ end
 if keep_from then
   local last = tonumber(string.match(keep_from, '^(%d+)'))
   redis.call('XTRIM', stream, 'MINID', '=', (last + 1) .. '-0')
+end
+if ARGV[9] ~= '' then
+  local message = string.sub(body, 1, -2) .. ',"id":' .. id .. ',"room":' .. ARGV[12] .. '}'
+  redis.call('PUBLISH', ARGV[9], ARGV[10] .. message .. ARGV[11])
 end
 return {0, id, body}
 """
@@ -221,8 +228,12 @@ class RedisStore(Store):
 
     @unavailable_on_error
     def append_message(self, room, message, idempotency_key, retention: Retention,
-                       webhooks=()) -> Appended:
-        """Persist `message` with the room's next id, unless the key was already used."""
+                       webhooks=(), announce: Announcement | None = None) -> Appended:
+        """Persist `message` with the room's next id, unless the key was already used.
+
+        `announce` is published by the script, except when appends wait for replicas: a message
+        must not reach clients before WAIT confirms it (the caller then broadcasts).
+        """
         now = time.time()
         body = json.dumps({k: v for k, v in message.items() if k not in ("id", "room")},
                           separators=(",", ":"))
@@ -231,9 +242,12 @@ class RedisStore(Store):
         args = [body, int(message.get("ts", now * 1000)), retention.max_messages,
                 int((now - retention.max_age) * 1000), int(retention.idempotency_ttl * 1000),
                 "1" if idempotency_key else "0", json.dumps(list(webhooks)), room]
+        announce = None if self.wait_replicas else announce
+        args += [announce.channel, announce.prefix, announce.suffix, json.dumps(room)] if announce else ["", "", "", ""]
         if not self.wait_replicas:
             duplicate, message_id, stored = self._append(keys=keys, args=args)
-            return Appended(decode_message(room, int(message_id), stored), duplicate=bool(duplicate))
+            return Appended(decode_message(room, int(message_id), stored), duplicate=bool(duplicate),
+                            published=announce is not None and not duplicate)
         # WAIT counts the writes of its own connection: one pipeline keeps both on one.
         with self._redis.pipeline(transaction=False) as pipe:
             self._append(keys=keys, args=args, client=pipe)

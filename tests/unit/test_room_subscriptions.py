@@ -227,3 +227,32 @@ def test_the_rolling_upgrade_mix_hears_every_publisher(replica, client):
     wait_until(lambda: len(upgrading.received) == 3 and len(old.received) == 2)
     assert [m["data"][0]["n"] for m in upgrading.received] == [0, 1, 2]
     assert [m["data"][0]["n"] for m in old.received] == [1, 2], "an `on` publisher is not heard by `off`"
+
+
+def test_a_message_the_store_publishes_arrives_as_the_stock_emit_of_it_would(replica, client):
+    """realtime.queue.StoreAnnounced: the append script publishes; others see an ordinary emit."""
+    from realtime.queue import StoreAnnounced
+    from realtime.store import Retention
+    from realtime.store.redis import RedisStore
+    one, two = replica(), replica()
+    two.connect("b")
+    two.queue.basic_enter_room("b", "/chat", "lobby")
+    stock = RedisQueue(one.queue.redis_url, CHANNEL, write_only=True)
+    stock.emit("message", {"n": "stock"}, namespace="/chat", room="lobby")
+    wait_until(lambda: len(two.received) == 1)
+    relay = StoreAnnounced(one.queue, "/chat")
+    announce = relay.announcement("message", "lobby")
+    assert announce.channel == f"{CHANNEL}:room:/chat:lobby"
+    sent = {"from": {"id": "ana", "name": "Ana"}, "type": "text", "body": "hi", "ts": 1}
+    appended = RedisStore(client).append_message("lobby", sent, None, Retention(), announce=announce)
+    wait_until(lambda: len(two.received) == 2)
+    reference, got = two.received
+    assert got["data"] == [appended.message] and got["host_id"] == one.queue.host_id
+    assert ({k: v for k, v in got.items() if k not in ("data", "host_id")}
+            == {k: v for k, v in reference.items() if k not in ("data", "host_id")})
+    # A private message goes to a list of rooms: on the main channel, like any such emit.
+    assert relay.announcement("message", ["dm:a:b", "user:a"]).channel == CHANNEL
+    here = []
+    one.queue._handle_emit = here.append  # the local half takes the sequenced path
+    relay.deliver_here("message", appended.message, "lobby")
+    assert here == [{**got, "data": [appended.message]}]

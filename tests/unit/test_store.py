@@ -294,3 +294,32 @@ def test_waiting_for_replicas_refuses_what_no_replica_confirmed(redis_url):
     finally:
         client.close()
 
+
+
+def test_a_new_message_is_published_with_its_append_and_a_repeat_is_not(redis_url):
+    import json
+
+    from realtime.store import Announcement
+    client = create_redis(redis_url)
+    pubsub = client.pubsub()
+    pubsub.subscribe("announced")
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+    announce = Announcement("announced", '{"before": [', '], "after": 1}')
+    try:
+        store = RedisStore(client)
+        first = store.append_message('r "1"', text("héllo \u2603"), "ana:k", KEEP, announce=announce)
+        again = store.append_message('r "1"', text("héllo \u2603"), "ana:k", KEEP, announce=announce)
+        assert first.published and not again.published and again.duplicate
+        got = pubsub.get_message(timeout=5)
+        # The stored message, id and room spliced in, decodes to exactly what the sender got back.
+        assert json.loads(got["data"]) == {"before": [first.message], "after": 1}
+        assert pubsub.get_message(timeout=0.3) is None, "a repeat was published again"
+        # Appends that wait for replicas leave the broadcast to the caller, after the WAIT.
+        waiting = RedisStore(client, wait_replicas=1, wait_timeout=0.05)
+        with pytest.raises(Exception):
+            waiting.append_message("r2", text("x"), None, KEEP, announce=announce)
+        assert pubsub.get_message(timeout=0.3) is None
+        assert MemoryStore().append_message("r", text("x"), None, KEEP, announce=announce).published is False
+    finally:
+        pubsub.close()
+        client.close()
