@@ -57,6 +57,41 @@ def test_files_rotate_by_size_and_keep_the_backups(tmp_path):
         logging.getLogger().removeHandler(handler)
 
 
+def test_size_rotation_formats_each_line_once_and_counts_other_writers(tmp_path, monkeypatch):
+    handler = logs.configure(settings(tmp_path, LOG_BACKUPS=50))
+    formatted = []
+    real_format = handler.format
+    monkeypatch.setattr(handler, "format", lambda record: formatted.append(1) or real_format(record))
+    try:
+        log = logging.getLogger("realtime.test")
+        log.info("first")
+        with open(tmp_path / "rt.log", "a") as other:  # another process appending to the same file
+            other.write("x" * 1700 + "\n")
+        for n in range(100):
+            log.info("line %d %s", n, "x" * 50)
+        assert len(formatted) == 101, "each record is formatted once"
+        files = sorted(tmp_path.iterdir(), key=lambda p: int(p.name.removeprefix("rt.log").lstrip(".") or 0),
+                       reverse=True)  # oldest first
+        assert all(p.stat().st_size < 2000 for p in files), "no file passes maxBytes"
+        numbered = [json.loads(line)["message"] for p in files for line in p.read_text().splitlines()
+                    if '"line ' in line]
+        assert numbered == [f"line {n} {'x' * 50}" for n in range(100)], "every line whole, in order"
+        # The other writer's line made the first file full: it was rotated before line 0.
+        assert "line 0" not in files[0].read_text() and "x" * 1700 in files[0].read_text()
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def test_a_log_file_that_is_not_a_regular_file_is_never_rotated(tmp_path):
+    handler = logs.configure(settings(tmp_path, LOG_FILE=os.devnull, LOG_MAX_BYTES=10))
+    try:
+        for n in range(20):
+            logging.getLogger("realtime.test").info("line %d", n)
+        assert os.path.exists(os.devnull) and not os.path.exists(os.devnull + ".1")
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
 def test_text_format_for_a_terminal(tmp_path):
     handler = logs.configure(settings(tmp_path, LOG_FORMAT="text"))
     try:
