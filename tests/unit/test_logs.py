@@ -172,3 +172,21 @@ def test_engineio_errors_come_out_once_and_as_json(app):
     # first server is created; their errors must only go through ours (they propagate).
     for name in logs.LIBRARY_LOGGERS:
         assert not [h for h in logging.getLogger(name).handlers if type(h) is logging.StreamHandler]
+
+
+def test_the_quick_check_never_lets_a_secret_through():
+    """redact skips the substitutions only for text that none of them could change."""
+    from hypothesis import given, settings as hsettings, strategies as st
+
+    words = st.sampled_from(["eyJhbGciOi.eyJzdWIi.sig", "Bearer abc", "BEARER x", "token=zz", "Api-Key: k",
+                             "apikey=v", "SECRET:s", "password = p", "rtk_abcdefgh12", "hello", " ", "=",
+                             "eyj", "tok", "rtk", "bearer"])
+
+    @hsettings(max_examples=300, deadline=None)
+    @given(st.lists(words | st.text(max_size=8), max_size=6).map("".join))
+    def check(text):
+        full = text
+        for pattern, replacement in logs.SECRETS:
+            full = pattern.sub(replacement, full)
+        assert logs.redact(text) == full
+    check()
