@@ -26,6 +26,7 @@ tests/unit/test_roomchannels.py check they exist):
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import threading
 import time
@@ -88,6 +89,15 @@ class RedisQueue(socketio.RedisManager):
         self.main_confirmed = False
         self.catch_up_due = False
         self._subscribing = threading.Lock()  # one SUBSCRIBE/UNSUBSCRIBE on the wire at a time
+
+    def set_server(self, server: Any) -> None:
+        """Attach to the server, but decode queue messages with the standard JSON module.
+
+        The server's module (realtime.wirejson) guards against hostile client packets at a cost
+        on every decode; queue messages come from our replicas and emitters.
+        """
+        super().set_server(server)
+        self.json = json
 
     # -- publishing ---------------------------------------------------------------------------
 

@@ -59,10 +59,21 @@ def test_queue_adapter_hook_still_exists():
     """realtime.queue overrides this private hook of python-socketio; fail loudly if it moves."""
     import socketio
     from realtime.queue import RedisQueue
-    for hook in ("_redis_listen_with_retries", "_handle_emit", "_redis_connect"):
+    for hook in ("_redis_listen_with_retries", "_handle_emit", "_redis_connect", "set_server"):
         assert hasattr(socketio.RedisManager, hook), hook
     assert RedisQueue._redis_listen_with_retries is not socketio.RedisManager._redis_listen_with_retries
     assert RedisQueue._handle_emit is not socketio.RedisManager._handle_emit
+
+
+def test_queue_messages_are_decoded_with_the_standard_json_and_client_packets_are_not(
+        app_factory_with, redis_url):
+    import json
+
+    from realtime import wirejson
+    from realtime.extensions import socketio
+    app_factory_with(REDIS_URL=redis_url)
+    assert socketio.server.manager.json is json
+    assert socketio.server.packet_class.json is wirejson
 
 
 @pytest.mark.parametrize("setting", [{"ADMIN_UI_MODE": "debug"}, {"ADMIN_UI_NAMESPACE": "/chat"},
