@@ -34,8 +34,9 @@ the handshake (and a polling client's upgrade probe) is done:
   is cut; stock waited for the 45 s read timeout). It runs engine.io's close (the disconnect
   handlers), flushes, closes the socket, frees the pool place and writes the access line;
 - the environ python-socketio keeps for the client (rebuilt into a request context on every
-  event) keeps every string but lets go of the handshake's connection objects (`wsgi.websocket`,
-  `gunicorn.sock`, `wsgi.input`).
+  event) is replaced by a copy with only what that needs (KEPT_ENVIRON: the request line, the
+  server and client addresses, the Host header, Flask-SocketIO's keys): the other headers, and
+  the handshake's connection objects (`wsgi.websocket`, `gunicorn.sock`, `wsgi.input`), go.
 
 A dead client is found by engine.io's ping timeout (its service task closes the socket), not by
 a read timeout. Polling clients, and connections still upgrading, keep engine.io's own queue.
@@ -404,8 +405,8 @@ def websocket_handler(self: Socket, ws: Any) -> list:
         writer = DirectWriter(sock, gevent.spawn)
         reader = self.__dict__["_rt_reader"] = Reader(self, sock, writer, ended)
         switch(self, writer)
-        for environ in (ws.environ, stored_environ(self)):
-            release_environ(environ)
+        release_environ(ws.environ)
+        slim_stored_environ(self)
         reader.start(pending)
         return []  # the handler's greenlet ends; the reader has the connection
 
@@ -462,11 +463,31 @@ class EmptyInput:
 EMPTY_INPUT = EmptyInput()
 
 
-def stored_environ(self: Socket) -> dict | None:
-    """The environ python-socketio keeps for this client (rebuilt into a request per event)."""
+# What a request context rebuilt from the kept environ reads: Flask's URL binding (method, paths,
+# query, host, scheme), request.remote_addr and request.args (a later namespace's connect), the
+# WSGI basics, and Flask-SocketIO's app and per-connection session. ProxyFix has already applied
+# the forwarded headers to these at the handshake.
+KEPT_ENVIRON = frozenset({
+    "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME", "SERVER_PORT",
+    "SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_PORT", "HTTP_HOST", "wsgi.url_scheme", "wsgi.version",
+    "wsgi.errors", "wsgi.multithread", "wsgi.multiprocess", "wsgi.run_once", "flask.app",
+    "saved_session"})
+
+
+def slim_stored_environ(self: Socket) -> None:
+    """Replace the environ python-socketio keeps for this client by its KEPT_ENVIRON part.
+
+    It is kept for the connection's life only to be rebuilt into a request context per event;
+    the rest (user agent, cookies, accept headers, websocket keys, ProxyFix's originals) was
+    about 2 kB per connection. (The admin UI's client list shows only the Host header then.)
+    """
     owner = getattr(self.server.handlers.get("connect"), "__self__", None)
-    environ = getattr(owner, "environ", None)
-    return environ.get(self.sid) if isinstance(environ, dict) else None
+    kept = getattr(owner, "environ", None)
+    environ = kept.get(self.sid) if isinstance(kept, dict) else None
+    if isinstance(environ, dict):
+        slim = {key: environ[key] for key in KEPT_ENVIRON if key in environ}
+        slim["wsgi.input"] = EMPTY_INPUT
+        kept[self.sid] = slim
 
 
 def release_environ(environ: Any) -> None:

@@ -100,3 +100,35 @@ def test_a_request_refused_before_parsing_is_logged_too(embedded):
         assert time.monotonic() < deadline, "no access line for the 414"
         time.sleep(0.2)
     assert "Traceback" not in embedded.log_path.read_text()
+
+
+def test_events_and_later_namespace_connects_work_from_the_slimmed_environ(embedded):
+    """Once a websocket detaches, python-socketio's kept environ holds only what a request
+    context needs (realtime.wsdirect.KEPT_ENVIRON); a later connect still reads the query token
+    and the client address from it, and a connection's session carries over between events."""
+    import websocket
+    token = login(embedded.url, "Quinn")
+    ws = websocket.create_connection(
+        embedded.url.replace("http", "ws") + f"/socket.io/?EIO=4&transport=websocket&token={token}",
+        timeout=10, header=["User-Agent: slim-test", "Cookie: big=" + "c" * 2000])
+    try:
+        assert ws.recv().startswith("0{")
+        time.sleep(0.3)  # detached by now: the kept environ is the slim one
+
+        def frames_until(prefix):
+            while not (frame := ws.recv()).startswith(prefix):
+                if frame == "2":
+                    ws.send("3")
+            return frame
+        ws.send("40/chat,")  # no auth payload: the token comes from the kept query string
+        assert frames_until("40/chat,").startswith('40/chat,{"sid"')
+        ws.send('42/chat,1["join",{"room":"lobby"}]')
+        assert json.loads(frames_until("43/chat,1")[len("43/chat,1"):])[0]["ok"] is True
+        ws.send('42/chat,2["send",{"room":"lobby","body":"from a slim environ"}]')
+        ack = json.loads(frames_until("43/chat,2")[len("43/chat,2"):])[0]
+        assert ack["ok"] and ack["message"]["from"]["id"] == "quinn"
+        ws.send("40/admin,")  # a second namespace on the same connection, long after the handshake
+        refused = json.loads(frames_until("44/admin,")[len("44/admin,"):])
+        assert refused["data"]["code"] == "forbidden", refused  # authenticated from the query token
+    finally:
+        ws.close()
