@@ -44,7 +44,7 @@ cluster-stop:
 cluster-status:
 	$(BIN)/realtime cluster status
 
-.PHONY: bench bench-smoke bench-persistence bench-auth
+.PHONY: bench bench-smoke bench-persistence bench-auth bench-sendcost
 
 ## bench: realtime vs plain Flask-SocketIO vs Socket.IO 4 on Node, 3 replicas each, same run
 ## (own redis-server, replicas, nginx and a Node load generator on free loopback ports; `npm ci`
@@ -63,3 +63,7 @@ bench-persistence: venv system-deps
 ## bench-auth: what the hot-path auth caches save per connect and per API call, on vs off (one replica)
 bench-auth: venv system-deps
 	$(BIN)/python bench/authcache.py $(BENCH_ARGS)
+
+## bench-sendcost: the CPU one message costs the replica it is sent to and one that delivers it
+bench-sendcost: venv system-deps
+	$(BIN)/python bench/sendcost.py $(BENCH_ARGS)

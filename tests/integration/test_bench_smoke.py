@@ -74,3 +74,14 @@ def test_authcache_smoke_runs_both_arms(tmp_path, system_executable):
     # The lookups the caches exist to save are gone with them on (counts, not timings).
     for phase in ("connect", "api"):
         assert summary[phase]["on"]["lookups"] < summary[phase]["off"]["lookups"], summary
+
+
+def test_sendcost_smoke_measures_every_stack_and_loses_nothing(tmp_path, system_executable):
+    for executable in ("redis-server", "node", "npm"):
+        system_executable(executable)
+    result = run_bench("sendcost.py", tmp_path / "sendcost.json", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "sender vs node" in result.stdout
+    results = json.loads((tmp_path / "sendcost.json").read_text())
+    assert results["lost"] == {"realtime": 0, "plain": 0, "node": 0}
+    assert all(row["messages"] > 0 and row["sender_us"] >= 0 for row in results["rows"])
