@@ -246,10 +246,16 @@ class RedisQueue(socketio.RedisManager):
 
     def _listen(self) -> Iterator[Any]:
         """Messages of every channel we subscribe; confirmations go to the waiting joins."""
+        # Our own emits come back on every channel we publish and listen to; python-socketio
+        # would decode each only to drop it by its host_id, which its messages put last (a
+        # callback, which must be handled here, puts it second).
+        own = f'"host_id": {self.json.dumps(self.host_id)}}}'.encode()
         for message in self._redis_listen_with_retries():
             kind = message["type"]
             if kind == "message" and "data" in message:
-                yield message["data"]
+                data = message["data"]
+                if not (isinstance(data, bytes) and data.endswith(own)):
+                    yield data
             elif kind == "subscribe":
                 self.confirmed(message["channel"].decode())
 

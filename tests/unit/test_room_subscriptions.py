@@ -256,3 +256,27 @@ def test_a_message_the_store_publishes_arrives_as_the_stock_emit_of_it_would(rep
     one.queue._handle_emit = here.append  # the local half takes the sequenced path
     relay.deliver_here("message", appended.message, "lobby")
     assert here == [{**got, "data": [appended.message]}]
+
+
+def test_our_own_emits_are_dropped_before_decoding_and_our_callbacks_are_not(redis_url, client):
+    channel = CHANNEL + "-own"
+    queue = RedisQueue(redis_url, channel, retry_max=0.2)
+    queue.server = ThreadServer()
+    own_emit = json.dumps(queue.envelope("message", {"n": 1}, "lobby", "/chat"))
+    callback = json.dumps({"method": "callback", "host_id": queue.host_id, "sid": "s", "namespace": "/chat",
+                           "id": 1, "args": []})
+    other = json.dumps({**json.loads(own_emit), "host_id": "someone-else"})
+
+    def publish():
+        wait_until(lambda: queue.main_confirmed)
+        for raw in (own_emit, callback, other):
+            client.publish(channel, raw)
+    publisher = threading.Thread(target=publish, daemon=True)
+    publisher.start()
+    listening = queue._listen()
+    try:
+        seen = [json.loads(next(listening)) for _ in range(2)]
+    finally:
+        publisher.join(10)
+        listening.close()
+    assert [(m["method"], m["host_id"]) for m in seen] == [("callback", queue.host_id), ("emit", "someone-else")]
