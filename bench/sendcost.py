@@ -15,6 +15,10 @@ stopped by PID before it exits.
     .venv/bin/python bench/sendcost.py                    # ~3 minutes
     .venv/bin/python bench/sendcost.py --smoke            # a few seconds, for CI
     .venv/bin/python bench/sendcost.py --stacks realtime --realtime-root /tmp/rt-before,/tmp/rt-after
+    .venv/bin/python bench/sendcost.py --stacks realtime,node \
+        --realtime-root ".,.|REALTIME_LOG_LEVEL=WARNING,.|REALTIME_RATE_LIMITS="   # an ablation
+
+A tree may carry `|NAME=value` settings for its replicas (the last word wins over the defaults).
 """
 from __future__ import annotations
 
@@ -43,12 +47,18 @@ BODY = "x" * 150
 WARMUP = 100
 
 
-def realtime_replica(tree: Path | None, port: int, redis_url: str, secret: str, workdir: Path,
+def realtime_replica(spec: str, port: int, redis_url: str, secret: str, workdir: Path,
                      name: str) -> Server:
-    """A replica as bench/compare.py runs it: auth, persistence, INFO logs to a file, rate limits."""
+    """A replica as bench/compare.py runs it: auth, persistence, INFO logs to a file, rate limits.
+
+    `spec`: "" for this checkout, else a tree, optionally followed by `|NAME=value` settings.
+    """
+    root, *settings = spec.split("|")
+    tree = Path(root).resolve() if root else None
     env = {**clean_environ(), "REALTIME_REDIS_URL": redis_url, "REALTIME_JWT_SECRET_KEY": secret,
            "REALTIME_ENV_FILE": str(workdir / "none.env"), "REALTIME_LOG_LEVEL": "INFO",
-           "REALTIME_RATE_LIMITS": RATE_LIMITS, "REALTIME_LOG_FILE": str(workdir / f"{name}.app.log")}
+           "REALTIME_RATE_LIMITS": RATE_LIMITS, "REALTIME_LOG_FILE": str(workdir / f"{name}.app.log"),
+           **dict(setting.split("=", 1) for setting in settings)}
     replica = Replica(port, env, workdir, instance_id=name)
     if tree is not None:  # that tree's package and config (cwd comes first on sys.path with -m)
         replica.argv = [sys.executable, "-m", "realtime.cli", *replica.argv[1:]]
@@ -118,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--stacks", default="realtime,plain,node")
     parser.add_argument("--realtime-root", default="",
-                        help="comma-separated trees to run realtime from (each is a stack)")
+                        help="comma-separated trees to run realtime from (each is a stack; "
+                             "`tree|NAME=value|...` adds settings)")
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -127,11 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     redis_port, *ports = free_ports(3)
     redis_server = RedisServer(redis_port, workdir / "redis", log_dir=workdir)
     secret = secrets.token_urlsafe(48)
-    trees = [Path(t) for t in args.realtime_root.split(",") if t]
+    trees = [t for t in args.realtime_root.split(",") if t]
     makers: dict[str, Any] = {}
     for stack in args.stacks.split(","):
         if stack == "realtime":
-            for tree in trees or [None]:
+            for tree in trees or [""]:
                 label = f"realtime {tree}" if tree else "realtime"
                 makers[label] = (lambda t: lambda port, name: realtime_replica(
                     t, port, redis_server.url, secret, workdir, name))(tree)
