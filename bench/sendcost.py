@@ -177,13 +177,14 @@ def report(rows: list[dict[str, Any]], labels: list[str], args: argparse.Namespa
     lost = {label: sum(r["lost"] for r in rows if r["stack"] == label) for label in labels}
     print(f"cost of one message: {args.rounds} round(s) x {args.messages} acked messages, one sender "
           f"on replica A, one member on replica B, order alternated; medians")
-    print(f"{'stack':<28} {'sender µs/msg':>14} {'member µs/msg':>14} {'acked msg/s':>12} {'lost':>5}"
+    width = max(len("stack"), *map(len, labels))
+    print(f"{'stack':<{width}} {'sender µs/msg':>14} {'member µs/msg':>14} {'acked msg/s':>12} {'lost':>5}"
           f" {'sender vs node':>15} {'sender vs plain':>16}")
     for label in labels:
         m = medians[label]
         ratio = lambda ref: (f"{m['sender_us'] / medians[ref]['sender_us']:.2f}x"  # noqa: E731
                              if ref in medians and ref != label else "-")
-        print(f"{label:<28} {m['sender_us']:>14.0f} {m['member_us']:>14.0f} {m['acked_per_s']:>12.0f} "
+        print(f"{label:<{width}} {m['sender_us']:>14.0f} {m['member_us']:>14.0f} {m['acked_per_s']:>12.0f} "
               f"{lost[label]:>5} {ratio('node'):>15} {ratio('plain'):>16}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "medians": medians, "lost": lost}, indent=2))
