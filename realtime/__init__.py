@@ -60,9 +60,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     metrics = Metrics()
     if hasattr(store, "observe"):
         store.observe = metrics.observe_store
+    # Messages the store publishes skip the manager's emit, which the Admin UI's development mode
+    # wraps to report emits: there they take the stock path.
+    relay = StoreAnnounced(queue, "/chat") if queue and not adminui.reports_emits(settings) else None
     services = build_services(settings, store, broadcaster(socketio, None if queue else metrics),
-                              rate_storage, schemas(settings["MESSAGE_MAX_CHARS"], upload_store),
-                              StoreAnnounced(queue, "/chat") if queue else None)
+                              rate_storage, schemas(settings["MESSAGE_MAX_CHARS"], upload_store), relay)
     services.metrics = metrics
     services.dashboard = DashboardFeed(services)
     metrics.watch(replica_gauges(services, socketio.server))

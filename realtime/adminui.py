@@ -36,6 +36,11 @@ def admin_check(app: Flask, services: Any) -> Callable[[Any], bool]:
     return check
 
 
+def reports_emits(settings: Mapping[str, Any]) -> bool:
+    """True if the Admin UI will report every emit (development mode wraps the manager's emit)."""
+    return bool(settings["ADMIN_UI"]) and settings["ADMIN_UI_MODE"] == "development"
+
+
 def install(app: Flask, server: Any, services: Any, settings: Mapping[str, Any]) -> None:
     """Instrument the Socket.IO server for the Admin UI if ADMIN_UI is on."""
     if not settings["ADMIN_UI"]:

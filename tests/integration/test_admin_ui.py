@@ -71,3 +71,34 @@ def test_anyone_else_is_refused(replica, who):
     password = token(replica, who) if who == "alice" else who
     with pytest.raises(socketio.exceptions.ConnectionError):
         admin_ui_client(replica, password)
+
+
+def test_development_mode_reports_the_chat_messages_a_replica_sends(redis_server, tmp_path, start_processes):
+    """Development mode reports every emit by wrapping the manager's emit, so there chat messages
+    take python-socketio's emit instead of being published by the store's append script."""
+    env = {**clean_environ(), "REALTIME_REDIS_URL": redis_server.url,
+           "REALTIME_JWT_SECRET_KEY": secrets.token_urlsafe(32), "REALTIME_DEMO_LOGIN": "1",
+           "REALTIME_ENV_FILE": str(tmp_path / "no.env"), "REALTIME_UPLOAD_DIR": str(tmp_path / "up"),
+           "REALTIME_ADMIN_UI": "1", "REALTIME_ADMIN_UI_MODE": "development", "REALTIME_DEMO_ADMINS": "boss"}
+    server = Replica(free_port(), env, tmp_path, instance_id="adminui-dev")
+    try:
+        start_processes(server)
+        client, _, _ = admin_ui_client(server, token(server, "boss"))
+        sent, reported = [], threading.Event()
+
+        def event_sent(*args):
+            sent.append(args)
+            if any(isinstance(a, list) and a and a[0] == "message" for a in args):
+                reported.set()
+        client.on("event_sent", event_sent, namespace=NAMESPACE)
+        chat = ChatClient(server.url, token(server, "alice"), transports=["websocket"]).connect()
+        try:
+            chat.call("join", {"room": "lobby"})
+            assert chat.call("send", {"room": "lobby", "body": "seen by the UI"})["ok"]
+            assert reported.wait(10), f"no event_sent for the message: {sent}"
+            assert chat.wait_for("message", lambda m: m["body"] == "seen by the UI")
+        finally:
+            chat.close()
+            client.disconnect()
+    finally:
+        stop_all([server])

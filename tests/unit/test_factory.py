@@ -65,6 +65,19 @@ def test_queue_adapter_hook_still_exists():
     assert RedisQueue._handle_emit is not socketio.RedisManager._handle_emit
 
 
+def test_the_store_publishes_messages_unless_the_admin_ui_reports_every_emit(app_factory_with, redis_url):
+    """(Apps with the Admin UI are not built here: its instrumentation patches engine.io for the
+    whole process; tests/integration/test_admin_ui.py runs it in replicas.)"""
+    from realtime import adminui
+    from realtime.queue import StoreAnnounced
+    relay = lambda app: app.extensions["realtime"].messages.relay  # noqa: E731
+    assert isinstance(relay(app_factory_with(REDIS_URL=redis_url)), StoreAnnounced)
+    assert relay(app_factory_with()) is None  # embedded: no queue
+    assert not adminui.reports_emits({"ADMIN_UI": True, "ADMIN_UI_MODE": "production"})
+    assert not adminui.reports_emits({"ADMIN_UI": False, "ADMIN_UI_MODE": "development"})
+    assert adminui.reports_emits({"ADMIN_UI": True, "ADMIN_UI_MODE": "development"})
+
+
 def test_queue_messages_are_decoded_with_the_standard_json_and_client_packets_are_not(
         app_factory_with, redis_url):
     import json
