@@ -138,7 +138,7 @@ class RedisQueue(socketio.RedisManager):
                 log.error("cannot publish %d message(s) to Redis (attempt %d): %s", len(batch), attempt, exc)
 
     def envelope(self, event: str, data: Any, to: Any, namespace: str) -> dict[str, Any]:
-        """The message-queue message of an emit of `data`, as python-socketio's PubSubManager.emit makes it."""
+        """The message-queue message of an emit, as python-socketio's PubSubManager.emit makes it."""
         return {"method": "emit", "event": event, "data": [data], "binary": False,
                 "namespace": namespace, "room": to, "skip_sid": None, "callback": None,
                 "host_id": self.host_id}

@@ -243,7 +243,8 @@ class RedisStore(Store):
                 int((now - retention.max_age) * 1000), int(retention.idempotency_ttl * 1000),
                 "1" if idempotency_key else "0", json.dumps(list(webhooks)), room]
         announce = None if self.wait_replicas else announce
-        args += [announce.channel, announce.prefix, announce.suffix, json.dumps(room)] if announce else ["", "", "", ""]
+        args += ([announce.channel, announce.prefix, announce.suffix, json.dumps(room)] if announce
+                 else ["", "", "", ""])
         if not self.wait_replicas:
             duplicate, message_id, stored = self._append(keys=keys, args=args)
             return Appended(decode_message(room, int(message_id), stored), duplicate=bool(duplicate),
