@@ -39,30 +39,21 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from measure import cpu_seconds  # noqa: E402
-from stacks import RATE_LIMITS, NodeReplica, PlainApp, ensure_node_modules, mint_tokens  # noqa: E402
-from realtime.localcluster import (RedisServer, Replica, Server, clean_environ, free_ports,  # noqa: E402
-                                   group_members, stop_all)
+from stacks import NodeReplica, PlainApp, RealtimeStack, ensure_node_modules, mint_tokens  # noqa: E402
+from realtime.localcluster import RedisServer, Server, free_ports, group_members, stop_all  # noqa: E402
 
 BODY = "x" * 150
 WARMUP = 100
 
 
-def realtime_replica(spec: str, port: int, redis_url: str, secret: str, workdir: Path,
-                     name: str) -> Server:
-    """A replica as bench/compare.py runs it: auth, persistence, INFO logs to a file, rate limits.
-
-    `spec`: "" for this checkout, else a tree, optionally followed by `|NAME=value` settings.
-    """
+def realtime_replica(spec: str, port: int, redis_url: str, secret: str, workdir: Path) -> Server:
+    """A replica exactly as bench/compare.py runs it (auth, persistence, INFO logs to a file, rate
+    limits), from this checkout or the tree `spec` names, with `spec`'s `|NAME=value` settings."""
     root, *settings = spec.split("|")
-    tree = Path(root).resolve() if root else None
-    env = {**clean_environ(), "REALTIME_REDIS_URL": redis_url, "REALTIME_JWT_SECRET_KEY": secret,
-           "REALTIME_ENV_FILE": str(workdir / "none.env"), "REALTIME_LOG_LEVEL": "INFO",
-           "REALTIME_RATE_LIMITS": RATE_LIMITS, "REALTIME_LOG_FILE": str(workdir / f"{name}.app.log"),
-           **dict(setting.split("=", 1) for setting in settings)}
-    replica = Replica(port, env, workdir, instance_id=name)
-    if tree is not None:  # that tree's package and config (cwd comes first on sys.path with -m)
-        replica.argv = [sys.executable, "-m", "realtime.cli", *replica.argv[1:]]
-        replica.cwd = tree
+    stack = RealtimeStack("realtime", redis_url, workdir, secret=secret)
+    stack.root = Path(root).resolve() if root else None
+    replica = stack.make_replicas([port])[0]
+    replica.env = {**replica.env, **dict(setting.split("=", 1) for setting in settings)}
     return replica
 
 
@@ -144,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         if stack == "realtime":
             for tree in trees or [""]:
                 label = f"realtime {tree}" if tree else "realtime"
-                makers[label] = (lambda t: lambda port, name: realtime_replica(
-                    t, port, redis_server.url, secret, workdir, name))(tree)
+                makers[label] = (lambda t: lambda port, _name: realtime_replica(
+                    t, port, redis_server.url, secret, workdir))(tree)
         elif stack == "plain":
             makers["plain"] = lambda port, name: PlainApp(port, redis_server.url, workdir)
         elif stack == "node":

@@ -26,6 +26,7 @@ tests/unit/test_roomchannels.py check they exist):
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import logging
 import threading
@@ -313,10 +314,17 @@ class StoreAnnounced:
     def __init__(self, queue: RedisQueue, namespace: str):
         self.queue = queue
         self.namespace = namespace
+        # Per message only the stored body changes: what goes around it is built once per audience.
+        self._around = functools.lru_cache(maxsize=1024)(self._build)
 
     def announcement(self, event: str, to: Any) -> Announcement:
         """The PUBLISH of `event` to `to`, with the stored message still to be spliced in."""
-        envelope = self.queue.envelope(event, SLOT, to, self.namespace)
+        return self._around(event, tuple(to) if isinstance(to, list) else to)
+
+    def _build(self, event: str, to: Any) -> Announcement:
+        """The channel and the JSON before and after the message, for one event and audience."""
+        envelope = self.queue.envelope(event, SLOT, list(to) if isinstance(to, tuple) else to,
+                                       self.namespace)
         prefix, suffix = self.queue.json.dumps(envelope).split(self.queue.json.dumps(SLOT), 1)
         return Announcement(self.queue.channel_of(envelope), prefix, suffix)
 

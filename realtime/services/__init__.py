@@ -8,7 +8,7 @@ from .. import auth  # the module, not its names: auth imports services.validati
 from ..store import Retention, Store
 from .access import AccessPolicy
 from .cluster import ClusterService
-from .messages import MessagePolicy, MessageService
+from .messages import MessagePolicy, MessageService, Relay
 from .presence import PresenceService
 from .ratelimit import RateLimiter, parse_rules
 from .receipts import ReceiptService
@@ -75,7 +75,7 @@ def webhook_policy(settings: dict[str, Any]) -> WebhookPolicy:
 
 
 def build_services(settings: dict[str, Any], store: Store, broadcast: Any, rate_storage: Any,
-                   schemas: dict[str, Any] | None = None, relay: Any = None) -> Services:
+                   schemas: dict[str, Any] | None = None, relay: Relay | None = None) -> Services:
     """Wire every service once, on one store and one broadcast function (and the store's relay)."""
     instance = settings["INSTANCE_ID"]
     webhooks = WebhookPublisher(store, webhook_policy(settings))

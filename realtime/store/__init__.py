@@ -7,8 +7,8 @@ from .base import Announcement, Appended, NotReplicated, Retention, Store, Store
 from .memory import MemoryStore
 from .redis import RedisStore, create_redis
 
-__all__ = ["Announcement", "Appended", "NotReplicated", "Retention", "Store", "StoreUnavailable", "create_store", "create_redis",
-           "limits_storage"]
+__all__ = ["Announcement", "Appended", "NotReplicated", "Retention", "Store", "StoreUnavailable",
+           "create_store", "create_redis", "limits_storage"]
 
 REDIS_SCHEMES = {"redis", "rediss", "unix", "redis+sentinel"}
 
