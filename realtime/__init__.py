@@ -26,7 +26,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .services import build_services
     from .services.bodies import schemas
     from .services.uploads import UploadService
-    from .store import create_store, limits_storage
+    from .store import create_store
 
     settings = load_settings(config)
     wsfast.install()
@@ -38,7 +38,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     url = settings["REDIS_URL"]
     store = create_store(url, settings["REDIS_SOCKET_TIMEOUT"], settings["REDIS_WAIT_REPLICAS"],
                          settings["REDIS_WAIT_TIMEOUT"])
-    rate_storage = limits_storage(store)
     app.config["RATELIMIT_STORAGE_OPTIONS"] = {"connection_pool": store.client.connection_pool} if url else {}
     jwt.init_app(app)
     jwt_keys.init_app(jwt)
@@ -64,7 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # wraps to report emits: there they take the stock path.
     relay = StoreAnnounced(queue, "/chat") if queue and not adminui.reports_emits(settings) else None
     services = build_services(settings, store, broadcaster(socketio, None if queue else metrics),
-                              rate_storage, schemas(settings["MESSAGE_MAX_CHARS"], upload_store), relay)
+                              schemas(settings["MESSAGE_MAX_CHARS"], upload_store), relay)
     services.metrics = metrics
     services.dashboard = DashboardFeed(services)
     metrics.watch(replica_gauges(services, socketio.server))

@@ -38,6 +38,7 @@ def post_message(room: str):
     room = services.messages.room(room)
     data = json_body()
     name = validation.username(data["from"]) if "from" in data else "system"
-    services.limits.hit("send", f"server:{who.api_key or who.principal.id}")
-    message = services.messages.send({"id": name.lower(), "name": name}, room, data)
+    limits = services.limits
+    with limits.taken_by_store(limits.quota("send", f"server:{who.api_key or who.principal.id}")) as quota:
+        message = services.messages.send({"id": name.lower(), "name": name}, room, data, quota=quota)
     return jsonify(message=message), 201

@@ -53,8 +53,9 @@ class ChatNamespace(AckNamespace):
         self.services.webhooks.publish("client.disconnected", self.hook_data(reason=str(reason)))
 
     def before_event(self, event: str) -> None:
-        """Every event counts against the user's limit for that event type."""
-        self.services.limits.hit(event, session["principal"].id)
+        """Every event counts against the user's limit for that event type (`send` in its write)."""
+        if event != "send":
+            self.services.limits.hit(event, session["principal"].id)
 
     def refused(self, event: str, error: AppError) -> None:
         """A connection that keeps hitting its limits is cut off."""
@@ -108,15 +109,18 @@ class ChatNamespace(AckNamespace):
 
     def on_send(self, payload: Any) -> dict[str, Any]:
         """Persist and broadcast a message to a joined room, or privately to a user."""
-        data = validation.payload_dict(payload)
-        user = self.principal.user
-        if "to" in data:
-            if "room" in data:
-                raise ValidationError("invalid_payload", "give either room or to, not both")
-            room, audience = self.services.messages.direct(user, data["to"])
-            return {"message": self.services.messages.send(user, room, data, audience)}
-        room = self.joined_room(data.get("room"))
-        return {"message": self.services.messages.send(user, room, data)}
+        # The store counts the send limit with the append: one round trip for both.
+        limits = self.services.limits
+        with limits.taken_by_store(limits.quota("send", self.principal.id)) as quota:
+            data = validation.payload_dict(payload)
+            user = self.principal.user
+            if "to" in data:
+                if "room" in data:
+                    raise ValidationError("invalid_payload", "give either room or to, not both")
+                room, audience = self.services.messages.direct(user, data["to"])
+                return {"message": self.services.messages.send(user, room, data, audience, quota)}
+            room = self.joined_room(data.get("room"))
+            return {"message": self.services.messages.send(user, room, data, quota=quota)}
 
     def on_history(self, payload: Any) -> dict[str, Any]:
         """A page of a room's messages."""

@@ -74,7 +74,7 @@ def webhook_policy(settings: dict[str, Any]) -> WebhookPolicy:
         reclaim_idle=settings["WEBHOOK_RECLAIM_IDLE"])
 
 
-def build_services(settings: dict[str, Any], store: Store, broadcast: Any, rate_storage: Any,
+def build_services(settings: dict[str, Any], store: Store, broadcast: Any,
                    schemas: dict[str, Any] | None = None, relay: Relay | None = None) -> Services:
     """Wire every service once, on one store and one broadcast function (and the store's relay)."""
     instance = settings["INSTANCE_ID"]
@@ -92,7 +92,7 @@ def build_services(settings: dict[str, Any], store: Store, broadcast: Any, rate_
         receipts=ReceiptService(store, broadcast),
         typing=TypingService(store, broadcast, settings["TYPING_THROTTLE"], settings["TYPING_EXPIRES"]),
         access=access, revocations=revocations, verifier=auth.Verifier(revocations, cache_size),
-        limits=RateLimiter(rate_storage, parse_rules(settings["RATE_LIMITS"])),
+        limits=RateLimiter(store, parse_rules(settings["RATE_LIMITS"])),
         tokens=TokenWatch(settings["TOKEN_EXPIRING_NOTICE"], settings["JWT_LEEWAY"]),
         admin_tokens=TokenWatch(settings["TOKEN_EXPIRING_NOTICE"], settings["JWT_LEEWAY"]),
         sequencer=Sequencer(store.messages_after, lambda room: store.room_bounds(room)[1]))

@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from ..store import Announcement, Retention, Store
+from ..store import Announcement, Quota, Retention, Store
 from . import validation
 from ..errors import ValidationError
 
@@ -95,8 +95,11 @@ class MessageService:
         return schema(body)
 
     def send(self, sender: dict[str, str], room: str, payload: dict[str, Any],
-             audience: str | list[str] | None = None) -> dict[str, Any]:
-        """Persist, then broadcast to `audience` (default: the room); a repeated client_id returns the original."""
+             audience: str | list[str] | None = None, quota: Quota | None = None) -> dict[str, Any]:
+        """Persist, then broadcast to `audience` (default: the room); a repeated client_id returns the original.
+
+        `quota` (the sender's rate limit) is taken by the store in the same step (OverLimit).
+        """
         kind = payload.get("type", "text")
         message = {"from": {"id": sender["id"], "name": sender["name"]}, "type": kind,
                    "body": self.body(kind, payload.get("body")), "ts": now_ms()}
@@ -112,7 +115,7 @@ class MessageService:
         announce = self.relay.announcement("message", to) if self.relay else None
         appended = self.store.append_message(
             room, message, f"{sender['id']}:{key}" if key else None, self.policy.retention,
-            self.webhooks, announce)
+            self.webhooks, announce, quota)
         if appended.published:
             self.relay.deliver_here("message", appended.message, to)
         elif not appended.duplicate or appended.broadcast_repeat:

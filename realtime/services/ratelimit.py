@@ -1,14 +1,14 @@
-"""Rate limits for Socket.IO events and connections, on the same `limits` storage as HTTP."""
+"""Rate limits for Socket.IO events, connections and server sends, counted in the store."""
 from __future__ import annotations
 
-import time
+import math
+from contextlib import contextmanager
+from typing import Iterator
 
 from limits import RateLimitItem, parse
-from limits.storage import Storage
-from limits.strategies import SlidingWindowCounterRateLimiter
 
 from ..errors import AppError
-from ..store import StoreUnavailable
+from ..store import OverLimit, Quota, Store
 
 
 def parse_rules(spec: str) -> dict[str, RateLimitItem]:
@@ -21,24 +21,50 @@ def parse_rules(spec: str) -> dict[str, RateLimitItem]:
     return rules
 
 
-class RateLimiter:
-    """Counts hits per (rule, key) across every replica sharing the storage."""
+def rate_limited(exc: OverLimit) -> AppError:
+    """The contract's refusal of a hit over its limit."""
+    return AppError("rate_limited", f"too many {exc.quota.rule} requests, slow down", 429,
+                    retry_after=max(0.1, math.ceil(exc.retry_after * 10) / 10))  # never too early
 
-    def __init__(self, storage: Storage, rules: dict[str, RateLimitItem]):
-        self.storage = storage
-        self.rules = rules
-        self.strategy = SlidingWindowCounterRateLimiter(storage)
+
+class RateLimiter:
+    """Counts hits per (rule, key) in the store, across every replica sharing it."""
+
+    def __init__(self, store: Store, rules: dict[str, RateLimitItem]):
+        self.store = store
+        self.quotas = {rule: (limit.amount, float(limit.get_expiry())) for rule, limit in rules.items()}
+
+    def quota(self, rule: str, key: str) -> Quota | None:
+        """One hit of `key` under `rule`, or None when the rule is off."""
+        limit = self.quotas.get(rule)
+        return Quota(rule, key, *limit) if limit else None
 
     def hit(self, rule: str, key: str) -> None:
         """Count one hit; raise `rate_limited` (with retry_after) when over the rule's limit."""
-        limit = self.rules.get(rule)
-        if limit is None:
-            return
+        quota = self.quota(rule, key)
+        if quota is not None:
+            self.take(quota)
+
+    def take(self, quota: Quota) -> None:
+        """Count one hit of a quota; `rate_limited` when it is used up."""
         try:
-            if self.strategy.hit(limit, rule, key):
-                return
-            reset = self.strategy.get_window_stats(limit, rule, key).reset_time
-        except Exception as exc:  # the shared counters are unreachable: retryable, not a bug
-            raise StoreUnavailable(f"rate-limit storage: {exc}") from exc
-        raise AppError("rate_limited", f"too many {rule} requests, slow down", 429,
-                       retry_after=round(max(0.1, reset - time.time()), 1))
+            self.store.take(quota)
+        except OverLimit as exc:
+            raise rate_limited(exc) from None
+
+    @contextmanager
+    def taken_by_store(self, quota: Quota | None) -> Iterator[Quota | None]:
+        """Around work that hands `quota` to the store's write (one round trip for both).
+
+        The store's refusal becomes `rate_limited`; work refused before the write (invalid input,
+        no access) still counts its hit, and is refused as rate limited when over the limit, as a
+        hit counted up front would have been.
+        """
+        try:
+            yield quota
+        except OverLimit as exc:
+            raise rate_limited(exc) from None
+        except AppError:
+            if quota is not None:
+                self.take(quota)
+            raise

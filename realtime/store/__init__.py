@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .base import Announcement, Appended, NotReplicated, Retention, Store, StoreUnavailable
+from .base import Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, Store, StoreUnavailable
 from .memory import MemoryStore
 from .redis import RedisStore, create_redis
 
-__all__ = ["Announcement", "Appended", "NotReplicated", "Retention", "Store", "StoreUnavailable",
-           "create_store", "create_redis", "limits_storage"]
+__all__ = ["Announcement", "Appended", "NotReplicated", "OverLimit", "Quota", "Retention", "Store",
+           "StoreUnavailable", "create_store", "create_redis"]
 
 REDIS_SCHEMES = {"redis", "rediss", "unix", "redis+sentinel"}
 
@@ -25,10 +25,3 @@ def create_store(url: str | None, socket_timeout: float = 5.0, wait_replicas: in
     raise ValueError(f"unsupported store URL scheme {scheme!r} "
                      "(use memory://, redis:// or redis+sentinel://)")
 
-
-def limits_storage(store: Store):
-    """Rate-limit counters next to the state: the same Redis pool (Sentinel-managed or not), or memory."""
-    from limits.storage import MemoryStorage, RedisStorage
-    if isinstance(store, RedisStore):
-        return RedisStorage("redis://", connection_pool=store.client.connection_pool)
-    return MemoryStorage()

@@ -1,6 +1,7 @@
 """The state boundary: one interface that every backend implements."""
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -34,6 +35,49 @@ class Announcement:
     suffix: str
 
 
+@dataclass(frozen=True)
+class Quota:
+    """One hit to count against a rate limit: at most `limit` hits per `window` seconds per `key`."""
+
+    rule: str
+    key: str
+    limit: int
+    window: float
+
+
+class OverLimit(Exception):
+    """A quota was used up: nothing was counted or written; a hit is allowed in `retry_after` s."""
+
+    def __init__(self, quota: Quota, retry_after: float):
+        super().__init__(f"{quota.rule} limit of {quota.limit} per {quota.window:g} s reached")
+        self.quota = quota
+        self.retry_after = retry_after
+
+
+Counts = tuple[int, int, int]  # (window index, hits in that window, hits in the one before)
+
+
+def take_hit(counts: Counts | None, now: float, quota: Quota) -> tuple[Counts, float]:
+    """The counts after one more hit at `now` and 0.0, or without it and the seconds until a hit
+    fits: a sliding-window counter (limits' algorithm; RedisStore runs it in Lua).
+
+    The previous window counts in proportion to how much of it still overlaps the last `window`
+    seconds, so a burst at a window's edge cannot pass twice the limit.
+    """
+    index = math.floor(now / quota.window)  # as Lua computes it
+    last, current, previous = counts or (index, 0, 0)
+    if last != index:
+        current, previous = 0, (current if last == index - 1 else 0)
+    elapsed = now / quota.window - index
+    if math.floor(previous * (1 - elapsed)) + current + 1 <= quota.limit:
+        return (index, current + 1, previous), 0.0
+    if current + 1 <= quota.limit:  # the previous window's share must shrink first
+        wait = 1 - (quota.limit - current) / previous - elapsed
+    else:  # this window is full: into the next one, until this one's share is small enough
+        wait = 1 - elapsed + max(0.0, 1 - quota.limit / current)
+    return (index, current, previous), max(0.001, wait * quota.window)  # refused at the edge too
+
+
 def message_hook(room: str, message_id: int, number: int, endpoint: str, ts: int) -> dict[str, Any]:
     """The queued `message.created` delivery of a message to one endpoint (the body is read later)."""
     return {"id": f"msg-{room}-{message_id}-{number}", "endpoint": endpoint,
@@ -57,13 +101,14 @@ class Store(ABC):
     @abstractmethod
     def append_message(self, room: str, message: dict[str, Any], idempotency_key: str | None,
                        retention: Retention, webhooks: tuple[str, ...] = (),
-                       announce: Announcement | None = None) -> Appended:
+                       announce: Announcement | None = None, quota: Quota | None = None) -> Appended:
         """Persist `message` with the room's next id, unless the key was already used.
 
         A new message also queues one `message.created` delivery per webhook endpoint, in the
         same atomic step (an outbox), so an accepted message never misses its webhook. A backend
         that can also make `announce`'s PUBLISH in that step does, and says so (`published`);
-        the others ignore it and the caller broadcasts.
+        the others ignore it and the caller broadcasts. `quota` is taken first, in the same
+        step (repeats count too): OverLimit, and nothing is written, when it is used up.
         """
 
     @abstractmethod
@@ -212,6 +257,11 @@ class Store(ABC):
     @abstractmethod
     def used_memory(self) -> int | None:
         """Memory the backend itself uses, in bytes (None when it cannot say)."""
+
+    # rate limits
+    @abstractmethod
+    def take(self, quota: Quota) -> None:
+        """Count one hit against `quota`, for every replica; OverLimit (nothing counted) when used up."""
 
     # short-lived flags (throttles)
     @abstractmethod

@@ -6,7 +6,7 @@ import time
 from collections import defaultdict
 from typing import Any, Callable
 
-from .base import Appended, Retention, Store, message_hook
+from .base import Appended, Counts, OverLimit, Quota, Retention, Store, message_hook, take_hit
 
 
 class MemoryStore(Store):
@@ -26,6 +26,8 @@ class MemoryStore(Store):
         self._presence: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
         self._conversations: dict[str, dict[str, int]] = defaultdict(dict)
         self._claims: dict[str, float] = {}
+        self._limits: dict[tuple[str, str], tuple[Counts, float]] = {}  # (rule, key) -> (counts, expires at)
+        self._limits_cap = 10_000
         self._invited: dict[str, set[str]] = defaultdict(set)
         self._hooks: dict[str, dict[str, Any]] = {}          # queue id -> record
         self._hook_claims: dict[str, tuple[str, float]] = {}  # queue id -> (consumer, claimed at)
@@ -34,10 +36,12 @@ class MemoryStore(Store):
         self._figures: dict[str, tuple[dict[str, Any], float]] = {}
 
     def append_message(self, room, message, idempotency_key, retention: Retention,
-                       webhooks=(), announce=None) -> Appended:
+                       webhooks=(), announce=None, quota=None) -> Appended:
         """Persist `message` with the room's next id, unless the key was already used."""
         now = self._clock()
         with self._lock:
+            if quota is not None:
+                self._take(quota, now)
             known = self._keys.get((room, idempotency_key)) if idempotency_key else None
             if known and known[1] > now:
                 original = self._find(room, known[0])
@@ -302,6 +306,22 @@ class MemoryStore(Store):
     def used_memory(self):
         """Memory is the process's own: see the replica's RSS."""
         return None
+
+    def take(self, quota):
+        """Count one hit against `quota`; OverLimit (nothing counted) when used up."""
+        with self._lock:
+            self._take(quota, self._clock())
+
+    def _take(self, quota: Quota, now: float) -> None:
+        """`take` under the lock."""
+        entry = self._limits.get((quota.rule, quota.key))
+        counts, wait = take_hit(entry[0] if entry and entry[1] > now else None, now, quota)
+        if wait:
+            raise OverLimit(quota, wait)
+        if len(self._limits) > self._limits_cap:  # keep the table bounded: drop what has expired
+            self._limits = {k: v for k, v in self._limits.items() if v[1] > now}
+            self._limits_cap = max(10_000, 2 * len(self._limits))  # amortized: not on every hit
+        self._limits[(quota.rule, quota.key)] = (counts, now + 2 * quota.window)
 
     def claim(self, key, ttl):
         """Set `key` for `ttl` seconds unless it is set; True if this call set it."""

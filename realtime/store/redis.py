@@ -12,16 +12,57 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from .base import Announcement, Appended, NotReplicated, Retention, Store, StoreUnavailable
+from .base import Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, Store, StoreUnavailable
+
+# store.base.take_hit in Lua, on a hash {i = window index, c = hits in it, p = hits in the one
+# before}: nil when the hit is counted, else the milliseconds until one fits. Redis's clock, so
+# replicas' clocks do not matter.
+TAKE_FUNCTION = """
+local function redis_now()
+  local clock = redis.call('TIME')
+  return tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+end
+local function take(key, limit, window, now)
+  local index = math.floor(now / window)
+  local state = redis.call('HMGET', key, 'i', 'c', 'p')
+  local last, current, previous = tonumber(state[1]) or index, tonumber(state[2]) or 0, tonumber(state[3]) or 0
+  if last ~= index then
+    if last == index - 1 then previous = current else previous = 0 end
+    current = 0
+  end
+  local elapsed = now / window - index
+  if math.floor(previous * (1 - elapsed)) + current + 1 <= limit then
+    redis.call('HSET', key, 'i', index, 'c', current + 1, 'p', previous)
+    redis.call('PEXPIRE', key, math.ceil(window * 2000))
+    return nil
+  end
+  local wait
+  if current + 1 <= limit then wait = 1 - (limit - current) / previous - elapsed
+  else wait = 1 - elapsed + math.max(0, 1 - limit / current) end
+  return math.max(1, math.ceil(wait * window * 1000))
+end
+"""
+
+TAKE_SCRIPT = TAKE_FUNCTION + """
+local wait = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), redis_now())
+if wait then return wait end
+return 0
+"""
 
 # Atomic append: reuse an idempotency key's message, else take the next id, XADD, trim by count
 # and by age, and (when asked) PUBLISH the message to the other replicas: stored and announced
 # in one round trip, and never one without the other. The published message is the stored body
 # with "id" and "room" spliced in as strings (no cjson: it would re-encode the body differently).
-# Keys share the room's hash tag so the script also runs on Redis Cluster.
-APPEND_SCRIPT = """
+# A quota (KEYS[5], ARGV[13..14]) is taken first: a send over its rate limit costs no extra
+# round trip and writes nothing ({-1, ms to wait}). The room's keys share its hash tag; the
+# webhook outbox and the quota are the keys outside it.
+APPEND_SCRIPT = TAKE_FUNCTION + """
 local stream, seq, idem = KEYS[1], KEYS[2], KEYS[3]
 local body, now, max_len, min_ts, idem_ttl, has_key = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
+if KEYS[5] then
+  local wait = take(KEYS[5], tonumber(ARGV[13]), tonumber(ARGV[14]), redis_now())
+  if wait then return {-1, wait, ''} end
+end
 if has_key == '1' then
   local known = redis.call('GET', idem)
   if known then
@@ -188,6 +229,11 @@ def room_key(room: str, part: str) -> str:
     return f"rt:room:{{{room}}}:{part}"
 
 
+def limit_key(quota: Quota) -> str:
+    """The hash that counts a quota's hits."""
+    return f"rt:limit:{quota.rule}:{quota.key}"
+
+
 def decode_entry(room: str, entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
     """A stream entry as a message dict."""
     return decode_message(room, int(entry_id.split(b"-")[0]), fields[b"m"])
@@ -224,15 +270,18 @@ class RedisStore(Store):
         self._presence_leave = client.register_script(PRESENCE_LEAVE_SCRIPT)
         self._claim_expired = client.register_script(CLAIM_EXPIRED_SCRIPT)
         self._replay_one = client.register_script(REPLAY_SCRIPT)
+        self._take = client.register_script(TAKE_SCRIPT)
         self._connection_ttl_ms = 15_000
 
     @unavailable_on_error
     def append_message(self, room, message, idempotency_key, retention: Retention,
-                       webhooks=(), announce: Announcement | None = None) -> Appended:
+                       webhooks=(), announce: Announcement | None = None,
+                       quota: Quota | None = None) -> Appended:
         """Persist `message` with the room's next id, unless the key was already used.
 
         `announce` is published by the script, except when appends wait for replicas: a message
-        must not reach clients before WAIT confirms it (the caller then broadcasts).
+        must not reach clients before WAIT confirms it (the caller then broadcasts). `quota` is
+        taken by the script first (OverLimit: nothing written).
         """
         now = time.time()
         body = json.dumps({k: v for k, v in message.items() if k not in ("id", "room")},
@@ -245,8 +294,13 @@ class RedisStore(Store):
         announce = None if self.wait_replicas else announce
         args += ([announce.channel, announce.prefix, announce.suffix, json.dumps(room)] if announce
                  else ["", "", "", ""])
+        if quota is not None:
+            keys.append(limit_key(quota))
+            args += [quota.limit, quota.window]
         if not self.wait_replicas:
             duplicate, message_id, stored = self._append(keys=keys, args=args)
+            if duplicate == -1:
+                raise OverLimit(quota, message_id / 1000)
             return Appended(decode_message(room, int(message_id), stored), duplicate=bool(duplicate),
                             published=announce is not None and not duplicate)
         # WAIT counts the writes of its own connection: one pipeline keeps both on one.
@@ -254,6 +308,8 @@ class RedisStore(Store):
             self._append(keys=keys, args=args, client=pipe)
             pipe.wait(self.wait_replicas, self.wait_timeout_ms)
             (duplicate, message_id, stored), replicas = pipe.execute()
+        if duplicate == -1:
+            raise OverLimit(quota, message_id / 1000)
         if replicas < self.wait_replicas:
             raise NotReplicated(f"{replicas} of {self.wait_replicas} replica(s) confirmed the message "
                                 f"within {self.wait_timeout_ms} ms")
@@ -587,6 +643,13 @@ class RedisStore(Store):
     def used_memory(self):
         """Redis's used_memory, in bytes."""
         return int(self._redis.info("memory").get("used_memory", 0))
+
+    @unavailable_on_error
+    def take(self, quota):
+        """Count one hit against `quota`; OverLimit (nothing counted) when used up."""
+        wait = self._take(keys=[limit_key(quota)], args=[quota.limit, quota.window])
+        if wait:
+            raise OverLimit(quota, wait / 1000)
 
     @unavailable_on_error
     def claim(self, key, ttl):

@@ -1,4 +1,4 @@
-"""Fixtures for unit tests: an app on the in-memory store and its Socket.IO test clients."""
+"""Fixtures for unit tests: an app on the in-memory store, its Socket.IO test clients, each store."""
 from __future__ import annotations
 
 import os
@@ -8,6 +8,9 @@ from flask_jwt_extended import create_access_token
 
 from realtime import create_app
 from realtime.extensions import socketio
+from realtime.store import create_redis
+from realtime.store.memory import MemoryStore
+from realtime.store.redis import RedisStore
 
 SECRET = "unit-test-secret-that-is-long-enough-0123456789"
 
@@ -68,3 +71,13 @@ def chat(app, token):
         if sio.is_connected("/chat"):
             sio.disconnect(namespace="/chat")
 
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request):
+    """Each store backend in turn (Redis: a real redis-server, emptied for the test)."""
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    client = create_redis(request.getfixturevalue("redis_url"))
+    yield RedisStore(client)
+    client.close()

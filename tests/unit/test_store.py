@@ -12,17 +12,6 @@ from realtime.store.redis import RedisStore
 KEEP = Retention(max_messages=1000, max_age=3600, idempotency_ttl=60)
 
 
-@pytest.fixture(params=["memory", "redis"])
-def store(request):
-    """Each backend in turn."""
-    if request.param == "memory":
-        yield MemoryStore()
-        return
-    client = create_redis(request.getfixturevalue("redis_url"))
-    yield RedisStore(client)
-    client.close()
-
-
 def text(body: str, ts: int | None = None) -> dict:
     """A message as the service hands it to the store."""
     return {"from": {"id": "ana", "name": "Ana"}, "type": "text", "body": body,
