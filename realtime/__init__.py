@@ -46,9 +46,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     queue = RedisQueue(url, settings["MQ_CHANNEL"], settings["MQ_RETRY_MAX"],
                        room_channels=settings["MQ_ROOM_CHANNELS"],
                        subscribe_timeout=settings["REDIS_SOCKET_TIMEOUT"]) if url else None
+    # async_handlers=False: a client's events run one after another, in the order sent, in the
+    # greenlet that read them (a greenlet per event less; a client's sends keep their order).
     socketio.init_app(app, client_manager=queue, async_mode=settings["ASYNC_MODE"], json=wirejson,
                       cors_allowed_origins=web.socketio_origins(origins),
-                      max_http_buffer_size=settings["MAX_HTTP_BUFFER_SIZE"])
+                      max_http_buffer_size=settings["MAX_HTTP_BUFFER_SIZE"], async_handlers=False)
     if socketio.server.eio.async_mode == "gevent":
         greenlets.install()  # a running count for /metrics and the dashboard
         wsdirect.install()  # one frame per broadcast, direct writes, no writer greenlets

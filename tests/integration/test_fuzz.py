@@ -1003,7 +1003,8 @@ USER_KEY = re.compile(r"rt:user:(?P<user>[^:]*):conversations", re.S)
 CLAIM_KEY = re.compile(r"rt:claim:typing:(?P<room>.*):(?P<user>[^:]*)", re.S)
 ROOM_PART_TYPES = {"messages": "stream", "seq": "string", "reads": "hash", "members": "hash",
                    "online": "hash", "invited": "set", "idem": "string"}
-LIMITER_PREFIXES = ("LIMITS:", "rt-http")
+LIMITER_PREFIXES = ("LIMITS:", "rt-http")  # flask-limiter's HTTP counters
+LIMIT_KEY = re.compile(r"rt:limit:(?P<rule>[a-z]+):(?P<key>.+)", re.S)  # Socket.IO rate limits
 
 
 def decoded(values: Any) -> list[str]:
@@ -1069,6 +1070,11 @@ def key_problems(store: redis.Redis, raw: bytes, instances: set[str]) -> list[st
             if not valid_room(room) or not pair or user not in pair.groups():
                 problems.append(f"conversation {room!r} is not a direct room of {user!r}")
         return problems
+    if match := LIMIT_KEY.fullmatch(key):
+        counts = store.hgetall(raw)
+        if kind != "hash" or set(counts) != {b"i", b"c", b"p"} or not all(v.isdigit() for v in counts.values()):
+            return [f"rate-limit counter {key!r} is not a hash of three counts: {counts!r}"]
+        return [] if store.pttl(raw) > 0 else [f"rate-limit counter {key!r} never expires"]
     if match := CLAIM_KEY.fullmatch(key):
         if valid_room(match["room"]) and valid_user_id(match["user"]):
             return []

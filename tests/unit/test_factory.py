@@ -55,6 +55,13 @@ def test_http_errors_are_json(client):
     assert response.get_json()["error"]["code"] == "not_found"
 
 
+def test_a_clients_events_run_one_at_a_time_in_the_reading_greenlet(app):
+    """No greenlet per event: python-socketio calls the handler where the packet was read, so a
+    client's events are handled in the order sent (and a flood from one client waits on itself)."""
+    from realtime.extensions import socketio
+    assert socketio.server.async_handlers is False
+
+
 def test_queue_adapter_hook_still_exists():
     """realtime.queue overrides this private hook of python-socketio; fail loudly if it moves."""
     import socketio
