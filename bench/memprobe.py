@@ -11,6 +11,7 @@ inflates RSS, so the RSS figure comes from the first session only. Stops what it
     .venv/bin/python bench/memprobe.py                    # 1000 clients, ~1 minute
     .venv/bin/python bench/memprobe.py --clients 2000 --by-file     # the breakdown by source file
     .venv/bin/python bench/memprobe.py --realtime-root /tmp/rt-before   # another tree (before/after)
+    .venv/bin/python bench/memprobe.py --nginx            # the clients through nginx
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def session(args: argparse.Namespace, redis_url: str, workdir: Path, frames: int
     stack.folder, stack.frames = folder, frames
     loadgen = None
     try:
-        stack.start(1, False)
+        stack.start(1, args.nginx)
         servers = pids(stack.replicas)
         settle(servers)
         config = loadgen_config(stack, f"probe-{uuid.uuid4().hex[:8]}", args.clients, 0, args.users,
@@ -135,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--by-file", action="store_true", help="group the breakdown by source file")
     parser.add_argument("--realtime-root", type=Path, help="run realtime from another tree")
+    parser.add_argument("--nginx", action="store_true", help="clients connect through nginx (the replica is measured)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what was started on the way out
     raise_fd_limit()
