@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -108,6 +109,15 @@ class Bench:
 # one session: a stack up, C clients connected, one or more runs
 
 
+RSS_STEPS = 4  # RSS is read with a quarter, a half, three quarters and all of the clients connected
+
+
+def rss_slope(points: list[tuple[int, int]]) -> float:
+    """Bytes per connection: the least-squares slope of RSS over clients connected."""
+    counts, sizes = zip(*points)
+    return statistics.linear_regression(counts, sizes).slope if len(set(counts)) > 1 else float("nan")
+
+
 class Session:
     """One stack with `clients` subscribers connected (directly or through nginx)."""
 
@@ -143,11 +153,13 @@ class Session:
         config = loadgen_config(self.stack, self.room, self.clients, plan.publishers, plan.users,
                                 self.bench.workdir, plan.subscriber_client)
         self.loadgen = LoadGen(config, self.bench.workdir / "logs" / f"loadgen-{self.stack.name}.log")
-        # RSS per connection is the slope between half and all of the clients: what a runtime
-        # reserves once (a heap growth step, first-use buffers) cancels out.
-        half, half_rss = self.connect(self.clients // 2), self.rss(servers)
-        total, full_rss = self.connect(self.clients), self.rss(servers)
-        self.rss_per_conn_kb = (full_rss - half_rss) / max(1, total - half) / 1024
+        # RSS per connection is the least-squares slope over the clients connected in quarters:
+        # what a runtime reserves once (first-use buffers) cancels out, and a heap growth step
+        # between two readings moves it less than it moved a slope between half and all.
+        points = [(count, self.rss(servers)) for count in
+                  (self.connect(self.clients * step // RSS_STEPS) for step in range(1, RSS_STEPS + 1))]
+        self.rss_per_conn_kb = rss_slope(points) / 1024
+        total, full_rss = points[-1]
         self.rss_from_zero_kb = (full_rss - before) / total / 1024
         return self
 

@@ -5,6 +5,7 @@ Timing figures are printed by the benches, never checked here: the machine is sh
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -45,10 +46,23 @@ def test_compare_smoke_runs_all_three_stacks_and_loses_nothing(tmp_path, system_
     for summary in results["summaries"]:
         assert summary["expected"] > 0, summary
         assert {key: summary[key] for key in COUNTS} == dict.fromkeys(COUNTS, 0), summary
+        assert math.isfinite(summary["rss_per_conn_kb"]), summary
     # realtime against both references, measured in the same run, for every path.
     assert sorted(r["path"] for r in results["ratios"]) == ["direct", "emitter", "nginx"]
     for entry in results["ratios"]:
         assert entry["node"]["server_us"] and entry["plain"]["server_us"], entry
+
+
+def test_rss_per_connection_is_the_least_squares_slope_over_the_readings():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from compare import rss_slope
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    assert rss_slope([(100, 1000), (200, 3000), (300, 5000), (400, 7000)]) == pytest.approx(20)
+    # One growth step between two readings moves the fit less than a two-point slope over it.
+    assert rss_slope([(100, 0), (200, 0), (300, 4096), (400, 4096)]) == pytest.approx(16.384)
+    assert math.isnan(rss_slope([(5, 100), (5, 200)]))
 
 
 def test_persistence_smoke_prints_the_table_and_loses_nothing(tmp_path, system_executable):
