@@ -31,7 +31,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_settings(config)
     wsfast.install()
     logs.configure(settings)
-    app = Flask(__name__, static_folder=settings["STATIC_DIR"], static_url_path="/static")
+    app = web.RealtimeFlask(__name__, static_folder=settings["STATIC_DIR"], static_url_path="/static")
     app.config.update(REALTIME=settings, MAX_CONTENT_LENGTH=settings["MAX_HTTP_BUFFER_SIZE"],
                       **jwt_keys.config(settings), **limiter_config(settings))
 

@@ -62,6 +62,17 @@ def test_a_clients_events_run_one_at_a_time_in_the_reading_greenlet(app):
     assert socketio.server.async_handlers is False
 
 
+def test_socketio_event_contexts_skip_url_routing_and_http_requests_keep_it(app):
+    """Flask-SocketIO rebuilds a request context per event at the Socket.IO path: no route match."""
+    from flask import request
+    with app.test_request_context("/socket.io/", query_string="EIO=4&transport=websocket"):
+        assert request.routing_exception is None and request.url_rule is None
+    with app.test_request_context("/api/stats"):
+        assert request.url_rule is not None and request.url_rule.rule == "/api/stats"
+    with app.test_request_context("/nowhere"):
+        assert request.routing_exception is not None  # a 404, as before
+
+
 def test_queue_adapter_hook_still_exists():
     """realtime.queue overrides this private hook of python-socketio; fail loudly if it moves."""
     import socketio
