@@ -59,7 +59,8 @@ Counts = tuple[int, int, int]  # (window index, hits in that window, hits in the
 
 def take_hit(counts: Counts | None, now: float, quota: Quota) -> tuple[Counts, float]:
     """The counts after one more hit at `now` and 0.0, or without it and the seconds until a hit
-    fits: a sliding-window counter (limits' algorithm; RedisStore runs it in Lua).
+    fits: a sliding-window counter (as `limits` counts HTTP, on aligned windows; RedisStore runs
+    the same in Lua).
 
     The previous window counts in proportion to how much of it still overlaps the last `window`
     seconds, so a burst at a window's edge cannot pass twice the limit.
