@@ -7,6 +7,9 @@ and Socket.IO protocols byte for byte, and changes only how bytes reach an upgra
 
 - a packet's frame is built once and cached on the packet, so a broadcast (python-socketio sends
   the same packet object to every recipient) frames it once and writes the same bytes to all;
+- a broadcast (`emit`, replacing python-socketio's Manager.emit for EMIT_SUPPORTED) builds that
+  packet once and writes its frame straight to each upgraded websocket, without the four calls
+  per recipient through python-socketio and engine.io; everything else takes the stock path;
 - a write is a non-blocking `send` from the sending greenlet; whatever the kernel does not take
   waits in the connection's buffer, flushed (coalesced into one send) by a greenlet that exists
   only while that client is behind; a client more than MAX_BUFFERED bytes behind is cut off (it
@@ -59,6 +62,8 @@ import gevent
 from engineio import packet as eio_packet
 from engineio.socket import Socket
 from gevent import get_hub
+from socketio import packet as sio_packet
+from socketio.manager import Manager
 from geventwebsocket.websocket import Header
 
 from .wsframes import BINARY, CLOSE, PING, PONG, TEXT, FrameError, FrameParser
@@ -67,6 +72,7 @@ from .wsframes import frame as wsframe
 log = logging.getLogger(__name__)
 
 SUPPORTED = {"python-engineio": ("4.13", "4.14", "4.15"), "gevent-websocket": ("0.10",)}
+EMIT_SUPPORTED = {"python-socketio": ("5.18",)}  # Manager.emit as `emit` below replaces it
 MAX_BUFFERED = 8 * 1024 * 1024  # bytes a slow client may fall behind before it is cut off
 # Detaching also leans on gevent: its Pool's member protocol (worker.Detached), socket.detach, loop.io.
 DETACH_SUPPORTED = {"gevent": ("26.",)}
@@ -103,20 +109,20 @@ class DirectWriter:
         self.dead = False
 
     def write(self, data: bytes) -> None:
-        """Queue `data` after everything written before it and send what the socket takes now."""
+        """Send `data` now if nothing waits before it, else queue it for the flusher."""
         if self.dead:
+            return
+        if self.flusher is None:  # the buffer is empty whenever no flusher runs
+            self._send_now(data)
             return
         self.buffer.append(data)
         self.buffered += len(data)
-        if self.flusher is None:
-            self._send_now()
-        elif self.buffered > MAX_BUFFERED:
+        if self.buffered > MAX_BUFFERED:
             log.warning("websocket client %s bytes behind: cut off", self.buffered)
             self.abort()
 
-    def _send_now(self) -> None:
-        """One non-blocking send of the buffer; the rest goes to a flusher greenlet."""
-        data = self._take()
+    def _send_now(self, data: bytes) -> None:
+        """One non-blocking send of `data`; the rest goes to a flusher greenlet."""
         try:
             sent = self.sock.send(data, 0, 0.0)  # gevent: timeout 0.0 never waits
         except BlockingIOError:
@@ -150,7 +156,7 @@ class DirectWriter:
         """Block until everything written so far has been sent (or the socket died)."""
         while (self.flusher is not None or self.buffer) and not self.dead:
             if self.flusher is None:
-                self._send_now()
+                self._send_now(self._take())
             if self.flusher is not None:
                 self.flusher.join()
 
@@ -342,6 +348,38 @@ def send(self: Socket, pkt: eio_packet.Packet) -> None:
         return _stock["send"](self, pkt)
     if self.check_ping_timeout():
         writer.write(frame_of(pkt))
+
+
+def emit(self: Manager, event: str, data: Any, namespace: str, room: Any = None, skip_sid: Any = None,
+         callback: Any = None, to: Any = None, **kwargs: Any) -> None:
+    """Manager.emit: one packet and one frame per emit, written straight to every upgraded websocket.
+
+    Stock, each recipient costs four calls into python-socketio and engine.io before `send`. What
+    needs engine.io's own path (a callback, binary data, a client polling or upgrading, a closed
+    socket or one past its ping timeout) takes it, unchanged.
+    """
+    room = to or room
+    if callback is not None or namespace not in self.rooms:
+        return _stock["emit"](self, event, data, namespace, room=room, skip_sid=skip_sid, callback=callback,
+                              **kwargs)
+    args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
+    encoded = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event] + args).encode()
+    if isinstance(encoded, list):  # binary attachments: several engine.io packets per recipient
+        return _stock["emit"](self, event, data, namespace, room=room, skip_sid=skip_sid, **kwargs)
+    eio_pkt = eio_packet.Packet(eio_packet.MESSAGE, encoded)
+    frame = frame_of(eio_pkt)
+    skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+    sockets, server = self.server.eio.sockets, self.server
+    now, timeout = time.time(), server.eio.ping_timeout
+    for sid, eio_sid in self.get_participants(namespace, room):
+        if sid in skip:
+            continue
+        sock = sockets.get(eio_sid)
+        writer = sock.__dict__.get("_rt_writer") if sock is not None else None
+        if writer is None or sock.closed or (sock.last_ping and now - sock.last_ping > timeout):
+            server._send_eio_packet(eio_sid, eio_pkt)
+        else:
+            writer.write(frame)
 
 
 def schedule_ping(self: Socket) -> None:
@@ -553,6 +591,9 @@ def install() -> bool:
         _stock[name] = getattr(Socket, name)
     Socket.send, Socket.close, Socket.schedule_ping = send, close, schedule_ping
     Socket._websocket_handler = websocket_handler
+    if supported(EMIT_SUPPORTED, "direct broadcasts"):
+        _stock["emit"] = Manager.emit
+        Manager.emit = emit
     global DETACH
     DETACH = DETACH and supported(DETACH_SUPPORTED, "detached websocket reads")
     return True
@@ -561,5 +602,5 @@ def install() -> bool:
 def uninstall() -> None:
     """Put engine.io's own methods back (tests)."""
     for name, method in _stock.items():
-        setattr(Socket, name, method)
+        setattr(Manager if name == "emit" else Socket, name, method)
     _stock.clear()

@@ -126,11 +126,77 @@ def test_one_clock_pings_every_open_socket_once_per_interval():
 
 def test_install_patches_engineio_for_the_pinned_versions():
     from engineio.socket import Socket
-    stock = Socket.send
-    assert wsdirect.supported()
+    from socketio.manager import Manager
+    stock, stock_emit = Socket.send, Manager.emit
+    assert wsdirect.supported() and wsdirect.supported(wsdirect.EMIT_SUPPORTED)
     try:
         assert wsdirect.install() and wsdirect.install()  # idempotent
         assert Socket.send is wsdirect.send and Socket._websocket_handler is wsdirect.websocket_handler
+        assert Manager.emit is wsdirect.emit
     finally:
         wsdirect.uninstall()
-    assert Socket.send is stock
+    assert Socket.send is stock and Manager.emit is stock_emit
+
+
+@pytest.fixture
+def room():
+    """A python-socketio server (direct writes installed) and three /chat clients in room r: two
+    upgraded websockets on direct writers (socket pairs), one still on engine.io's queue."""
+    import socketio
+    from engineio.socket import Socket
+    installed = not wsdirect._stock
+    wsdirect.install()
+    server = socketio.Server(async_mode="gevent")
+    clients = []
+    for n in range(3):
+        sock = Socket(server.eio, f"e{n}")
+        sock.connected = True
+        peer = None
+        if n < 2:
+            sock.upgraded = True
+            left, peer = pair()
+            sock.__dict__["_rt_writer"] = wsdirect.DirectWriter(left, gevent.spawn)
+        server.eio.sockets[sock.sid] = sock
+        sid = server.manager.connect(sock.sid, "/chat")
+        server.manager.enter_room(sid, "/chat", "r")
+        clients.append((sid, sock, peer))
+    yield server, clients
+    if installed:
+        wsdirect.uninstall()
+
+
+def test_a_broadcast_writes_one_frame_to_each_websocket_and_queues_the_rest(room):
+    server, ((first, _, first_peer), (second, _, second_peer), (_, polling, _)) = room
+    from socketio import packet as sio_packet
+    server.manager.emit("message", {"id": 1, "body": "é"}, namespace="/chat", room="r", skip_sid=second)
+    stock = sio_packet.Packet(sio_packet.EVENT, namespace="/chat", data=["message", {"id": 1, "body": "é"}])
+    text = ("4" + stock.encode()).encode()
+    assert read_exactly(first_peer, len(text) + 2) == bytes((0x81, len(text))) + text
+    second_peer.setblocking(False)
+    with pytest.raises(BlockingIOError):  # skipped
+        second_peer.recv(100)
+    queued = polling.queue.get(block=False)  # engine.io's own path for a client not on a websocket
+    assert (queued.packet_type, queued.data) == (eio_packet.MESSAGE, text.decode()[1:])
+
+
+def test_a_socket_past_its_ping_timeout_takes_engineios_path(room, monkeypatch):
+    import time
+    server, ((first, first_sock, first_peer), (second, _, second_peer), _) = room
+    first_sock.last_ping = time.time() - server.eio.ping_timeout - 1
+    stock_sends = []
+    monkeypatch.setattr(server, "_send_eio_packet", lambda eio_sid, pkt: stock_sends.append(eio_sid))
+    server.manager.emit("message", {"id": 2}, namespace="/chat", room="r")
+    assert sorted(stock_sends) == ["e0", "e2"]  # engine.io closes e0 there; e2 polls
+    text = b'42/chat,["message",{"id":2}]'
+    assert read_exactly(second_peer, len(text) + 2)[2:] == text
+
+
+def test_callbacks_and_binary_data_take_the_stock_emit(room, monkeypatch):
+    server, _ = room
+    calls = []
+    stock = wsdirect._stock["emit"]
+    monkeypatch.setitem(wsdirect._stock, "emit", lambda *a, **k: calls.append(k) or stock(*a, **k))
+    server.manager.emit("message", {"id": 3}, namespace="/chat", room="r", callback=lambda *_: None)
+    server.manager.emit("message", b"\x00\x01", namespace="/chat", room="r")
+    server.manager.emit("message", {"id": 4}, namespace="/chat", room="r")
+    assert len(calls) == 2
