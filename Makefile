@@ -44,7 +44,7 @@ cluster-stop:
 cluster-status:
 	$(BIN)/realtime cluster status
 
-.PHONY: bench bench-smoke bench-persistence bench-auth bench-sendcost
+.PHONY: bench bench-smoke bench-persistence bench-auth bench-sendcost bench-fanout
 
 ## bench: realtime vs plain Flask-SocketIO vs Socket.IO 4 on Node, 3 replicas each, same run
 ## (own redis-server, replicas, nginx and a Node load generator on free loopback ports; `npm ci`
@@ -67,3 +67,7 @@ bench-auth: venv system-deps
 ## bench-sendcost: the CPU one message costs the replica it is sent to and one that delivers it
 bench-sendcost: venv system-deps
 	$(BIN)/python bench/sendcost.py $(BENCH_ARGS)
+
+## bench-fanout: CPU per recipient of one broadcast in process, python-socketio's path against ours
+bench-fanout: venv
+	$(BIN)/python bench/fanout.py $(BENCH_ARGS)

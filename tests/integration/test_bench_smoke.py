@@ -65,6 +65,13 @@ def test_rss_per_connection_is_the_least_squares_slope_over_the_readings():
     assert math.isnan(rss_slope([(5, 100), (5, 200)]))
 
 
+def test_fanout_smoke_compares_both_broadcast_paths():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "fanout.py"), "--smoke"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stock python-socketio emit" in result.stdout and "direct broadcast" in result.stdout
+
+
 def test_persistence_smoke_prints_the_table_and_loses_nothing(tmp_path, system_executable):
     system_executable("redis-server")
     result = run_bench("persistence.py", tmp_path / "bench.json", timeout=120)
