@@ -38,7 +38,6 @@ def post_message(room: str):
     room = services.messages.room(room)
     data = json_body()
     name = validation.username(data["from"]) if "from" in data else "system"
-    limits = services.limits
-    with limits.taken_by_store(limits.quota("send", f"server:{who.api_key or who.principal.id}")) as quota:
+    with services.limits.taken_by_store("send", f"server:{who.api_key or who.principal.id}") as quota:
         message = services.messages.send({"id": name.lower(), "name": name}, room, data, quota=quota)
     return jsonify(message=message), 201

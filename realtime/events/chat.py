@@ -110,8 +110,7 @@ class ChatNamespace(AckNamespace):
     def on_send(self, payload: Any) -> dict[str, Any]:
         """Persist and broadcast a message to a joined room, or privately to a user."""
         # The store counts the send limit with the append: one round trip for both.
-        limits = self.services.limits
-        with limits.taken_by_store(limits.quota("send", self.principal.id)) as quota:
+        with self.services.limits.taken_by_store("send", self.principal.id) as quota:
             data = validation.payload_dict(payload)
             user = self.principal.user
             if "to" in data:

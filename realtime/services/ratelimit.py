@@ -53,13 +53,14 @@ class RateLimiter:
             raise rate_limited(exc) from None
 
     @contextmanager
-    def taken_by_store(self, quota: Quota | None) -> Iterator[Quota | None]:
-        """Around work that hands `quota` to the store's write (one round trip for both).
+    def taken_by_store(self, rule: str, key: str) -> Iterator[Quota | None]:
+        """Around work that hands the quota it yields to the store's write (one round trip for both).
 
         The store's refusal becomes `rate_limited`; work refused before the write (invalid input,
         no access) still counts its hit, and is refused as rate limited when over the limit, as a
         hit counted up front would have been.
         """
+        quota = self.quota(rule, key)
         try:
             yield quota
         except OverLimit as exc:

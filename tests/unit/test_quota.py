@@ -103,18 +103,17 @@ def test_rate_limiter_answers_the_contract_refusal(store):
 
 def test_work_refused_before_the_store_still_counts_its_hit(store):
     limiter = RateLimiter(store, parse_rules("send=2/minute"))
-    quota = limiter.quota("send", "ana")
     with pytest.raises(AppError) as invalid:
-        with limiter.taken_by_store(quota):
+        with limiter.taken_by_store("send", "ana"):
             raise AppError("invalid_payload", "bad")
     assert invalid.value.code == "invalid_payload"
     with pytest.raises(AppError) as over:
-        with limiter.taken_by_store(quota):
+        with limiter.taken_by_store("send", "ana") as quota:
             store.append_message("r", text("one"), None, KEEP, quota=quota)
             store.append_message("r", text("two"), None, KEEP, quota=quota)
     assert over.value.code == "rate_limited" and store.room_bounds("r") == (1, 1)
     with pytest.raises(AppError) as still:  # over the limit, an invalid send is refused as limited
-        with limiter.taken_by_store(quota):
+        with limiter.taken_by_store("send", "ana"):
             raise AppError("invalid_payload", "bad")
     assert still.value.code == "rate_limited"
 
