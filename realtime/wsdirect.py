@@ -10,9 +10,11 @@ and Socket.IO protocols byte for byte, and changes only how bytes reach an upgra
 - a broadcast (`emit`, replacing python-socketio's Manager.emit for EMIT_SUPPORTED) builds that
   packet once and writes its frame straight to each upgraded websocket, without the four calls
   per recipient through python-socketio and engine.io; everything else takes the stock path;
-- a write is a non-blocking `send` from the sending greenlet; whatever the kernel does not take
-  waits in the connection's buffer, flushed (coalesced into one send) by a greenlet that exists
-  only while that client is behind; a client more than MAX_BUFFERED bytes behind is cut off (it
+- the frames a client is given in one turn of the event loop leave in one non-blocking `send`
+  at the turn's end (TurnBatch: an ack and the sender's own copy of the message, or messages the
+  queue listener read together, cost one syscall); whatever the kernel does not take waits in the
+  connection's buffer, flushed (coalesced into one send) by a greenlet that exists only while
+  that client is behind; a client more than MAX_BUFFERED bytes behind is cut off (it
   reconnects and recovers what it missed by id, as after any drop);
 - no writer greenlet per connection; pings come from one clock per server instead of a sleeping
   greenlet per connection.
@@ -78,6 +80,7 @@ MAX_BUFFERED = 8 * 1024 * 1024  # bytes a slow client may fall behind before it 
 DETACH_SUPPORTED = {"gevent": ("26.",)}
 DETACH = True  # detach websockets from their handler greenlet when the handler can (worker.py)
 READ_CHUNK = 65536  # bytes read per wake-up of a detached reader
+SEND_AT = 65536  # bytes one turn may write to a client before they are sent without waiting for its end
 CLOSE_WAIT = 5.0  # seconds a client has to answer our close before its connection is cut
 _stock: dict[str, Any] = {}
 
@@ -96,10 +99,50 @@ def frame_of(pkt: eio_packet.Packet) -> bytes:
     return frame
 
 
-class DirectWriter:
-    """Writes frames to one websocket: at once when the socket takes them, else buffered."""
+class TurnBatch:
+    """The writers given frames in this turn of the event loop, each sent once at the turn's end.
 
-    __slots__ = ("sock", "spawn", "buffer", "buffered", "flusher", "dead")
+    Frames for one client written in the same turn (an ack and the sender's own copy of the
+    message, several messages the queue listener read at once, a recovery) leave in one send
+    instead of one each. The loop runs `flush` as soon as the greenlets it woke have yielded,
+    before it waits again, so nothing is held longer than the turn that wrote it.
+    """
+
+    __slots__ = ("loop", "writers")
+
+    def __init__(self, hub: Any):
+        self.loop, self.writers = hub.loop, []
+
+    def flush(self) -> None:
+        """Send what each writer was given this turn (in the hub: nothing here may wait)."""
+        writers, self.writers = self.writers, []
+        for writer in writers:
+            # A writer may be listed twice, or be behind (its flusher sends) or dead meanwhile.
+            buffer = writer.buffer
+            if buffer and writer.flusher is None and not writer.dead:
+                data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+                buffer.clear()
+                writer.buffered = 0
+                try:
+                    writer._send_now(data)
+                except Exception:  # one writer's bug must not leave the others' frames unsent
+                    log.exception("websocket write failed")
+                    writer.abort()
+
+
+def of_hub(kind: type) -> Any:
+    """The one `kind` (TurnBatch) of this thread's hub (a replica has one hub)."""
+    hub = get_hub()
+    one = hub.__dict__.get(kind.__name__)
+    if one is None:
+        one = hub.__dict__[kind.__name__] = kind(hub)
+    return one
+
+
+class DirectWriter:
+    """Writes frames to one websocket: at the end of the loop's turn, or buffered while behind."""
+
+    __slots__ = ("sock", "spawn", "buffer", "buffered", "flusher", "dead", "batch")
 
     def __init__(self, sock: Any, spawn: Any):
         self.sock, self.spawn = sock, spawn
@@ -107,19 +150,29 @@ class DirectWriter:
         self.buffered = 0
         self.flusher: Any = None
         self.dead = False
+        self.batch = of_hub(TurnBatch)
 
     def write(self, data: bytes) -> None:
-        """Send `data` now if nothing waits before it, else queue it for the flusher."""
+        """Queue `data`: sent with this turn's other frames, or by the flusher while behind."""
         if self.dead:
             return
-        if self.flusher is None:  # the buffer is empty whenever no flusher runs
-            self._send_now(data)
+        buffer = self.buffer
+        if not buffer and self.flusher is None:  # the turn's first frame: list the writer
+            buffer.append(data)
+            self.buffered = len(data)
+            batch = self.batch
+            if not batch.writers:
+                batch.loop.run_callback(batch.flush)
+            batch.writers.append(self)
             return
-        self.buffer.append(data)
+        buffer.append(data)
         self.buffered += len(data)
-        if self.buffered > MAX_BUFFERED:
-            log.warning("websocket client %s bytes behind: cut off", self.buffered)
-            self.abort()
+        if self.flusher is not None:  # behind: the flusher sends it when the socket takes more
+            if self.buffered > MAX_BUFFERED:
+                log.warning("websocket client %s bytes behind: cut off", self.buffered)
+                self.abort()
+        elif self.buffered >= SEND_AT:  # no point holding a turn's worth this large
+            self._send_now(self._take())
 
     def _send_now(self, data: bytes) -> None:
         """One non-blocking send of `data`; the rest goes to a flusher greenlet."""

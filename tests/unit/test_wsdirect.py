@@ -52,12 +52,70 @@ def read_exactly(sock, size):
     return bytes(data)
 
 
-def test_an_idle_client_is_written_at_once_without_a_greenlet():
+class CountingSocket:
+    """A socket's `send` (and `shutdown`), counting the sends; `fail` makes send raise that."""
+
+    def __init__(self, sock, fail=None):
+        self.sock, self.fail, self.sends = sock, fail, 0
+
+    def send(self, data, flags=0, timeout=None):
+        self.sends += 1
+        if self.fail:
+            raise self.fail
+        return self.sock.send(data, flags, timeout)
+
+    def shutdown(self, how):
+        self.sock.shutdown(how)
+
+
+def test_an_idle_client_is_written_at_the_turns_end_without_a_greenlet():
     left, right = pair()
-    writer = wsdirect.DirectWriter(left, gevent.spawn)
+    sock = CountingSocket(left)
+    writer = wsdirect.DirectWriter(sock, gevent.spawn)
     writer.write(b"hello")
-    assert writer.flusher is None and not writer.buffer
+    assert sock.sends == 0 and writer.buffer == [b"hello"]
+    gevent.sleep(0)  # the loop's turn ends
+    assert sock.sends == 1 and writer.flusher is None and not writer.buffer
     assert read_exactly(right, 5) == b"hello"
+
+
+def test_frames_written_in_one_turn_leave_in_one_send_in_order():
+    pairs = [pair() for _ in range(3)]
+    socks = [CountingSocket(left) for left, _ in pairs]
+    writers = [wsdirect.DirectWriter(sock, gevent.spawn) for sock in socks]
+    for n in range(3):
+        for writer in writers:
+            writer.write(b"frame%d;" % n)
+    gevent.sleep(0)
+    assert [sock.sends for sock in socks] == [1, 1, 1]
+    for _, right in pairs:
+        assert read_exactly(right, 21) == b"frame0;frame1;frame2;"
+    writers[0].write(b"next")  # a later turn: a send of its own
+    gevent.sleep(0)
+    assert socks[0].sends == 2 and read_exactly(pairs[0][1], 4) == b"next"
+
+
+def test_a_large_turn_is_sent_without_waiting_for_its_end():
+    left, right = pair()
+    sock = CountingSocket(left)
+    writer = wsdirect.DirectWriter(sock, gevent.spawn)
+    writer.write(b"x" * 100)
+    writer.write(b"y" * wsdirect.SEND_AT)
+    assert sock.sends == 1, "a turn's worth of SEND_AT bytes goes at once"
+    received = gevent.spawn(read_exactly, right, 100 + wsdirect.SEND_AT)
+    writer.drain()
+    assert received.get(timeout=10) == b"x" * 100 + b"y" * wsdirect.SEND_AT
+
+
+def test_one_writer_failing_at_the_turns_end_does_not_hold_the_others():
+    (left, right), (bad_left, _) = pair(), pair()
+    bad = wsdirect.DirectWriter(CountingSocket(bad_left, fail=RuntimeError("bug")), gevent.spawn)
+    good = wsdirect.DirectWriter(left, gevent.spawn)
+    bad.write(b"lost")
+    good.write(b"kept")
+    gevent.sleep(0)
+    assert bad.dead and not good.dead
+    assert read_exactly(right, 4) == b"kept"
 
 
 def test_a_client_behind_gets_everything_in_order_once_it_reads():
