@@ -2,7 +2,8 @@
 
 Counting them by walking the heap (`gc.get_objects()`) stalls the event loop for tens of
 milliseconds on a replica with a thousand connections, which every client feels as latency.
-A spawn callback counts each gevent Greenlet as it starts and a link as it ends instead.
+A spawn callback counts each gevent Greenlet as it starts and a link as it ends instead; the raw
+greenlets wsdirect keeps for its readers count themselves (`count_raw`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def install() -> None:
 def live() -> int:
     """Greenlets spawned since `install()` that have not finished yet."""
     return _live
+
+
+def count_raw(change: int) -> None:
+    """Count raw greenlets the spawn callback cannot see (wsdirect's reader greenlets)."""
+    global _live
+    _live += change
 
 
 def _spawned(greenlet: Any) -> None:

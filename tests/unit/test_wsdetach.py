@@ -8,19 +8,21 @@ access line, and that what the handshake held is let go.
 from __future__ import annotations
 
 import base64
+import contextvars
 import gc
 import json
 import os
 import struct
 
 import gevent
+import greenlet
 import pytest
 import socketio
 from gevent import socket as gsocket
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIServer
 
-from realtime import worker, wsdirect
+from realtime import greenlets, worker, wsdirect
 from realtime.worker import Handler
 from realtime.wsframes import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT
 
@@ -43,9 +45,10 @@ class AccessLog:
 class App:
     """A python-socketio server on gevent with our handler, recording what its handlers see."""
 
-    def __init__(self, ping_interval: float = 25, ping_timeout: float = 20, connections: int = 20):
+    def __init__(self, ping_interval: float = 25, ping_timeout: float = 20, connections: int = 20,
+                 async_handlers: bool = True):
         self.sio = socketio.Server(async_mode="gevent", ping_interval=ping_interval,
-                                   ping_timeout=ping_timeout)
+                                   ping_timeout=ping_timeout, async_handlers=async_handlers)
         self.seen, self.gone = [], []
         self.sio.on("connect", self.on_connect)
         self.sio.on("disconnect", lambda sid, reason: self.gone.append((sid, reason)))
@@ -176,6 +179,50 @@ def test_events_flow_with_no_greenlet_left_per_connection(app):
         client.send(f'420["echo",{{"n":{n}}}]')
         assert client.text() == f'430[{{"n":{n}}}]'
     assert sorted(item["n"] for item in app.seen if isinstance(item, dict)) == list(range(5))
+
+
+LAST_EVENT = contextvars.ContextVar("last_event", default=None)
+
+
+def test_events_run_in_reused_greenlets_with_a_fresh_context_each(app_with):
+    app = app_with(async_handlers=False)  # as realtime runs: the handler in the reader's greenlet
+    ran, leaked = [], []
+
+    def remember(sid, data):
+        ran.append(greenlet.getcurrent())
+        leaked.append(LAST_EVENT.get())
+        LAST_EVENT.set(data)  # must not be seen by the next event run in this greenlet
+        return data
+
+    app.sio.on("remember", remember)
+    clients = [Client(app) for _ in range(3)]
+    for client in clients:
+        client.connect()
+    for n in range(20):
+        client = clients[n % 3]
+        client.send(f'421["remember",{n}]')
+        assert client.text() == f"431[{n}]"
+    assert len(set(ran)) < 3, "each event had a greenlet of its own"
+    assert leaked == [None] * 20, "a context variable outlived its event"
+    readers = wsdirect.of_hub(wsdirect.ReaderGreenlets)
+    assert 0 < len(readers.idle) <= readers.KEEP
+    for idle in readers.idle:  # an idle greenlet keeps no connection alive
+        assert not any(isinstance(value, wsdirect.Reader) for value in idle.gr_frame.f_locals.values())
+
+
+def test_an_idle_reader_greenlet_woken_by_anything_else_retires(app):
+    client = Client(app)
+    client.connect()
+    client.send('420["echo",1]')
+    assert client.text() == "430[1]"
+    readers = wsdirect.of_hub(wsdirect.ReaderGreenlets)
+    idle, live = readers.idle[-1], greenlets.live()
+    gevent.get_hub().loop.run_callback(idle.switch)  # a stray wake-up, from the hub
+    gevent.sleep(0)
+    assert idle.dead and idle not in readers.idle
+    assert greenlets.live() == live - 1, "/metrics' greenlet count follows the reader greenlets"
+    client.send('420["echo",2]')  # the next event gets another greenlet
+    assert client.text() == "430[2]"
 
 
 def test_bytes_buffered_with_the_handshake_are_read(app):
