@@ -26,6 +26,8 @@ from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 from gunicorn.workers.ggevent import GeventResponse
 
+from .interned import shared
+
 # What gunicorn's access atoms read from the environ (glogging.Logger.atoms), kept per session.
 ACCESS_ENVIRON = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "PATH_INFO", "QUERY_STRING",
                   "SERVER_PROTOCOL", "HTTP_REFERER", "HTTP_USER_AGENT", "HTTP_AUTHORIZATION")
@@ -116,7 +118,8 @@ class SessionLog:
     def __init__(self, handler: Handler):
         self.log = handler.server.log
         self.status, self.length = handler.status, handler.response_length
-        self.values = tuple(handler.environ.get(key) for key in ACCESS_ENVIRON)
+        # Shared strings: most clients send the same request line, address and user agent.
+        self.values = tuple(shared(handler.environ.get(key)) for key in ACCESS_ENVIRON)
         self.started = handler.time_start or time.time()
 
     def write(self) -> None:

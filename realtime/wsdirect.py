@@ -71,6 +71,7 @@ from socketio.manager import Manager
 from geventwebsocket.websocket import Header
 
 from . import greenlets
+from .interned import shared
 from .wsframes import BINARY, CLOSE, PING, PONG, TEXT, FrameError, FrameParser
 from .wsframes import frame as wsframe
 
@@ -624,7 +625,8 @@ def slim_stored_environ(self: Socket) -> None:
     kept = getattr(owner, "environ", None)
     environ = kept.get(self.sid) if isinstance(kept, dict) else None
     if isinstance(environ, dict):
-        slim = {key: environ[key] for key in KEPT_ENVIRON if key in environ}
+        slim = {key: environ[key] if key == "REMOTE_PORT" else shared(environ[key])
+                for key in KEPT_ENVIRON if key in environ}
         slim["wsgi.input"] = EMPTY_INPUT
         kept[self.sid] = slim
 

@@ -22,7 +22,7 @@ from gevent import socket as gsocket
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIServer
 
-from realtime import greenlets, worker, wsdirect
+from realtime import greenlets, interned, worker, wsdirect
 from realtime.worker import Handler
 from realtime.wsframes import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT
 
@@ -338,6 +338,31 @@ def test_upgrade_from_polling_keeps_order_then_detaches(app):
     environ = app.sio.environ[sid]  # the one kept from the first polling request, slimmed
     assert set(environ) <= wsdirect.KEPT_ENVIRON | {"wsgi.input"}
     assert environ["wsgi.input"] is wsdirect.EMPTY_INPUT and environ["QUERY_STRING"] == "EIO=4&transport=polling"
+
+
+def test_kept_environs_share_equal_strings_but_not_client_ports(app):
+    clients = [Client(app) for _ in range(2)]
+    sids = [client.sid for client in clients]
+    wait_for(lambda: len([member for member in app.pool if isinstance(member, worker.Detached)]) == 2)
+    first, second = (app.sio.environ[sid] for sid in sids)
+    for key in ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "SERVER_PROTOCOL", "REMOTE_ADDR",
+                "HTTP_HOST"):
+        assert first[key] == second[key] and first[key] is second[key], key
+    assert first["REMOTE_PORT"] != second["REMOTE_PORT"]
+    logs = [member.session_log for member in app.pool if isinstance(member, worker.Detached)]
+    for key in ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "HTTP_USER_AGENT"):  # the access lines'
+        index = worker.ACCESS_ENVIRON.index(key)
+        assert logs[0].values[index] == "raw-test" or key != "HTTP_USER_AGENT"
+        assert logs[0].values[index] is logs[1].values[index], key
+
+
+def test_the_shared_strings_are_bounded(app, monkeypatch):
+    monkeypatch.setattr(interned, "_strings", {})
+    monkeypatch.setattr(interned, "LIMIT", 0)
+    client = Client(app)
+    wait_for(lambda: [member for member in app.pool if isinstance(member, worker.Detached)])
+    assert app.sio.environ[client.sid]["PATH_INFO"] == "/socket.io/"
+    assert interned._strings == {}
 
 
 def test_the_handshake_is_let_go_and_its_session_logged_at_the_end(app):

@@ -1,0 +1,22 @@
+"""One string object for equal per-connection strings (request lines, hosts, user agents).
+
+Each handshake parses its request line and headers into new strings, though most clients of a
+replica send the same method, path, query, protocol, host, address and user agent; the kept
+environ and the access-line record of every connection held their own copies (~0.5 kB).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+LIMIT = 1024  # distinct strings shared, at most (~100 kB); past it a new value is kept as is
+_strings: dict[str, str] = {}
+
+
+def shared(value: Any) -> Any:
+    """`value`, or the equal string already shared; anything but a str unchanged."""
+    if type(value) is not str:
+        return value
+    found = _strings.get(value)
+    if found is None and len(_strings) < LIMIT:
+        found = _strings[value] = value
+    return value if found is None else found
