@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a replica: settings, state store, extensions, services, blueprints, namespaces, loops."""
-    from . import adminui, background, greenlets, jwt_keys, logs, web, wirejson, wsdirect, wsfast
+    from . import adminui, background, greenlets, jwt_keys, logs, socketsession, web, wirejson, wsdirect, wsfast
     from .blueprints import admin, auth, demo, errors, health, metrics as metrics_bp, rooms, stats, uploads
     from .blueprints import apidocs
     from .dashboard import DashboardFeed
@@ -54,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if socketio.server.eio.async_mode == "gevent":
         greenlets.install()  # a running count for /metrics and the dashboard
         wsdirect.install()  # one frame per broadcast, direct writes, no writer greenlets
+    socketsession.install()  # no instance dict per client session
     web.init_app(app, settings, origins)
     logs.init_app(app)
 
