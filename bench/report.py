@@ -203,6 +203,13 @@ def git(*args: str) -> str:
         return ""
 
 
+def measured_code() -> str:
+    """What realtime ran from: the checkout's commit, or the other tree `--realtime-root` named."""
+    from stacks import RealtimeStack
+    root = RealtimeStack.root
+    return f"tree {root} (the checkout is at {code_version()})" if root else code_version()
+
+
 def code_version() -> str:
     """The commit measured, and whether the working tree differed from it under realtime/."""
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
@@ -249,7 +256,7 @@ def results(bench: Any, argv: list[str] | None, seconds: float) -> dict[str, Any
     summaries = summarize(bench.rows)
     plan = bench.plan
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine(),
-            "code": code_version(), "argv": argv if argv is not None else sys.argv[1:],
+            "code": measured_code(), "argv": argv if argv is not None else sys.argv[1:],
             "seconds": seconds,
             "plan": {"cells": {str(k): v for k, v in plan.cells.items()}, "duration": plan.duration,
                      "repetitions": plan.repetitions, "publishers": plan.publishers,
