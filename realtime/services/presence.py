@@ -16,8 +16,9 @@ class PresenceService:
         self.store = store
         self.broadcast = broadcast
         self.instance_id = instance_id
-        # sid -> (user, rooms): what this replica must restore if its registration is lost.
-        self.local: dict[str, tuple[dict[str, Any], set[str]]] = {}
+        # sid -> (user, rooms): what this replica must restore if its registration is lost. The
+        # rooms are a tuple: a connection is in a few, and an empty set() alone took 216 bytes.
+        self.local: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {}
 
     def announce(self, room: str, user: dict[str, Any], online: bool) -> None:
         """Tell the room that a user came or went."""
@@ -25,21 +26,24 @@ class PresenceService:
 
     def joined(self, sid: str, user: dict[str, Any], room: str) -> None:
         """A connection entered a room."""
-        self.local.setdefault(sid, (user, set()))[1].add(room)
+        known, rooms = self.local.get(sid, (user, ()))
+        if room not in rooms:
+            self.local[sid] = (known, (*rooms, room))
         if self.store.presence_join(room, self.instance_id, sid, user):
             self.announce(room, user, True)
 
     def left(self, sid: str, room: str) -> None:
         """A connection left a room."""
         if sid in self.local:
-            self.local[sid][1].discard(room)
+            user, rooms = self.local[sid]
+            self.local[sid] = (user, tuple(r for r in rooms if r != room))
         gone = self.store.presence_leave(room, self.instance_id, sid)
         if gone is not None:
             self.announce(room, gone, False)
 
     def disconnected(self, sid: str) -> None:
         """A connection closed: it leaves every room it was in."""
-        _, rooms = self.local.pop(sid, (None, set()))
+        _, rooms = self.local.pop(sid, (None, ()))
         for room in sorted(rooms):
             try:
                 gone = self.store.presence_leave(room, self.instance_id, sid)

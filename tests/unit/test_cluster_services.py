@@ -58,3 +58,19 @@ def test_lost_registration_restores_connections_and_presence():
     presence.restore()
     assert store.online("lobby") == [ANA]
     assert store.list_instances()[0]["clients"] == 1
+
+
+def test_a_connections_rooms_are_kept_once_each_until_it_leaves_them():
+    store = MemoryStore()
+    _, presence, sent = replica(store, "r1")
+    presence.joined("s1", ANA, "lobby")
+    presence.joined("s1", ANA, "lobby")  # a repeated join keeps one entry
+    presence.joined("s1", ANA, "news")
+    assert presence.local["s1"] == (ANA, ("lobby", "news"))
+    presence.left("s1", "lobby")
+    assert presence.local["s1"] == (ANA, ("news",))
+    presence.restore()
+    assert store.online("news") == [ANA] and store.online("lobby") == []
+    presence.disconnected("s1")
+    assert "s1" not in presence.local and store.online("news") == []
+    assert ("presence", {"room": "news", "user": ANA, "online": False}, "news") in sent
