@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a replica: settings, state store, extensions, services, blueprints, namespaces, loops."""
-    from . import adminui, background, greenlets, jwt_keys, logs, socketsession, web, wirejson, wsdirect, wsfast
+    from . import adminui, background, greenlets, jwt_keys, logs, socketsession, web, wirejson
+    from . import wsdirect, wsfast
     from .blueprints import admin, auth, demo, errors, health, metrics as metrics_bp, rooms, stats, uploads
     from .blueprints import apidocs
     from .dashboard import DashboardFeed

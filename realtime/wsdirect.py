@@ -29,9 +29,9 @@ the handshake (and a polling client's upgrade probe) is done:
   buffer already held) and its greenlet ends; the connection keeps its place in the server's pool,
   so gunicorn's connection limit and graceful stop see it as before;
 - a `Reader` has a libev io watcher on the socket and no greenlet: when bytes (or the end) arrive
-  it reads them in a greenlet (reused: ReaderGreenlets), decodes the frames (realtime.wsframes: the same frames
-  accepted and refused as gevent-websocket's reader), passes each message to engine.io in order as
-  engine.io's reader loop does (a message over max_http_buffer_size ends the connection, as
+  it reads them in a greenlet (reused: ReaderGreenlets), decodes the frames (realtime.wsframes:
+  the same frames accepted and refused as gevent-websocket's reader), passes each message to
+  engine.io in order as engine.io's reader loop does (a message over max_http_buffer_size ends the connection, as
   there), answers websocket pings, and waits again;
 - every end goes through `Reader.end`: the client's close frame (echoed with its code), EOF or an
   error, a protocol error (a close frame with its code: 1002, 1007, 1009), or engine.io closing the
@@ -84,7 +84,7 @@ MAX_BUFFERED = 8 * 1024 * 1024  # bytes a slow client may fall behind before it 
 DETACH_SUPPORTED = {"gevent": ("26.",)}
 DETACH = True  # detach websockets from their handler greenlet when the handler can (worker.py)
 READ_CHUNK = 65536  # bytes read per wake-up of a detached reader
-SEND_AT = 65536  # bytes one turn may write to a client before they are sent without waiting for its end
+SEND_AT = 65536  # bytes a client is given in one turn before they go without waiting for its end
 CLOSE_WAIT = 5.0  # seconds a client has to answer our close before its connection is cut
 _stock: dict[str, Any] = {}
 
@@ -122,13 +122,9 @@ class TurnBatch:
         writers, self.writers = self.writers, []
         for writer in writers:
             # A writer may be listed twice, or be behind (its flusher sends) or dead meanwhile.
-            buffer = writer.buffer
-            if buffer and writer.flusher is None and not writer.dead:
-                data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
-                buffer.clear()
-                writer.buffered = 0
+            if writer.buffer and writer.flusher is None and not writer.dead:
                 try:
-                    writer._send_now(data)
+                    writer._send_now(writer._take())
                 except Exception:  # one writer's bug must not leave the others' frames unsent
                     log.exception("websocket write failed")
                     writer.abort()
@@ -277,9 +273,9 @@ class Reader:
     """Reads a detached websocket with no greenlet of its own while the client is quiet.
 
     A libev io watcher on the socket wakes `run` in a greenlet (reused: ReaderGreenlets) when
-    bytes (or the end) arrive; it reads what is there, decodes the frames (realtime.wsframes), hands each message to
-    engine.io in order, as engine.io's own reader loop does, and re-arms the watcher. Every end
-    of the connection passes through `end`, in such a greenlet.
+    bytes (or the end) arrive; it reads what is there, decodes the frames (realtime.wsframes),
+    hands each message to engine.io in order, as engine.io's own reader loop does, and re-arms the
+    watcher. Every end of the connection passes through `end`, in such a greenlet.
     """
 
     __slots__ = ("esock", "sock", "writer", "ended_cb", "parser", "watcher", "timer", "sent_close",
