@@ -156,16 +156,7 @@ class DirectWriter:
         """Queue `data`: sent with this turn's other frames, or by the flusher while behind."""
         if self.dead:
             return
-        buffer = self.buffer
-        if not buffer and self.flusher is None:  # the turn's first frame: list the writer
-            buffer.append(data)
-            self.buffered = len(data)
-            batch = self.batch
-            if not batch.writers:
-                batch.loop.run_callback(batch.flush)
-            batch.writers.append(self)
-            return
-        buffer.append(data)
+        self.buffer.append(data)
         self.buffered += len(data)
         if self.flusher is not None:  # behind: the flusher sends it when the socket takes more
             if self.buffered > MAX_BUFFERED:
@@ -173,6 +164,11 @@ class DirectWriter:
                 self.abort()
         elif self.buffered >= SEND_AT:  # no point holding a turn's worth this large
             self._send_now(self._take())
+        elif len(self.buffer) == 1:  # the turn's first frame: the turn's end sends it
+            batch = self.batch
+            if not batch.writers:
+                batch.loop.run_callback(batch.flush)
+            batch.writers.append(self)
 
     def _send_now(self, data: bytes) -> None:
         """One non-blocking send of `data`; the rest goes to a flusher greenlet."""
