@@ -7,7 +7,7 @@
 // localAddresses (source addresses to spread over nginx's hash, or null), connectConcurrency,
 // subscriberClient: "lite" | "socket.io"}.
 // Publishers are socket.io-client sockets. Subscribers are too with "socket.io"; with "lite" (the
-// default) each is a bare `ws` websocket speaking the same Engine.IO 4 / Socket.IO 5 frames as
+// default) each is a bare websocket (./rawws.js) speaking the same Engine.IO 4 / Socket.IO 5 frames as
 // socket.io-client over websocket (open, namespace connect with auth, acked join, pings), that
 // reads only the body of a `message` frame instead of decoding all of it: socket.io-client costs
 // ~10 us per delivery, which on 2 cores made the generator, not the servers, the bottleneck.
@@ -25,7 +25,7 @@ const fs = require("fs");
 const readline = require("readline");
 const { performance, monitorEventLoopDelay } = require("perf_hooks");
 const { io } = require("socket.io-client");
-const WebSocket = require("ws");
+const rawws = require("./rawws");
 
 const BODY_CHARS = 150;
 const BUCKET_MS = 0.1; // latency histogram resolution
@@ -74,40 +74,41 @@ function connectLite(i) {
   const nsp = config.namespace === "/" ? "" : `${config.namespace},`;
   const base = config.urls[i % config.urls.length].replace(/^http/, "ws");
   const addresses = config.localAddresses;
-  const ws = new WebSocket(`${base}${config.path || "/socket.io/"}?EIO=4&transport=websocket`, {
-    localAddress: addresses && addresses.length ? addresses[i % addresses.length] : undefined,
-  });
   const token = tokenFor("subscribers", i);
-  const sub = { ws, seen: null, lite: true };
+  const sub = { ws: null, seen: null, lite: true };
   const eventPrefix = `42${nsp}["${events.message}",`;
   return new Promise((resolve, reject) => {
     let joined = false;
     const timer = setTimeout(() => reject(new Error("lite: no join ack within 30s")), 30000);
-    ws.on("error", (err) => reject(new Error(`lite: ${err.message}`)));
-    ws.on("close", () => {
-      if (!joined) reject(new Error("lite: closed before joining"));
-      else {
-        countError("disconnect: lite websocket closed");
-        if (run) run.disconnects += 1;
-      }
+    const ws = rawws.connect(`${base}${config.path || "/socket.io/"}?EIO=4&transport=websocket`, {
+      localAddress: addresses && addresses.length ? addresses[i % addresses.length] : undefined,
+    }, {
+      open: () => {},
+      close: (err) => {
+        if (!joined) reject(new Error(`lite: ${err.message} before joining`));
+        else {
+          countError("disconnect: lite websocket closed");
+          if (run) run.disconnects += 1;
+        }
+      },
+      message: (text) => {
+        if (text.startsWith(eventPrefix)) return liteDelivery(sub, text);
+        if (text === "2") return ws.send("3");
+        if (text[0] === "0") return ws.send(`40${nsp}${token ? JSON.stringify({ token }) : ""}`);
+        if (text.startsWith(`40${nsp}`)) {
+          return ws.send(`42${nsp}1${JSON.stringify([events.join, { room: config.room }])}`);
+        }
+        if (text.startsWith(`44${nsp}`)) return reject(new Error(`connect_error: ${text.slice(nsp.length + 2)}`));
+        if (text.startsWith(`43${nsp}1`)) {
+          const ack = JSON.parse(text.slice(nsp.length + 3))[0];
+          if (!ack || ack.ok === false) return reject(new Error(`join refused: ${JSON.stringify(ack)}`));
+          joined = true;
+          clearTimeout(timer);
+          resolve(sub);
+        }
+      },
     });
-    ws.on("message", (data) => {
-      const text = data.toString();
-      if (text.startsWith(eventPrefix)) return liteDelivery(sub, text);
-      if (text === "2") return ws.send("3");
-      if (text[0] === "0") return ws.send(`40${nsp}${token ? JSON.stringify({ token }) : ""}`);
-      if (text.startsWith(`40${nsp}`)) {
-        return ws.send(`42${nsp}1${JSON.stringify([events.join, { room: config.room }])}`);
-      }
-      if (text.startsWith(`44${nsp}`)) return reject(new Error(`connect_error: ${text.slice(nsp.length + 2)}`));
-      if (text.startsWith(`43${nsp}1`)) {
-        const ack = JSON.parse(text.slice(nsp.length + 3))[0];
-        if (!ack || ack.ok === false) return reject(new Error(`join refused: ${JSON.stringify(ack)}`));
-        joined = true;
-        clearTimeout(timer);
-        resolve(sub);
-      }
-    });
+    sub.ws = ws;
   });
 }
 
