@@ -24,7 +24,7 @@ class Denylist(Protocol):
         """Whether a token id is on the denylist."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one is kept per connection (and per cached token)
 class Principal:
     """Who a verified token names, and what it grants."""
 

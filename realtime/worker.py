@@ -144,7 +144,7 @@ class Detached:
 
     def __init__(self, pool: Any, handler_greenlet: Any, sock: Any, session_log: SessionLog | None):
         self.pool, self.sock, self.session_log = pool, sock, session_log
-        self.links: list | None = None
+        self.links: tuple | None = None  # the pool's callback, usually alone
         self.ended = False
         if pool is not None and hasattr(handler_greenlet, "rawlink"):
             # The pool frees the handler's place when the greenlet ends; take it at that moment.
@@ -163,12 +163,12 @@ class Detached:
         if self.ended:
             gevent.get_hub().loop.run_callback(callback, self)
         else:
-            self.links = [*(self.links or ()), callback]
+            self.links = (*(self.links or ()), callback)
 
     def unlink(self, callback: Callable[[Any], None]) -> None:
         """Forget a callback given to `rawlink`."""
         if self.links and callback in self.links:
-            self.links = [link for link in self.links if link != callback] or None
+            self.links = tuple(link for link in self.links if link != callback) or None
 
     def kill(self, exception: Any = None, block: bool = False, timeout: float | None = None) -> None:
         """What `Pool.kill` does to its members (gunicorn's graceful timeout ran out): end the

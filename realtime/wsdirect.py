@@ -28,8 +28,8 @@ the handshake (and a polling client's upgrade probe) is done:
 - the handler hands over the connection (its descriptor in a new socket, and any bytes its read
   buffer already held) and its greenlet ends; the connection keeps its place in the server's pool,
   so gunicorn's connection limit and graceful stop see it as before;
-- a `Reader` has a libev io watcher on the socket and no greenlet: when bytes (or the end) arrive
-  it reads them in a greenlet (reused: ReaderGreenlets), decodes the frames (realtime.wsframes:
+- a `Reader` has the socket's libev read watcher and no greenlet: when bytes (or the end)
+  arrive it reads them in a greenlet (reused: ReaderGreenlets), decodes the frames (realtime.wsframes:
   the same frames accepted and refused as gevent-websocket's reader), passes each message to
   engine.io in order as engine.io's reader loop does (a message over max_http_buffer_size ends the connection, as
   there), answers websocket pings, and waits again;
@@ -80,7 +80,8 @@ log = logging.getLogger(__name__)
 SUPPORTED = {"python-engineio": ("4.13", "4.14", "4.15"), "gevent-websocket": ("0.10",)}
 EMIT_SUPPORTED = {"python-socketio": ("5.18",)}  # Manager.emit as `emit` below replaces it
 MAX_BUFFERED = 8 * 1024 * 1024  # bytes a slow client may fall behind before it is cut off
-# Detaching also leans on gevent: its Pool's member protocol (worker.Detached), socket.detach, loop.io.
+# Detaching also leans on gevent: its Pool's member protocol (worker.Detached), socket.detach,
+# and the socket's read watcher (Reader).
 DETACH_SUPPORTED = {"gevent": ("26.",)}
 DETACH = True  # detach websockets from their handler greenlet when the handler can (worker.py)
 READ_CHUNK = 65536  # bytes read per wake-up of a detached reader
@@ -280,7 +281,9 @@ class Reader:
     def __init__(self, esock: Socket, sock: Any, writer: DirectWriter, ended: Any):
         self.esock, self.sock, self.writer, self.ended_cb = esock, sock, writer, ended
         self.parser: FrameParser | None = None  # only while a partial frame or message waits
-        self.watcher = get_hub().loop.io(sock.fileno(), 1)
+        # The gevent socket's own read watcher (120 bytes a connection): the reader alone reads
+        # the socket, with os.read, so gevent never waits on it; closing the socket closes it.
+        self.watcher = sock._read_event
         self.timer: Any = None
         self.sent_close = self.ended = False
 
@@ -377,8 +380,7 @@ class Reader:
             if self.timer is not None:
                 self.timer.stop()
                 self.timer.close()
-            self.watcher.close()
-            self.sock.close()
+            self.sock.close()  # and the watcher, stopped above
             if esock.server.sockets.get(esock.sid) is esock:
                 del esock.server.sockets[esock.sid]
             self.ended_cb()

@@ -66,9 +66,9 @@ def test_a_connections_rooms_are_kept_once_each_until_it_leaves_them():
     presence.joined("s1", ANA, "lobby")
     presence.joined("s1", ANA, "lobby")  # a repeated join keeps one entry
     presence.joined("s1", ANA, "news")
-    assert presence.local["s1"] == (ANA, ("lobby", "news"))
+    assert presence.local["s1"] == (("ana", "Ana"), ("lobby", "news"))  # tuples: kept per connection
     presence.left("s1", "lobby")
-    assert presence.local["s1"] == (ANA, ("news",))
+    assert presence.local["s1"] == (("ana", "Ana"), ("news",))
     presence.restore()
     assert store.online("news") == [ANA] and store.online("lobby") == []
     presence.disconnected("s1")

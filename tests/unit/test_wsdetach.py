@@ -262,6 +262,22 @@ def test_a_client_close_ends_the_connection_and_frees_its_place(app):
     assert client.sid not in app.eio.sockets
 
 
+def test_the_reader_waits_on_the_sockets_own_watcher_and_the_close_releases_it(app):
+    client = Client(app)
+    client.connect()
+    wait_for(lambda: len(app.pool) == 1)
+    reader = app.eio.sockets[client.sid].__dict__["_rt_reader"]
+    watcher = reader.watcher
+    assert watcher is reader.sock._read_event and watcher.active  # no second watcher per connection
+    client.send('420["echo",{"n":1}]')
+    assert client.text() == '430[{"n":1}]'
+    wait_for(lambda: watcher.active)  # re-armed after the event
+    client.sock.sendall(client_frame(CLOSE, struct.pack("!H", 1000)))
+    assert client.closed_by_server()
+    wait_for(lambda: app.gone and len(app.pool) == 0)
+    assert not watcher.active and reader.sock._read_event is None  # gevent's close dropped it
+
+
 def test_a_protocol_error_is_answered_with_its_close_code(app):
     client = Client(app)
     client.connect()
