@@ -12,9 +12,20 @@ LIMIT = 1024  # distinct strings shared, at most (~100 kB); past it a new value 
 _strings: dict[str, str] = {}
 
 
+def secret(value: Any) -> bool:
+    """Whether a string may carry a client's credential (a query with a token)."""
+    return type(value) is str and "token=" in value
+
+
+def shared_public(value: Any) -> Any:
+    """`shared(value)`, unless it may carry a credential: that stays the connection's own, out of
+    a pool that outlives it."""
+    return value if secret(value) else shared(value)
+
+
 def shared(value: Any) -> Any:
-    """`value`, or the equal string already shared; anything but a str unchanged."""
-    if type(value) is not str:
+    """`value`, or the equal string (or tuple of them) already shared; anything else unchanged."""
+    if type(value) is not str and type(value) is not tuple:
         return value
     found = _strings.get(value)
     if found is None and len(_strings) < LIMIT:

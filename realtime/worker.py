@@ -26,7 +26,7 @@ from geventwebsocket.gunicorn.workers import GeventWebSocketWorker
 from geventwebsocket.handler import WebSocketHandler
 from gunicorn.workers.ggevent import GeventResponse
 
-from .interned import shared
+from .interned import secret, shared, shared_public
 
 # What gunicorn's access atoms read from the environ (glogging.Logger.atoms), kept per session.
 ACCESS_ENVIRON = ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "PATH_INFO", "QUERY_STRING",
@@ -118,8 +118,14 @@ class SessionLog:
     def __init__(self, handler: Handler):
         self.log = handler.server.log
         self.status, self.length = handler.status, handler.response_length
-        # Shared strings: most clients send the same request line, address and user agent.
-        self.values = tuple(shared(handler.environ.get(key)) for key in ACCESS_ENVIRON)
+        # Shared strings, and one tuple of them: most clients send the same request line, address
+        # and user agent. A client's credentials (a token in the query, an Authorization header)
+        # stay its own.
+        environ = handler.environ
+        values = tuple(environ.get(key) if key == "HTTP_AUTHORIZATION" else shared_public(environ.get(key))
+                       for key in ACCESS_ENVIRON)
+        private = environ.get("HTTP_AUTHORIZATION") or any(secret(value) for value in values)
+        self.values = values if private else shared(values)
         self.started = handler.time_start or time.time()
 
     def write(self) -> None:

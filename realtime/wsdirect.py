@@ -41,7 +41,8 @@ the handshake (and a polling client's upgrade probe) is done:
 - the environ python-socketio keeps for the client (rebuilt into a request context on every
   event) is replaced by a copy with only what that needs (KEPT_ENVIRON: the request line, the
   server and client addresses, the Host header, Flask-SocketIO's keys): the other headers, and
-  the handshake's connection objects (`wsgi.websocket`, `gunicorn.sock`, `wsgi.input`), go.
+  the handshake's connection objects (`wsgi.websocket`, `gunicorn.sock`, `wsgi.input`), go;
+  it is then held compactly (realtime.keptenviron: what is equal between clients is shared).
 
 A dead client is found by engine.io's ping timeout (its service task closes the socket), not by
 a read timeout. Polling clients, and connections still upgrading, keep engine.io's own queue.
@@ -71,7 +72,8 @@ from socketio.manager import Manager
 from geventwebsocket.websocket import Header
 
 from . import greenlets
-from .interned import shared
+from .interned import shared_public
+from .keptenviron import KeptEnvirons
 from .wsframes import BINARY, CLOSE, PING, PONG, TEXT, FrameError, FrameParser
 from .wsframes import frame as wsframe
 
@@ -614,15 +616,18 @@ def slim_stored_environ(self: Socket) -> None:
     It is kept for the connection's life only to be rebuilt into a request context per event;
     the rest (user agent, cookies, accept headers, websocket keys, ProxyFix's originals) was
     about 2 kB per connection. (The admin UI's client list shows only the Host header then.)
+    What is left is held by a KeptEnvirons: one dict per distinct shared part, not per client.
     """
     owner = getattr(self.server.handlers.get("connect"), "__self__", None)
     kept = getattr(owner, "environ", None)
     environ = kept.get(self.sid) if isinstance(kept, dict) else None
     if isinstance(environ, dict):
-        slim = {key: environ[key] if key == "REMOTE_PORT" else shared(environ[key])
+        slim = {key: environ[key] if key == "REMOTE_PORT" else shared_public(environ[key])
                 for key in KEPT_ENVIRON if key in environ}
         slim["wsgi.input"] = EMPTY_INPUT
-        kept[self.sid] = slim
+        if type(kept) is dict:  # python-socketio's own: ours from its first slimmed connection on
+            kept = owner.environ = KeptEnvirons(kept)
+        kept.keep(self.sid, slim)
 
 
 def release_environ(environ: Any) -> None:

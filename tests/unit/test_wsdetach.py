@@ -22,7 +22,7 @@ from gevent import socket as gsocket
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIServer
 
-from realtime import greenlets, interned, worker, wsdirect
+from realtime import greenlets, interned, keptenviron, worker, wsdirect
 from realtime.worker import Handler
 from realtime.wsframes import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT
 
@@ -365,11 +365,22 @@ def test_kept_environs_share_equal_strings_but_not_client_ports(app):
                 "HTTP_HOST"):
         assert first[key] == second[key] and first[key] is second[key], key
     assert first["REMOTE_PORT"] != second["REMOTE_PORT"]
+    kept = [dict.__getitem__(app.sio.environ, sid) for sid in sids]  # one shared part for both
+    assert all(isinstance(k, keptenviron.Kept) for k in kept) and kept[0].rest is kept[1].rest
     logs = [member.session_log for member in app.pool if isinstance(member, worker.Detached)]
+    assert logs[0].values is logs[1].values  # equal access-line values: one tuple
     for key in ("REMOTE_ADDR", "REQUEST_METHOD", "RAW_URI", "HTTP_USER_AGENT"):  # the access lines'
         index = worker.ACCESS_ENVIRON.index(key)
         assert logs[0].values[index] == "raw-test" or key != "HTTP_USER_AGENT"
         assert logs[0].values[index] is logs[1].values[index], key
+
+
+def test_a_token_in_the_query_stays_out_of_the_shared_strings(app, monkeypatch):
+    monkeypatch.setattr(interned, "_strings", {})
+    client = Client(app, query="&token=secret-123")
+    wait_for(lambda: [member for member in app.pool if isinstance(member, worker.Detached)])
+    assert app.sio.environ[client.sid]["QUERY_STRING"].endswith("token=secret-123")
+    assert interned._strings and not [v for v in interned._strings if "secret-123" in str(v)]
 
 
 def test_the_shared_strings_are_bounded(app, monkeypatch):
