@@ -36,9 +36,18 @@ class Following:
                 self.revocations.follow()
             except StoreUnavailable:
                 pass
+            except (OSError, ValueError):  # after stop(): the connection shut under the feed's read
+                if self.running:
+                    raise
 
     def stop(self):
+        """End the thread now: shutting the pool's connections down ends the feed's blocking read
+        too (closing the client alone did not, and the thread then logged into a closed stream
+        when the session's Redis went away)."""
         self.running = False
+        self.store.client.connection_pool.disconnect()
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive(), "the mirror's thread did not end"
         self.store.client.close()
 
 
