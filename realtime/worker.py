@@ -122,9 +122,10 @@ class SessionLog:
         # and user agent. A client's credentials (a token in the query, an Authorization header)
         # stay its own.
         environ = handler.environ
-        values = tuple(environ.get(key) if key == "HTTP_AUTHORIZATION" else shared_public(environ.get(key))
+        authorization = environ.get("HTTP_AUTHORIZATION")
+        values = tuple(authorization if key == "HTTP_AUTHORIZATION" else shared_public(environ.get(key))
                        for key in ACCESS_ENVIRON)
-        private = environ.get("HTTP_AUTHORIZATION") or any(secret(value) for value in values)
+        private = authorization or any(secret(value) for value in values)
         self.values = values if private else shared(values)
         self.started = handler.time_start or time.time()
 

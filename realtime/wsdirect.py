@@ -29,10 +29,10 @@ the handshake (and a polling client's upgrade probe) is done:
   buffer already held) and its greenlet ends; the connection keeps its place in the server's pool,
   so gunicorn's connection limit and graceful stop see it as before;
 - a `Reader` has the socket's libev read watcher and no greenlet: when bytes (or the end)
-  arrive it reads them in a greenlet (reused: ReaderGreenlets), decodes the frames (realtime.wsframes:
-  the same frames accepted and refused as gevent-websocket's reader), passes each message to
-  engine.io in order as engine.io's reader loop does (a message over max_http_buffer_size ends the connection, as
-  there), answers websocket pings, and waits again;
+  arrive it reads them in a greenlet (reused: ReaderGreenlets), decodes the frames
+  (realtime.wsframes: the same frames accepted and refused as gevent-websocket's reader), passes
+  each message to engine.io in order as engine.io's reader loop does (a message over
+  max_http_buffer_size ends the connection, as there), answers websocket pings, and waits again;
 - every end goes through `Reader.end`: the client's close frame (echoed with its code), EOF or an
   error, a protocol error (a close frame with its code: 1002, 1007, 1009), or engine.io closing the
   socket (our close frame, then CLOSE_WAIT seconds for the client's answer before the connection

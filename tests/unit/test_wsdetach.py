@@ -94,12 +94,12 @@ def app(app_with):
 class Client:
     """A raw websocket client speaking Engine.IO 4 / Socket.IO 5 frames."""
 
-    def __init__(self, app: App, query: str = "", first: bytes = b""):
+    def __init__(self, app: App, query: str = "", first: bytes = b"", headers: str = ""):
         self.sock = gsocket.create_connection(app.server.address, timeout=5)
         key = base64.b64encode(os.urandom(16)).decode()
         request = (f"GET /socket.io/?EIO=4&transport=websocket{query} HTTP/1.1\r\nHost: x\r\n"
                    f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                   "Sec-WebSocket-Version: 13\r\nUser-Agent: raw-test\r\n\r\n").encode()
+                   f"Sec-WebSocket-Version: 13\r\nUser-Agent: raw-test\r\n{headers}\r\n").encode()
         self.sock.sendall(request + first)  # frames right behind the handshake: they land in its buffer
         self.buffer = b""
         while b"\r\n\r\n" not in self.buffer:
@@ -375,12 +375,15 @@ def test_kept_environs_share_equal_strings_but_not_client_ports(app):
         assert logs[0].values[index] is logs[1].values[index], key
 
 
-def test_a_token_in_the_query_stays_out_of_the_shared_strings(app, monkeypatch):
+def test_credentials_stay_out_of_the_shared_strings(app, monkeypatch):
     monkeypatch.setattr(interned, "_strings", {})
-    client = Client(app, query="&token=secret-123")
-    wait_for(lambda: [member for member in app.pool if isinstance(member, worker.Detached)])
-    assert app.sio.environ[client.sid]["QUERY_STRING"].endswith("token=secret-123")
-    assert interned._strings and not [v for v in interned._strings if "secret-123" in str(v)]
+    in_query = Client(app, query="&token=secret-123")
+    Client(app, headers="Authorization: Bearer secret-456\r\n")
+    wait_for(lambda: len([member for member in app.pool if isinstance(member, worker.Detached)]) == 2)
+    assert app.sio.environ[in_query.sid]["QUERY_STRING"].endswith("token=secret-123")
+    logs = [member.session_log for member in app.pool if isinstance(member, worker.Detached)]
+    assert sorted(str(log.values[-1]) for log in logs) == ["Bearer secret-456", "None"]
+    assert interned._strings and not [v for v in interned._strings if "secret-" in str(v)]
 
 
 def test_the_shared_strings_are_bounded(app, monkeypatch):
