@@ -1,6 +1,8 @@
 """The /chat namespace through Flask-SocketIO's test client (memory store)."""
 import pytest
 
+from realtime.extensions import socketio
+
 
 
 def call(sio, event: str, payload=None):
@@ -46,6 +48,20 @@ def test_join_send_and_receive(chat):
     assert message["id"] == 1 and message["room"] == "lobby" and message["body"] == "hi"
     assert message["from"] == {"id": "ana", "name": "Ana"} and message["client_id"] == "c1"
     assert events(bo, "message") == [message]
+
+
+def test_membership_of_the_room_is_looked_up_not_scanned(chat, monkeypatch):
+    ana, bo = chat("Ana"), chat("Bo")
+    call(ana, "join", {"room": "lobby"})
+    call(bo, "join", {"room": "news"})
+    manager = socketio.server.manager
+    # flask_socketio.rooms() walks every room of the replica (get_rooms): O(connections) a send.
+    monkeypatch.setattr(manager, "get_rooms", lambda *args: pytest.fail("rooms were scanned"))
+    assert call(ana, "send", {"room": "lobby", "body": "hi"})["ok"] is True
+    assert call(ana, "typing", {"room": "lobby", "typing": True})["ok"] is True
+    assert call(bo, "send", {"room": "lobby", "body": "hi"})["error"]["code"] == "not_joined"
+    call(ana, "leave", {"room": "lobby"})
+    assert call(ana, "send", {"room": "lobby", "body": "hi"})["error"]["code"] == "not_joined"
 
 
 def test_resend_with_same_client_id_is_not_delivered_twice(chat):
