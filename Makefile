@@ -44,7 +44,7 @@ cluster-stop:
 cluster-status:
 	$(BIN)/realtime cluster status
 
-.PHONY: bench bench-smoke bench-persistence bench-auth bench-sendcost bench-fanout
+.PHONY: bench bench-smoke bench-persistence bench-auth bench-sendcost bench-fanout bench-roombook
 
 ## bench: realtime vs plain Flask-SocketIO vs Socket.IO 4 on Node, 3 replicas each, same run
 ## (own redis-server, replicas, nginx and a Node load generator on free loopback ports; `npm ci`
@@ -71,3 +71,7 @@ bench-sendcost: venv system-deps
 ## bench-fanout: CPU per recipient of one broadcast in process, python-socketio's path against ours
 bench-fanout: venv
 	$(BIN)/python bench/fanout.py $(BENCH_ARGS)
+
+## bench-roombook: a replica's room bookkeeping (membership check, disconnects) as connections grow, stock against ours
+bench-roombook: venv
+	$(BIN)/python bench/roombook.py $(BENCH_ARGS)

@@ -24,6 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .events.chat import ChatNamespace
     from .extensions import jwt, limiter, socketio
     from .queue import RedisQueue, StoreAnnounced
+    from .roomindex import LocalManager
     from .services import build_services
     from .services.bodies import schemas
     from .services.uploads import UploadService
@@ -49,7 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                        subscribe_timeout=settings["REDIS_SOCKET_TIMEOUT"]) if url else None
     # async_handlers=False: a client's events run one after another, in the order sent, in the
     # greenlet that read them (a greenlet per event less; a client's sends keep their order).
-    socketio.init_app(app, client_manager=queue, async_mode=settings["ASYNC_MODE"], json=wirejson,
+    socketio.init_app(app, client_manager=queue or LocalManager(), async_mode=settings["ASYNC_MODE"], json=wirejson,
                       cors_allowed_origins=web.socketio_origins(origins),
                       max_http_buffer_size=settings["MAX_HTTP_BUFFER_SIZE"], async_handlers=False)
     if socketio.server.eio.async_mode == "gevent":

@@ -37,6 +37,7 @@ import redis
 import socketio
 
 from . import roomchannels
+from .roomindex import RoomIndex
 from .sequencer import Sequencer
 from .services.messages import audience
 from .store import Announcement
@@ -64,8 +65,8 @@ class ListenerPubSub(redis.client.PubSub):
             super().check_health()
 
 
-class RedisQueue(socketio.RedisManager):
-    """RedisManager whose listener retries every `retry_max` seconds at most."""
+class RedisQueue(RoomIndex, socketio.RedisManager):
+    """RedisManager whose listener retries every `retry_max` seconds at most (rooms indexed)."""
 
     name = "realtime-redis"
 

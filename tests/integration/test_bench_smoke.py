@@ -72,6 +72,13 @@ def test_fanout_smoke_compares_both_broadcast_paths():
     assert "stock python-socketio emit" in result.stdout and "direct broadcast" in result.stdout
 
 
+def test_roombook_smoke_compares_both_managers():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "roombook.py"), "--smoke"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "disconnect stock" in result.stdout and "\n        200 " in result.stdout
+
+
 def test_persistence_smoke_prints_the_table_and_loses_nothing(tmp_path, system_executable):
     system_executable("redis-server")
     result = run_bench("persistence.py", tmp_path / "bench.json", timeout=120)
