@@ -5,7 +5,7 @@ python-socketio keeps it (`Server.environ`) for the connection's life. Slimmed (
 still a dict of ~20 WSGI keys, 464 bytes a connection, though a replica's connections differ only
 in the client's address, port and query string and in their Flask-SocketIO session. A
 `KeptEnvirons` holds each as a `Kept` record of those and one dict of the rest, shared by every
-connection with equal rest; reading one builds a new dict (~0.3 µs, once per event), and the
+connection with equal rest; reading one builds a new dict (~0.7 µs, once per event), and the
 session Flask-SocketIO stores in it on a connection's first event is kept.
 """
 from __future__ import annotations
