@@ -164,8 +164,10 @@ redis.call('HSET', KEYS[1], ARGV[1], wanted)
 return {1, wanted}
 """
 
-# members: "<instance>|<sid>" -> user JSON; online: user id -> number of connections.
+# members: "<instance>|<sid>" -> user JSON; online: user id -> number of connections; the
+# replica's room set (what to clear if it dies) in the same round trip.
 PRESENCE_JOIN_SCRIPT = """
+redis.call('SADD', KEYS[3], ARGV[4])
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 return redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
 """
@@ -431,9 +433,9 @@ class RedisStore(Store):
     @unavailable_on_error
     def presence_join(self, room, instance_id, sid, user):
         """Record a connection in a room; True if it is the user's first there."""
-        count = self._presence_join(keys=[room_key(room, "members"), room_key(room, "online")],
-                                    args=[f"{instance_id}|{sid}", json.dumps(user), user["id"]])
-        self._redis.sadd(f"rt:instance:{instance_id}:rooms", room)
+        count = self._presence_join(keys=[room_key(room, "members"), room_key(room, "online"),
+                                          f"rt:instance:{instance_id}:rooms"],
+                                    args=[f"{instance_id}|{sid}", json.dumps(user), user["id"], room])
         return count == 1
 
     @unavailable_on_error
