@@ -53,9 +53,8 @@ class RoomIndex:
         """What python-socketio's does, leaving the rooms the index names instead of a scan."""
         if namespace not in self.rooms:
             return
-        for room in (*self.joined.get(namespace, {}).get(sid, ()), sid, None):
-            if sid in self.rooms.get(namespace, {}).get(room, ()):
-                self.basic_leave_room(sid, namespace, room)
+        for room in (*self._rooms_of(sid, namespace), None):
+            self.basic_leave_room(sid, namespace, room)
         self.callbacks.pop(sid, None)
         for pending in (self.pending_connect, self.pending_disconnect):
             if sid in pending.get(namespace, ()):
@@ -65,6 +64,10 @@ class RoomIndex:
 
     def get_rooms(self, sid: str, namespace: str) -> list:
         """The rooms `sid` is in (but None), from the index."""
+        return self._rooms_of(sid, namespace)
+
+    def _rooms_of(self, sid: str, namespace: str) -> list:
+        """Its own room and the indexed ones, those it is still in."""
         rooms = self.rooms.get(namespace, {})
         return [room for room in (sid, *self.joined.get(namespace, {}).get(sid, ()))
                 if sid in rooms.get(room, ())]
