@@ -176,7 +176,9 @@ class DirectWriter:
     def _send_now(self, data: bytes) -> None:
         """One non-blocking send of `data`; the rest goes to a flusher greenlet."""
         try:
-            sent = self.sock.send(data, 0, 0.0)  # gevent: timeout 0.0 never waits
+            # The socket gevent wraps, which is non-blocking: gevent's own `send` is a Python
+            # layer (timeouts, waiting) that a send which must not wait does not need.
+            sent = self.sock._sock.send(data)
         except BlockingIOError:
             sent = 0
         except OSError:

@@ -53,16 +53,20 @@ def read_exactly(sock, size):
 
 
 class CountingSocket:
-    """A socket's `send` (and `shutdown`), counting the sends; `fail` makes send raise that."""
+    """A gevent socket whose sends (on the socket it wraps, as a writer makes them) are counted.
+
+    `fail` makes a send raise that.
+    """
 
     def __init__(self, sock, fail=None):
         self.sock, self.fail, self.sends = sock, fail, 0
+        self._sock = self  # the writer sends on the non-blocking socket gevent wraps
 
-    def send(self, data, flags=0, timeout=None):
+    def send(self, data, flags=0):
         self.sends += 1
         if self.fail:
             raise self.fail
-        return self.sock.send(data, flags, timeout)
+        return self.sock._sock.send(data, flags)
 
     def shutdown(self, how):
         self.sock.shutdown(how)
