@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import collections
 import contextvars
+import json
 import logging
 import os
 import struct
@@ -463,7 +464,14 @@ def emit(self: Manager, event: str, data: Any, namespace: str, room: Any = None,
         return _stock["emit"](self, event, data, namespace, room=room, skip_sid=skip_sid, callback=callback,
                               **kwargs)
     args = list(data) if isinstance(data, tuple) else [] if data is None else [data]
-    encoded = self.server.packet_class(sio_packet.EVENT, namespace=namespace, data=[event] + args).encode()
+    packet_class = self.server.packet_class
+    try:
+        # The standard json refuses bytes: what it encodes has no binary attachment, so
+        # python-socketio's walk of the whole payload looking for one (each emit) is skipped.
+        binary = None if packet_class.json.dumps is not json.dumps else False
+        encoded = packet_class(sio_packet.EVENT, namespace=namespace, data=[event] + args, binary=binary).encode()
+    except TypeError:  # bytes in it (or something JSON cannot hold): the stock path sorts it out
+        encoded = []
     if isinstance(encoded, list):  # binary attachments: several engine.io packets per recipient
         return _stock["emit"](self, event, data, namespace, room=room, skip_sid=skip_sid, **kwargs)
     eio_pkt = eio_packet.Packet(eio_packet.MESSAGE, encoded)

@@ -260,5 +260,12 @@ def test_callbacks_and_binary_data_take_the_stock_emit(room, monkeypatch):
     monkeypatch.setitem(wsdirect._stock, "emit", lambda *a, **k: calls.append(k) or stock(*a, **k))
     server.manager.emit("message", {"id": 3}, namespace="/chat", room="r", callback=lambda *_: None)
     server.manager.emit("message", b"\x00\x01", namespace="/chat", room="r")
-    server.manager.emit("message", {"id": 4}, namespace="/chat", room="r")
-    assert len(calls) == 2
+    server.manager.emit("message", {"id": 4, "file": [b"\x00\x01"]}, namespace="/chat", room="r")
+    server.manager.emit("message", {"id": 5}, namespace="/chat", room="r")
+    assert len(calls) == 3
+
+
+def test_what_json_cannot_hold_fails_as_with_the_stock_emit(room):
+    server, _ = room
+    with pytest.raises(TypeError):
+        server.manager.emit("message", {"id": 6, "at": object()}, namespace="/chat", room="r")
