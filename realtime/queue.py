@@ -55,14 +55,29 @@ class ListenerPubSub(redis.client.PubSub):
     Here an error reaches the listener, which starts over on a new connection.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # redis-py's default handler of a RESP3 push (every message) looks up a logger under
+        # logging's lock and builds the DEBUG text of the whole message, DEBUG on or not.
+        kwargs.setdefault("push_handler_func", as_received)
+        super().__init__(*args, **kwargs)
+
     def _execute(self, conn: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
         """Run the command once; errors go to the caller."""
         return command(*args, **kwargs)
 
     def check_health(self) -> None:
         """Send the health-check PING under the lock the joins' SUBSCRIBEs take (no interleaving)."""
+        conn = self.connection
+        # Asked before every message read: the lock is only worth taking when the PING is due.
+        if conn is not None and conn.health_check_interval and time.monotonic() <= conn.next_health_check:
+            return
         with self._lock:
             super().check_health()
+
+
+def as_received(response: Any) -> Any:
+    """A pub/sub push message, handed on as read."""
+    return response
 
 
 class RedisQueue(RoomIndex, socketio.RedisManager):
