@@ -47,4 +47,9 @@ def loads(text: str | bytes, **kwargs: Any) -> Any:
         value = json.loads(text, **kwargs)
     except RecursionError as exc:
         raise ValueError("JSON nested too deeply") from exc
+    # Nesting deeper than MAX_DEPTH takes more than MAX_DEPTH + 1 opening brackets: counting
+    # them (in C) spares almost every packet the walk.
+    brackets = (b"[", b"{") if isinstance(text, (bytes, bytearray)) else ("[", "{")
+    if text.count(brackets[0]) + text.count(brackets[1]) <= MAX_DEPTH + 1:
+        return value
     return _flatten(value)

@@ -29,6 +29,16 @@ def test_deep_nesting_is_cut_and_absurd_nesting_is_a_value_error():
         wirejson.loads("[" * 100_000 + "]" * 100_000)
 
 
+@pytest.mark.parametrize("levels", [wirejson.MAX_DEPTH + 1, wirejson.MAX_DEPTH + 2])
+def test_the_depth_limit_is_exact(levels):
+    text = "[" * levels + "1" + "]" * levels
+    for packet in (text, text.encode()):
+        value, depth = wirejson.loads(packet), 0
+        while isinstance(value, list):
+            value, depth = value[0], depth + 1
+        assert (depth, value) == ((levels, 1) if levels <= wirejson.MAX_DEPTH + 1 else (wirejson.MAX_DEPTH + 1, None))
+
+
 def test_malformed_json_still_raises_value_error():
     with pytest.raises(ValueError):
         wirejson.loads("{not json")
