@@ -44,6 +44,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     jwt.init_app(app)
     jwt_keys.init_app(jwt)
     limiter.init_app(app)
+    web.limiter_release_where_kept(app, limiter)
     origins = cors_origins(settings["CORS_ORIGINS"])
     queue = RedisQueue(url, settings["MQ_CHANNEL"], settings["MQ_RETRY_MAX"],
                        room_channels=settings["MQ_ROOM_CHANNELS"],

@@ -78,3 +78,19 @@ def test_event_limit_answers_rate_limited_and_changes_nothing(app_factory_with, 
     assert [a["ok"] for a in acks] == [True, True, False]
     assert acks[2]["error"]["code"] == "rate_limited" and acks[2]["error"]["retry_after"] > 0
     assert app.extensions["realtime"].store.room_bounds("r") == (1, 2)
+
+
+def test_a_socketio_event_context_builds_no_rate_limit_state(app):
+    """flask-limiter's teardown runs only where its before_request hook kept state (HTTP)."""
+    ctx = app.request_context({**app.test_request_context("/socket.io/").request.environ})
+    ctx.push()
+    ctx.pop()
+    assert "_limiter_request_context" not in vars(ctx)
+
+
+def test_a_request_with_rate_limit_state_still_has_it_reset(app):
+    from realtime.extensions import limiter
+    with app.test_request_context("/health") as ctx:
+        limiter.context.view_rate_limits.append("kept by before_request")
+        state = limiter.context
+    assert "_limiter_request_context" in vars(ctx) and state.view_rate_limits == []
