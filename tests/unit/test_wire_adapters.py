@@ -62,3 +62,19 @@ def test_unmask_without_wsaccel(monkeypatch):
 def test_install_replaces_the_per_byte_loop():
     wsfast.install()
     assert Header.unmask_payload is wsfast._mask_payload
+
+
+def test_a_closed_websocket_asks_for_no_new_class(monkeypatch):
+    """gevent-websocket made a MockApp class per `current_app`, twice per dropped websocket."""
+    from types import SimpleNamespace
+
+    from geventwebsocket.websocket import WebSocket
+    wsfast.install()
+    handler = SimpleNamespace(server=SimpleNamespace(application=object()))
+    ws = WebSocket.__new__(WebSocket)
+    ws.handler = handler
+    assert ws.current_app is wsfast.NO_APP and ws.current_app is ws.current_app
+    ws.current_app.on_close("closed")
+    own = SimpleNamespace(on_close=lambda reason: None)
+    handler.server.application = SimpleNamespace(current_app=own)
+    assert ws.current_app is own
