@@ -7,7 +7,8 @@
 - `WebSocket.current_app`: when the WSGI application has no `current_app` (Flask has none),
   gevent-websocket defines a new `MockApp` class on every call, and calls it twice for every
   websocket as the object is dropped (its `__del__` closes it again): two class objects per
-  connection, which only a full cyclic collection frees. One shared stand-in answers instead.
+  connection (13.7 µs each here), which only the cyclic collector frees. One shared stand-in
+  answers instead.
 """
 from __future__ import annotations
 
