@@ -7,14 +7,76 @@ disconnect: ~50 µs each at 1000 connections, ~0.5 ms at 10 000, and seconds wit
 blocked when thousands drop at once (O(n²)). `RoomIndex` keeps, per connection, the rooms it is
 in besides its own and the namespace's (None), so both are answered from that.
 
+It also keeps each room's members in lighter containers than python-socketio's `bidict` (two
+dicts and three objects, ~400 B, for a room of one member): a connection's own room is an
+`OwnRoom` (one member, ~50 B) and any other room a `Room` (one dict). Only the namespace's
+None room stays a bidict: python-socketio looks up a connection by its engine.io sid there
+(`_invm`) and relies on its duplicate check. Of a room, python-socketio reads `_fwdm` (the
+members as a dict) and uses it as a mapping; nothing else.
+
 Written for python-socketio 5.18's BaseManager (wsdirect.EMIT_SUPPORTED pins the same version);
 tests/unit/test_roomindex.py checks the state it leaves against the stock manager's.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 import socketio
+
+
+class Room(dict):
+    """A room's members, sid -> engine.io sid: one dict where python-socketio keeps a bidict."""
+
+    __slots__ = ()
+
+    @property
+    def _fwdm(self) -> dict:
+        """The members, as python-socketio reads a bidict's forward mapping."""
+        return self
+
+
+class OwnRoom(MutableMapping):
+    """A connection's own room (its sid names it; no one else may enter): that one member."""
+
+    __slots__ = ("sid", "eio_sid")  # one per connection: no dict at all
+
+    def __init__(self, sid: str, eio_sid: Any):
+        self.sid, self.eio_sid = sid, eio_sid
+
+    @property
+    def _fwdm(self) -> dict:
+        """The member, as python-socketio reads a bidict's forward mapping."""
+        return {} if self.sid is None else {self.sid: self.eio_sid}
+
+    def __contains__(self, sid: Any) -> bool:
+        return sid is not None and sid == self.sid
+
+    def __getitem__(self, sid: Any) -> Any:
+        if sid is None or sid != self.sid:
+            raise KeyError(sid)
+        return self.eio_sid
+
+    def get(self, sid: Any, default: Any = None) -> Any:
+        return self.eio_sid if sid is not None and sid == self.sid else default
+
+    def __setitem__(self, sid: Any, eio_sid: Any) -> None:
+        if self.sid is not None and sid != self.sid:
+            raise ValueError(f"room {self.sid!r} is that connection's own")
+        self.sid, self.eio_sid = sid, eio_sid
+
+    def __delitem__(self, sid: Any) -> None:
+        self[sid]  # KeyError unless it is the member
+        self.sid = self.eio_sid = None
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(() if self.sid is None else (self.sid,))
+
+    def __len__(self) -> int:
+        return 0 if self.sid is None else 1
+
+    def __repr__(self) -> str:
+        return f"OwnRoom({self._fwdm!r})"
 
 
 class RoomIndex:
@@ -27,9 +89,23 @@ class RoomIndex:
         self.joined: dict[str, dict[str, tuple]] = {}
 
     def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: Any = None) -> None:
-        """Enter the room, and note it."""
-        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
-        if room is not None and room != sid:
+        """Enter the room (python-socketio's checks, then a `Room` or `OwnRoom`), and note it."""
+        if room is None:
+            super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+            return
+        if eio_sid is None and namespace not in self.rooms:
+            raise ValueError("sid is not connected to requested namespace")
+        if sid != room and self.is_sid_room(namespace, room):
+            raise ValueError("cannot enter a sid room")
+        by_room = self.rooms.setdefault(namespace, {})
+        if eio_sid is None:
+            eio_sid = by_room[None][sid]  # KeyError for a sid not connected, as python-socketio's
+        members = by_room.get(room)
+        if members is None:
+            by_room[room] = OwnRoom(sid, eio_sid) if room == sid else Room({sid: eio_sid})
+        else:
+            members[sid] = eio_sid
+        if room != sid:
             index = self.joined.setdefault(namespace, {})
             rooms = index.get(sid, ())
             if room not in rooms:

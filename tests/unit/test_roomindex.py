@@ -8,7 +8,7 @@ import random
 import pytest
 import socketio
 
-from realtime.roomindex import LocalManager
+from realtime.roomindex import LocalManager, OwnRoom, Room
 
 
 class Server:
@@ -79,6 +79,11 @@ def test_random_operations_leave_the_same_state_as_python_socketios_manager():
         for sid in sids[-3:]:
             assert sorted(map(str, indexed.get_rooms(sid, namespace))) == \
                 sorted(map(str, stock.get_rooms(sid, namespace))), step
+        if sids:  # who an emit reaches: a connection's own room, a room, several, the namespace
+            own = rng.choice(sids)
+            for to in (own, "lobby", [own, "user:ana", "news"], ["nowhere", "dm:ana:bo"], None):
+                assert sorted(indexed.get_participants(namespace, to)) == \
+                    sorted(stock.get_participants(namespace, to)), (step, to)
     for namespace, sids in live.items():  # the index holds live connections only
         assert set(indexed.joined.get(namespace, {})) <= set(sids)
 
@@ -105,3 +110,38 @@ def test_a_disconnect_and_get_rooms_do_not_walk_every_room():
     assert m.get_rooms(sids[3], "/chat") == [] and sids[3] not in m.joined["/chat"]
     assert sids[3] not in m.rooms["/chat"]["lobby"] and sids[3] not in m.rooms["/chat"][None]
     assert sids[3] not in m.rooms["/chat"]["user:u3"] and sids[3] not in m.rooms["/chat"]
+
+
+def test_rooms_are_a_dict_and_a_connections_own_room_holds_only_it():
+    m = manager(LocalManager)
+    ana, bo = m.connect("eio-a", "/chat"), m.connect("eio-b", "/chat")
+    m.enter_room(ana, "/chat", "lobby")
+    rooms = m.rooms["/chat"]
+    assert type(rooms["lobby"]) is Room and rooms["lobby"] == {ana: "eio-a"}
+    own = rooms[ana]
+    assert type(own) is OwnRoom and dict(own) == {ana: "eio-a"} and len(own) == 1
+    assert ana in own and bo not in own and None not in own and own.get(bo) is None
+    assert own[ana] == "eio-a" and list(own.items()) == [(ana, "eio-a")]
+    m.enter_room(ana, "/chat", ana)  # entering its own room again changes nothing
+    assert rooms[ana] is own and dict(own) == {ana: "eio-a"}
+    with pytest.raises(ValueError):
+        own[bo] = "eio-b"
+    with pytest.raises(KeyError):
+        del own[bo]
+    assert dict(own) == {ana: "eio-a"}
+
+
+def test_refusals_are_python_socketios_and_change_nothing():
+    stock, indexed = manager(socketio.Manager), manager(LocalManager)
+    sids = [[m.connect(f"eio{n}", "/chat") for n in range(2)] for m in (stock, indexed)]
+    assert sids[0] == sids[1]
+    ana, bo = sids[0]
+    before = state(indexed)
+    for m in (stock, indexed):
+        with pytest.raises(ValueError):
+            m.enter_room(ana, "/chat", bo)  # another connection's own room
+        with pytest.raises(ValueError):
+            m.enter_room(ana, "/nowhere", "lobby")  # a namespace it is not connected to
+        with pytest.raises(KeyError):
+            m.enter_room("not-a-sid", "/chat", "lobby")
+    assert state(indexed) == before
