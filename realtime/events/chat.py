@@ -33,7 +33,7 @@ class ChatNamespace(AckNamespace):
         self.services.tokens.track(request.sid, principal)
         cluster = self.services.cluster
         try:
-            cluster.connected(request.sid, principal.user)
+            cluster.connected(request.sid, principal)
         except StoreUnavailable as exc:
             log.warning("connection %s not tracked: %s", request.sid, exc)
         emit("welcome", {"instance": cluster.instance_id, "user": principal.user, "sid": request.sid,

@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..store import Store, StoreUnavailable
+
+if TYPE_CHECKING:  # auth imports services.validation
+    from ..auth import Principal
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +21,8 @@ class ClusterService:
         self.instance_id = instance_id
         self.ttl = ttl
         self.started_at = int(time.time() * 1000)
-        self.connections: dict[str, dict[str, Any]] = {}
+        # sid -> its Principal (the session holds it anyway): a user dict per connection was ~180 B
+        self.connections: dict[str, Principal] = {}
         self.last_stats: dict[str, Any] | None = None
 
     def info(self) -> dict[str, Any]:
@@ -30,17 +34,17 @@ class ClusterService:
         if self.store.register_instance(self.info(), self.ttl):
             return False
         # First beat, or the registration expired (Redis restarted or was unreachable too long).
-        self.store.replace_connections(self.instance_id, self.connections)
+        self.store.replace_connections(self.instance_id, {sid: who.user for sid, who in self.connections.items()})
         return True
 
     def claim_expired(self) -> list[str]:
         """Replicas that stopped beating; each is handed to exactly one live replica to clean up."""
         return [i for i in self.store.claim_expired_instances() if i != self.instance_id]
 
-    def connected(self, sid: str, user: dict[str, Any]) -> None:
+    def connected(self, sid: str, who: Principal) -> None:
         """Track a new connection on this replica."""
-        self.connections[sid] = user
-        self.store.add_connection(self.instance_id, sid, user)
+        self.connections[sid] = who
+        self.store.add_connection(self.instance_id, sid, who.user)
 
     def disconnected(self, sid: str) -> None:
         """Stop tracking a connection; tolerate a store outage (the heartbeat expiry cleans up)."""

@@ -1,10 +1,12 @@
 """Registry heartbeat, reaping a dead replica, and restoring after a lost registration."""
 import time
 
+from realtime.auth import Principal
 from realtime.services import ClusterService, PresenceService
 from realtime.store.memory import MemoryStore
 
 ANA, BO = {"id": "ana", "name": "Ana"}, {"id": "bo", "name": "Bo"}
+ANA_TOKEN = Principal("ana", "Ana", int(time.time()) + 3600)
 
 
 def replica(store, instance_id, ttl=30.0):
@@ -29,7 +31,7 @@ def test_dead_replicas_presence_is_reaped_by_one_survivor():
     other, _, _ = replica(store, "other")
     for service in (dying, survivor, other):
         service.heartbeat()
-    dying.connected("s1", ANA)
+    dying.connected("s1", ANA_TOKEN)
     dying_presence.joined("s1", ANA, "lobby")
     survivor_presence.joined("s2", BO, "lobby")
     time.sleep(0.3)
@@ -46,7 +48,7 @@ def test_lost_registration_restores_connections_and_presence():
     store = MemoryStore()
     cluster, presence, _ = replica(store, "r1", ttl=0.2)
     cluster.heartbeat()
-    cluster.connected("s1", ANA)
+    cluster.connected("s1", ANA_TOKEN)
     presence.joined("s1", ANA, "lobby")
     time.sleep(0.3)
     # Another replica reaped us while we could not beat (e.g. Redis was unreachable).
