@@ -14,11 +14,23 @@ from realtime.store.redis import RedisStore, create_redis
 pytestmark = pytest.mark.integration
 
 
+class StoppableStore(RedisStore):
+    """The store, with a feed that ends at its next event once the test stops following."""
+
+    following = True
+
+    def revocation_feed(self):
+        for event in super().revocation_feed():
+            if not self.following:
+                return
+            yield event
+
+
 class Following:
     """A replica's mirror following the feed in a thread, run again whenever the feed ends."""
 
     def __init__(self, url: str):
-        self.store = RedisStore(create_redis(url, socket_timeout=2))
+        self.store = StoppableStore(create_redis(url, socket_timeout=2))
         self.revocations = Revocations(self.store)
         self.reloads = 0
         self.revocations.resynced.append(self.count_reload)
@@ -43,8 +55,9 @@ class Following:
     def stop(self):
         """End the thread now: shutting the pool's connections down ends the feed's blocking read
         too (closing the client alone did not, and the thread then logged into a closed stream
-        when the session's Redis went away)."""
-        self.running = False
+        when the session's Redis went away). The client's retries may reconnect the feed at once
+        instead; it then re-subscribes, and that event ends it."""
+        self.running = self.store.following = False
         self.store.client.connection_pool.disconnect()
         self.thread.join(timeout=10)
         assert not self.thread.is_alive(), "the mirror's thread did not end"
