@@ -58,6 +58,7 @@ class OwnRoom(MutableMapping):
         return self.eio_sid
 
     def get(self, sid: Any, default: Any = None) -> Any:
+        """The member's engine.io sid, or `default` for any other sid."""
         return self.eio_sid if sid is not None and sid == self.sid else default
 
     def __setitem__(self, sid: Any, eio_sid: Any) -> None:
