@@ -80,7 +80,7 @@ class Plan:
 
 FULL = Plan(cells={300: (50, 100), 1000: (20, 50), 3000: (10, 20)}, duration=10, repetitions=2,
             publishers=4, users=50, emitter=(1000, 20), nginx=(1000, 20),
-            saturation=Saturation(1000, 20, 1.5, 8, 6))
+            saturation=Saturation(1000, 20, 1.5, 10, 6))
 SMOKE = Plan(cells={50: (10,)}, duration=2, repetitions=1, publishers=2, users=10,
              emitter=(50, 10), nginx=(50, 10), saturation=None)
 
