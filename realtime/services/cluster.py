@@ -34,7 +34,8 @@ class ClusterService:
         if self.store.register_instance(self.info(), self.ttl):
             return False
         # First beat, or the registration expired (Redis restarted or was unreachable too long).
-        self.store.replace_connections(self.instance_id, {sid: who.user for sid, who in self.connections.items()})
+        users = {sid: who.user for sid, who in self.connections.items()}
+        self.store.replace_connections(self.instance_id, users)
         return True
 
     def claim_expired(self) -> list[str]:
