@@ -23,6 +23,9 @@ class Denylist(Protocol):
     def is_revoked(self, jti: str) -> bool:
         """Whether a token id is on the denylist."""
 
+    def revoked_before(self, user_id: str) -> float | None:
+        """The time before which every token of the user is revoked, if any."""
+
 
 @dataclass(frozen=True, slots=True)  # slots: one is kept per connection (and per cached token)
 class Principal:
@@ -34,6 +37,7 @@ class Principal:
     jti: str | None = None
     roles: frozenset[str] = frozenset()
     rooms: frozenset[str] = frozenset()
+    iat: int | None = None  # None: counts as issued before any per-user revocation
 
     @property
     def user(self) -> dict[str, str]:
@@ -56,7 +60,7 @@ def issue_demo_token(name: Any, admins: frozenset[str] = frozenset()) -> tuple[s
 
 
 def token_from(auth: Any, query_token: str | None) -> str:
-    """The token from the Socket.IO auth payload, else the `token` query parameter."""
+    """The token from the Socket.IO auth payload, else the `token` query parameter (if allowed)."""
     token = auth.get("token") if isinstance(auth, dict) else None
     token = token or query_token
     if not token:
@@ -108,14 +112,40 @@ def principal_of(claims: dict[str, Any]) -> Principal:
     name = claims.get("name")
     name = name[:64] if isinstance(name, str) and name.strip() else subject
     jti = claims.get("jti") if isinstance(claims.get("jti"), str) else None
+    issued = claims.get("iat")
+    issued = int(issued) if isinstance(issued, (int, float)) and not isinstance(issued, bool) else None
     return Principal(subject, name, int(expires), jti, string_set(claims.get("roles"), "roles"),
-                     string_set(claims.get("rooms"), "rooms"))
+                     string_set(claims.get("rooms"), "rooms"), issued)
+
+
+def bounded(claims: dict[str, Any], max_lifetime: float, audience: Any, now: float) -> dict[str, Any]:
+    """The claims, unless they outlive `max_lifetime` or name an audience none is configured for."""
+    if audience is None and claims.get("aud") is not None:
+        # flask-jwt-extended skips `aud` when no audience is configured; PyJWT's default refuses it.
+        raise AuthError("token_invalid", "token names an audience and none is configured", reason="bad_claims")
+    expires, issued = claims.get("exp"), claims.get("iat")
+    if max_lifetime > 0 and isinstance(expires, (int, float)):
+        start = issued if isinstance(issued, (int, float)) and not isinstance(issued, bool) else now
+        if expires - start > max_lifetime or expires - now > max_lifetime:
+            raise AuthError("token_invalid", "token lives longer than the server accepts",
+                            reason="lifetime_too_long")
+    return claims
+
+
+def is_cut_off(principal: Principal, before: float | None) -> bool:
+    """Whether the token predates its user's revocation time (no `iat`: it does)."""
+    return before is not None and (principal.iat is None or principal.iat < before)
 
 
 def unrevoked(principal: Principal, denylist: Denylist | None) -> Principal:
-    """The principal, unless its token id is on the denylist."""
-    if denylist is not None and principal.jti and denylist.is_revoked(principal.jti):
+    """The principal, unless its token id or its user's tokens of that age are on the denylist."""
+    if denylist is None:
+        return principal
+    if principal.jti and denylist.is_revoked(principal.jti):
         raise AuthError("token_invalid", "token has been revoked", reason="revoked")
+    if is_cut_off(principal, denylist.revoked_before(principal.id)):
+        raise AuthError("token_invalid", "every token of this user issued before now was revoked",
+                        reason="revoked")
     return principal
 
 
@@ -138,10 +168,13 @@ class Verifier:
     """
 
     def __init__(self, denylist: Denylist | None, size: int = 10_000,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, max_lifetime: float = 0,
+                 audience: Any = None):
         self.denylist = denylist
         self.size = size
         self.clock = clock
+        self.max_lifetime = max_lifetime  # seconds; 0: any lifetime
+        self.audience = audience          # None: a token that names an audience is refused
         self.verified: OrderedDict[bytes, Principal] = OrderedDict()
         self.hits = self.misses = 0
 
@@ -156,7 +189,7 @@ class Verifier:
     def verified_principal(self, token: str) -> Principal:
         """Signature and claims, from the cache while the token has not expired."""
         if self.size <= 0:
-            return principal_of(decode(token))
+            return self.checked(token)
         # A 128-bit digest keys the cache: a token's bytes stay out of memory, a collision is out of reach.
         # surrogatepass: a token with a lone surrogate is still refused by decode(), not here.
         key = hashlib.blake2b(token.encode("utf-8", "surrogatepass"), digest_size=16).digest()
@@ -166,12 +199,17 @@ class Verifier:
             self.hits += 1
             return principal
         self.verified.pop(key, None)
-        principal = principal_of(decode(token))  # raises for a token that is not (or no longer) valid
+        principal = self.checked(token)  # raises for a token that is not (or no longer) valid
         self.misses += 1
         self.verified[key] = principal
         if len(self.verified) > self.size:
             self.verified.popitem(last=False)
         return principal
+
+
+    def checked(self, token: str) -> Principal:
+        """Decode and check one token's claims against this server's limits."""
+        return principal_of(bounded(decode(token), self.max_lifetime, self.audience, self.clock()))
 
 
 def seconds_left(principal: Principal) -> float:

@@ -1,6 +1,7 @@
 """JWT verification settings: shared-secret and public-key algorithms, chosen per token header."""
 from __future__ import annotations
 
+import logging
 import secrets
 from pathlib import Path
 from typing import Any, Mapping
@@ -8,6 +9,7 @@ from typing import Any, Mapping
 from flask import current_app
 from flask_jwt_extended import JWTManager
 
+log = logging.getLogger(__name__)
 WEAK_SECRET_CHARS = 32
 SYMMETRIC = ("HS256", "HS384", "HS512")
 ASYMMETRIC = ("RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "EdDSA")
@@ -43,9 +45,32 @@ def secret(settings: Mapping[str, Any], names: list[str]) -> str | None:
     return value
 
 
+def lifetimes(settings: Mapping[str, Any]) -> None:
+    """Demo tokens must live no longer than the server accepts; the limit is not negative."""
+    longest, demo = settings["JWT_MAX_LIFETIME"], settings["JWT_ACCESS_TOKEN_EXPIRES"]
+    if longest < 0:
+        raise RuntimeError("REALTIME_JWT_MAX_LIFETIME must be 0 (unbounded) or a number of seconds")
+    if longest and demo > longest:
+        raise RuntimeError(f"REALTIME_JWT_ACCESS_TOKEN_EXPIRES ({demo}) exceeds "
+                           f"REALTIME_JWT_MAX_LIFETIME ({longest}): demo tokens would be refused")
+
+
+def warn_unscoped(settings: Mapping[str, Any]) -> None:
+    """A WARNING at start when a deployment with Redis accepts tokens minted for anyone."""
+    if settings["EMBEDDED"]:
+        return
+    unset = [name for name in ("JWT_AUDIENCE", "JWT_ISSUER") if not settings[name]]
+    if unset:
+        log.warning("REALTIME_%s unset: tokens of any %s signed with the accepted keys are accepted "
+                    "(a token naming an audience is refused while no audience is configured)",
+                    " and REALTIME_".join(unset), " or ".join(n[4:].lower() for n in unset))
+
+
 def config(settings: Mapping[str, Any]) -> dict[str, Any]:
     """flask-jwt-extended configuration from our settings."""
     names = algorithms(settings)
+    lifetimes(settings)
+    warn_unscoped(settings)
     public, private = pem(settings["JWT_PUBLIC_KEY"]), pem(settings["JWT_PRIVATE_KEY"])
     if any(a in ASYMMETRIC for a in names) and not public:
         raise RuntimeError("REALTIME_JWT_PUBLIC_KEY is required for " + settings["JWT_ALGORITHMS"])

@@ -14,21 +14,47 @@ bp = Blueprint("admin", __name__, url_prefix="/api/admin")
 JTI_RE = re.compile(r"^[\x21-\x7e]{1,128}\Z")
 
 
+UNBOUNDED_LIFETIME = 366 * 86400  # how long entries last when tokens may live any time (JWT_MAX_LIFETIME=0)
+MARGIN = 60  # seconds an entry outlives the last moment its token could still be accepted
+
+
+def unix_time(value: object, name: str) -> float:
+    """A Unix time from a JSON body, or a structured refusal."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 2**40:
+        raise AppError("invalid_payload", f"{name} must be a Unix time")
+    return float(value)
+
+
+def longest_lifetime(settings: dict) -> float:
+    """The longest a token the server accepts can live."""
+    return settings["JWT_MAX_LIFETIME"] or max(settings["JWT_ACCESS_TOKEN_EXPIRES"], UNBOUNDED_LIFETIME)
+
+
 @bp.post("/revocations")
 def revoke():
-    """Put a token id on the denylist until its expiry (`{"jti", "exp"?}`)."""
+    """Deny one token id (`{"jti", "exp"?}`) or every token of a user issued before a time (`{"user", "before"?}`)."""
     require_admin()
     data = json_body()
+    if ("jti" in data) == ("user" in data):
+        raise AppError("invalid_payload", "give either jti or user")
+    settings = current_app.config["REALTIME"]
+    revocations = current_app.extensions["realtime"].revocations
+    now, grace = time.time(), settings["JWT_LEEWAY"] + MARGIN
+    if "user" in data:
+        user = validation.user_id(data.get("user"), "user")
+        # A time ahead of now also refuses the user's tokens issued until then.
+        before = now if data.get("before") is None else unix_time(data["before"], "before")
+        # Every token issued before `before` has expired (leeway included) once this runs out.
+        ttl = max(before, now) - now + longest_lifetime(settings) + grace
+        in_force = revocations.revoke_user(user, before, ttl)
+        return jsonify(user=user, before=in_force, seconds=int(ttl)), 201
     jti, exp = data.get("jti"), data.get("exp")
     if not isinstance(jti, str) or not JTI_RE.match(jti):
         raise AppError("invalid_payload", "jti must be 1-128 printable ASCII characters")
-    max_ttl = current_app.config["REALTIME"]["JWT_ACCESS_TOKEN_EXPIRES"] + 3600
-    if exp is not None and (isinstance(exp, bool) or not isinstance(exp, (int, float))
-                            or not 0 <= exp <= 2**40):
-        raise AppError("invalid_payload", "exp must be a Unix time")
-    ttl = max_ttl if exp is None else min(max(exp - time.time(), 1), 366 * 86400)
+    # The entry outlives the token's exp plus the leeway the server still accepts it for.
+    ttl = (longest_lifetime(settings) if exp is None else max(unix_time(exp, "exp") - now, 1)) + grace
     # Stored, mirrored by every replica, and the token's open connections are closed.
-    current_app.extensions["realtime"].revocations.revoke(jti, ttl)
+    revocations.revoke(jti, ttl)
     return jsonify(revoked=jti, seconds=int(ttl)), 201
 
 

@@ -4,7 +4,26 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
+
+
+class UserCutoff(NamedTuple):
+    """A revocation feed event: every token of `user` issued before `before` is denied for `ttl` s."""
+
+    user: str
+    before: float
+    ttl: float
+
+
+class Uninvited(NamedTuple):
+    """A revocation feed event: `user`'s invitation into `room` was taken back."""
+
+    room: str
+    user: str
+
+
+# A feed event: (jti, ttl) for one revoked token, or one of the two above.
+FeedEvent = Any
 
 
 @dataclass(frozen=True)
@@ -201,13 +220,29 @@ class Store(ABC):
     def revoked_tokens(self) -> dict[str, float]:
         """Every denied token id, with the seconds its entry has left."""
 
-    def revocation_feed(self) -> Iterator[tuple[str, float] | None] | None:
-        """None once subscribed, then (jti, ttl) per revocation; or None: no feed, ask each time."""
+    @abstractmethod
+    def revoke_user(self, user_id: str, before: float, ttl: float) -> float:
+        """Deny every token of a user issued before `before` for `ttl` seconds; the time now in force."""
+
+    @abstractmethod
+    def revoked_before(self, user_id: str) -> float | None:
+        """The time before which every token of the user is denied, if any."""
+
+    @abstractmethod
+    def revoked_users(self) -> dict[str, tuple[float, float]]:
+        """Every user with a revocation time: (that time, the seconds its entry has left)."""
+
+    def revocation_feed(self) -> Iterator[FeedEvent | None] | None:
+        """None once subscribed, then one FeedEvent per change; or None: no feed, ask each time."""
         return None
 
     @abstractmethod
     def invite(self, room: str, user_id: str) -> bool:
         """Let a user into a private room; False if they already were."""
+
+    @abstractmethod
+    def uninvite(self, room: str, user_id: str) -> bool:
+        """Take a user's invitation back (and tell every replica); False if there was none."""
 
     @abstractmethod
     def is_invited(self, room: str, user_id: str) -> bool:

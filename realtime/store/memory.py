@@ -29,6 +29,7 @@ class MemoryStore(Store):
         self._limits: dict[tuple[str, str], tuple[Counts, float]] = {}  # (rule, key) -> (counts, expires at)
         self._limits_cap = 10_000
         self._invited: dict[str, set[str]] = defaultdict(set)
+        self._cutoffs: dict[str, tuple[float, float]] = {}  # user -> (revoked before, entry expires at)
         self._hooks: dict[str, dict[str, Any]] = {}          # queue id -> record
         self._hook_claims: dict[str, tuple[str, float]] = {}  # queue id -> (consumer, claimed at)
         self._hook_seq = 0
@@ -218,6 +219,31 @@ class MemoryStore(Store):
             return {key[len("revoked:"):]: until - now for key, until in self._claims.items()
                     if key.startswith("revoked:") and until > now}
 
+    def revoke_user(self, user_id, before, ttl):
+        """Deny every token of a user issued before `before` for `ttl` seconds; the time now in force."""
+        with self._lock:
+            now = self._clock()
+            old_before, old_until = self._cutoffs.get(user_id, (0.0, 0.0))
+            if old_until <= now:
+                old_before = 0.0
+            # A later time and a longer life win: a second revocation never lifts the first.
+            entry = (max(before, old_before), max(now + ttl, old_until))
+            self._cutoffs[user_id] = entry
+            return entry[0]
+
+    def revoked_before(self, user_id):
+        """The time before which every token of the user is denied, if any."""
+        with self._lock:
+            before, until = self._cutoffs.get(user_id, (0.0, 0.0))
+            return before if until > self._clock() else None
+
+    def revoked_users(self):
+        """Every user with a revocation time: (that time, the seconds its entry has left)."""
+        with self._lock:
+            now = self._clock()
+            return {user: (before, until - now) for user, (before, until) in self._cutoffs.items()
+                    if until > now}
+
     def invite(self, room, user_id):
         """Let a user into a private room; False if they already were."""
         with self._lock:
@@ -229,6 +255,15 @@ class MemoryStore(Store):
         """Whether a user was invited into a private room."""
         with self._lock:
             return user_id in self._invited.get(room, ())
+
+    def uninvite(self, room, user_id):
+        """Take a user's invitation back; False if there was none (one replica: nobody to tell)."""
+        with self._lock:
+            invited = self._invited.get(room)
+            if not invited or user_id not in invited:
+                return False
+            invited.discard(user_id)
+            return True
 
     def enqueue_webhook(self, record):
         """Queue one delivery; returns its queue id."""

@@ -12,7 +12,8 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from .base import Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, Store, StoreUnavailable
+from .base import (Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, Store, StoreUnavailable,
+                   Uninvited, UserCutoff)
 
 # store.base.take_hit in Lua, on a hash {i = window index, c = hits in it, p = hits in the one
 # before}: nil when the hit is counted, else the milliseconds until one fits. Redis's clock, so
@@ -226,6 +227,27 @@ def unavailable_on_error(method: Callable) -> Callable:
     return wrapper
 
 
+# A per-user revocation time only moves forward, its entry only lives longer; every replica hears of it.
+# KEYS: the user's entry. ARGV: before (Unix s), ttl ms, user id, channel. Returns the time in force.
+REVOKE_USER_SCRIPT = """
+local old = tonumber(redis.call('GET', KEYS[1]) or '0')
+local before = math.max(tonumber(ARGV[1]), old)
+local ttl = math.max(tonumber(ARGV[2]), redis.call('PTTL', KEYS[1]))
+local text = string.format('%.3f', before)
+redis.call('SET', KEYS[1], text, 'PX', ttl)
+redis.call('PUBLISH', ARGV[4], cjson.encode({user = ARGV[3], before = text, ttl_ms = ttl}))
+return text
+"""
+
+
+def access_change(data: bytes) -> Any:
+    """One message of the access-changes channel as a feed event."""
+    change = json.loads(data)
+    if "uninvited" in change:
+        return Uninvited(change["room"], change["uninvited"])
+    return UserCutoff(change["user"], float(change["before"]), change["ttl_ms"] / 1000)
+
+
 def room_key(room: str, part: str) -> str:
     """A key of the room, hash-tagged by room name."""
     return f"rt:room:{{{room}}}:{part}"
@@ -255,6 +277,9 @@ class RedisStore(Store):
     WEBHOOK_GROUP = "deliverers"
     DEAD = "rt:webhooks:dead"
     REVOCATIONS = "rt:revocations"  # pub/sub channel: "<ttl ms> <jti>" per revoked token
+    # A second channel for the other feed events (JSON), so a replica of an earlier version,
+    # subscribed to the first only, is not handed a message it cannot parse.
+    ACCESS_CHANGES = "rt:revocations:access"
     FEED_PING = 1.0  # seconds of silence before the revocation feed checks that Redis is there
 
     def __init__(self, client: redis.Redis, observe: Callable[[str, float, bool], None] | None = None,
@@ -273,6 +298,7 @@ class RedisStore(Store):
         self._claim_expired = client.register_script(CLAIM_EXPIRED_SCRIPT)
         self._replay_one = client.register_script(REPLAY_SCRIPT)
         self._take = client.register_script(TAKE_SCRIPT)
+        self._revoke_user = client.register_script(REVOKE_USER_SCRIPT)
         self._connection_ttl_ms = 15_000
 
     @unavailable_on_error
@@ -499,19 +525,46 @@ class RedisStore(Store):
             ttls = pipe.execute() if keys else []
         return {key.decode()[len("rt:revoked:"):]: ms / 1000 for key, ms in zip(keys, ttls) if ms > 0}
 
+    @unavailable_on_error
+    def revoke_user(self, user_id, before, ttl):
+        """Deny every token of a user issued before `before` for `ttl` s, and tell every replica."""
+        return float(self._revoke_user(keys=[f"rt:revoked-user:{user_id}"],
+                                       args=[repr(float(before)), max(1, int(ttl * 1000)), user_id,
+                                             self.ACCESS_CHANGES]))
+
+    @unavailable_on_error
+    def revoked_before(self, user_id):
+        """The time before which every token of the user is denied, if any."""
+        value = self._redis.get(f"rt:revoked-user:{user_id}")
+        return float(value) if value is not None else None
+
+    @unavailable_on_error
+    def revoked_users(self):
+        """Every user with a revocation time: (that time, the seconds its entry has left)."""
+        keys = list(self._redis.scan_iter(match="rt:revoked-user:*", count=1000))
+        with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.get(key)
+                pipe.pttl(key)
+            answers = pipe.execute() if keys else []
+        return {key.decode()[len("rt:revoked-user:"):]: (float(value), ms / 1000)
+                for key, value, ms in zip(keys, answers[::2], answers[1::2]) if value is not None and ms > 0}
+
     def revocation_feed(self):
-        """None once subscribed, then (jti, ttl) per revocation; a silent or lost link raises."""
+        """None once subscribed, then (jti, ttl), UserCutoff or Uninvited; a silent or lost link raises."""
         pubsub = self._redis.pubsub()
         try:
-            pubsub.subscribe(self.REVOCATIONS)
+            pubsub.subscribe(self.REVOCATIONS, self.ACCESS_CHANGES)
             heard = pinged = time.monotonic()
             while True:
                 event = pubsub.get_message(timeout=self.FEED_PING)
                 now = time.monotonic()
                 if event is not None:
                     heard = now
-                    if event["type"] == "subscribe":
+                    if event["type"] == "subscribe" and event["data"] == 2:  # both channels
                         yield None
+                    elif event["type"] == "message" and event["channel"] == self.ACCESS_CHANGES.encode():
+                        yield access_change(event["data"])
                     elif event["type"] == "message":
                         ttl_ms, _, jti = event["data"].decode().partition(" ")
                         yield jti, int(ttl_ms) / 1000
@@ -542,6 +595,15 @@ class RedisStore(Store):
     def is_invited(self, room, user_id):
         """Whether a user was invited into a private room."""
         return bool(self._redis.sismember(room_key(room, "invited"), user_id))
+
+    @unavailable_on_error
+    def uninvite(self, room, user_id):
+        """Take a user's invitation back and tell every replica in the same step."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            pipe.srem(room_key(room, "invited"), user_id)
+            pipe.publish(self.ACCESS_CHANGES, json.dumps({"uninvited": user_id, "room": room}))
+            removed, _ = pipe.execute()
+        return bool(removed)
 
     def _ensure_webhook_group(self) -> None:
         """Create the consumer group once (and again if Redis lost it)."""
