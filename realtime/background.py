@@ -6,7 +6,9 @@ from typing import Any, Callable
 
 from flask_socketio import SocketIO
 
+from .events.chat import leave_lost_rooms
 from .services import Services
+from .services.tokens import TokenWatch
 from .services.webhooks import WebhookWorker
 from .store import StoreUnavailable
 
@@ -48,6 +50,12 @@ class StatsPush:
             self.pushed = stats
 
 
+def watches(services: Services) -> list[tuple[TokenWatch, str]]:
+    """Every namespace whose connections carry a token, with its watch: /chat, /admin, the Admin UI."""
+    return [(services.tokens, "/chat"), (services.admin_tokens, "/admin"),
+            (services.adminui_tokens, services.settings["ADMIN_UI_NAMESPACE"])]
+
+
 class TokenExpiry:
     """Warns connections whose token is about to expire and closes those past it."""
 
@@ -56,33 +64,56 @@ class TokenExpiry:
         self.services = services
 
     def __call__(self) -> None:
-        """One pass over this replica's connections."""
-        warn, drop = self.services.tokens.due()
-        for sid, left in warn:
-            self.socketio.emit("token_expiring", {"expires_in": max(0, int(left))}, to=sid,
-                               namespace="/chat", ignore_queue=True)
-        for sid in drop:
-            log.info("closing %s: token expired and was not refreshed", sid)
-            self.services.tokens.forget(sid)
-            self.socketio.server.disconnect(sid, namespace="/chat")
+        """One pass over this replica's connections, in every namespace that takes a token."""
+        for watch, namespace in watches(self.services):
+            warn, drop = watch.due()
+            for sid, left in warn:
+                self.socketio.emit("token_expiring", {"expires_in": max(0, int(left))}, to=sid,
+                                   namespace=namespace, ignore_queue=True)
+            for sid in drop:
+                log.info("closing %s on %s: token expired and was not refreshed", sid, namespace)
+                watch.forget(sid)
+                self.socketio.server.disconnect(sid, namespace=namespace)
 
 
 class RevokedConnections:
-    """Closes this replica's connections whose token was just revoked (a Revocations listener)."""
+    """Closes this replica's connections whose token was just revoked (a Revocations listener).
+
+    It also listens for per-user revocations and for invitations taken back (the feed brings
+    both from every replica): it registers itself for those when it is made.
+    """
 
     def __init__(self, socketio: SocketIO, services: Services):
         self.socketio = socketio
         self.services = services
+        services.revocations.user_listeners.append(self.user_cut_off)
+        services.revocations.uninvite_listeners.append(self.uninvited)
 
     def __call__(self, jti: str) -> None:
         """Tell each connection using the token why, then close it."""
-        for watch, namespace in ((self.services.tokens, "/chat"), (self.services.admin_tokens, "/admin")):
-            for sid in watch.using(jti):
-                log.info("closing %s on %s: its token %s was revoked", sid, namespace, jti)
-                watch.forget(sid)
-                self.socketio.emit("token_revoked", {"code": "token_invalid", "reason": "revoked"},
-                                   to=sid, namespace=namespace, ignore_queue=True)
-                self.socketio.server.disconnect(sid, namespace=namespace)
+        for watch, namespace in watches(self.services):
+            self.close(watch, namespace, watch.using(jti), f"its token {jti} was revoked")
+
+    def user_cut_off(self, user_id: str, before: float) -> None:
+        """Close the user's connections whose token was issued before `before`."""
+        for watch, namespace in watches(self.services):
+            self.close(watch, namespace, watch.issued_before(user_id, before),
+                       f"the tokens of {user_id} were revoked")
+
+    def uninvited(self, room: str, user_id: str) -> None:
+        """The user's connections in `room` that relied on the invitation leave it."""
+        for sid, principal in list(self.services.tokens.principals.items()):
+            if principal.id == user_id:
+                leave_lost_rooms(self.socketio, self.services, sid, principal, "uninvited", only=room)
+
+    def close(self, watch: TokenWatch, namespace: str, sids: list[str], why: str) -> None:
+        """Tell each connection why, then close it."""
+        for sid in sids:
+            log.info("closing %s on %s: %s", sid, namespace, why)
+            watch.forget(sid)
+            self.socketio.emit("token_revoked", {"code": "token_invalid", "reason": "revoked"},
+                               to=sid, namespace=namespace, ignore_queue=True)
+            self.socketio.server.disconnect(sid, namespace=namespace)
 
 
 class DashboardPush:

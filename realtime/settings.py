@@ -29,6 +29,8 @@ DEFAULTS: dict[str, Any] = {
     "JWT_LEEWAY": 10,
     "JWT_AUDIENCE": None,
     "JWT_ISSUER": None,
+    "JWT_MAX_LIFETIME": 86400,  # seconds a token may live (exp - iat, and exp - now); 0: unbounded
+    "QUERY_TOKEN": False,       # accept ?token= on Socket.IO connect (it ends up in access logs)
     "TOKEN_EXPIRING_NOTICE": 60,
     # In-process caches of verified tokens, the revocation denylist and invitations (0: off).
     "AUTH_CACHE_SIZE": 10_000,

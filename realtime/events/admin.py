@@ -6,8 +6,9 @@ from typing import Any
 from flask import request, session
 from flask_socketio import ConnectionRefusedError, emit, join_room
 
+from ..errors import AppError
 from ..services.access import ADMIN
-from .base import AckNamespace, authenticate
+from .base import AckNamespace, authenticate, refreshed
 
 
 DASHBOARD_ROOM = "dashboard"
@@ -34,6 +35,15 @@ class AdminNamespace(AckNamespace):
     def on_disconnect(self, reason: Any = None) -> None:
         """Forget the connection."""
         self.services.admin_tokens.forget(request.sid)
+
+    def on_refresh(self, payload: Any) -> dict[str, Any]:
+        """Swap this connection's token for a fresh admin token of the same user (as /chat's refresh)."""
+        principal = refreshed(self.services, payload, session["principal"])
+        if not principal.has_role(ADMIN):
+            raise AppError("forbidden", "the admin role is required", 403)
+        session["principal"] = principal
+        self.services.admin_tokens.track(request.sid, principal)
+        return {"exp": principal.exp}
 
     def on_stats(self, payload: Any) -> dict[str, Any]:
         """Cluster-wide counts now."""

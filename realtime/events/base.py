@@ -10,7 +10,8 @@ from flask import request
 from flask_socketio import ConnectionRefusedError, Namespace
 
 from .. import auth
-from ..errors import AppError, unavailable
+from ..errors import AppError, AuthError, unavailable
+from ..services import validation
 from ..store import StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -75,11 +76,21 @@ def authenticate(services: Any, auth_payload: Any, limit_connects: bool = True) 
     try:
         if limit_connects:
             services.limits.hit("connect", request.remote_addr or "unknown")
-        return services.verifier.verify(auth.token_from(auth_payload, request.args.get("token")))
+        # ?token= only when switched on: a query string ends up in access logs and proxies' logs.
+        query_token = request.args.get("token") if services.settings["QUERY_TOKEN"] else None
+        return services.verifier.verify(auth.token_from(auth_payload, query_token))
     except AppError as exc:
         raise refuse(exc)
     except StoreUnavailable as exc:
         raise refuse(AppError("unavailable", f"cannot check the token now: {exc}", 503, 1.0))
+
+
+def refreshed(services: Any, payload: Any, current: Any) -> Any:
+    """The principal of a `refresh` payload's token: valid, unrevoked, and of the same user."""
+    principal = services.verifier.verify(auth.token_from(validation.payload_dict(payload), None))
+    if principal.id != current.id:
+        raise AuthError("forbidden", "a refreshed token must name the same user")
+    return principal
 
 
 class AckNamespace(Namespace):

@@ -8,14 +8,37 @@ from flask import request, session
 from flask_socketio import disconnect, emit, join_room, leave_room
 
 from .. import auth
-from ..errors import AppError, AuthError, ValidationError
+from ..errors import AppError, ValidationError
 from ..services import Services
 from ..services import validation
 from ..services.messages import now_ms, user_room
 from ..store import StoreUnavailable
-from .base import AckNamespace, authenticate
+from .base import AckNamespace, authenticate, refreshed
 
 log = logging.getLogger(__name__)
+
+
+def leave_lost_rooms(socketio: Any, services: Services, sid: str, principal: auth.Principal,
+                     reason: str, only: str | None = None) -> list[str]:
+    """Take a /chat connection out of the joined rooms its principal may no longer use (`room_left`)."""
+    _, joined = services.presence.local.get(sid, (None, ()))
+    left = []
+    for room in joined:
+        if only is not None and room != only:
+            continue
+        try:
+            services.access.check(principal, room)
+            continue
+        except AppError:
+            left.append(room)
+        socketio.server.leave_room(sid, room, namespace="/chat")
+        try:
+            services.presence.left(sid, room)
+        except StoreUnavailable as exc:
+            log.warning("presence of %s in %s not cleared: %s", sid, room, exc)
+        socketio.emit("room_left", {"room": room, "reason": reason}, to=sid, namespace="/chat",
+                      ignore_queue=True)
+    return left
 
 
 class ChatNamespace(AckNamespace):
@@ -166,15 +189,20 @@ class ChatNamespace(AckNamespace):
         added = self.services.access.invite(self.principal, room, data.get("user"))
         return {"room": room, "user": data.get("user"), "added": added}
 
+    def on_uninvite(self, payload: Any) -> dict[str, Any]:
+        """Take back a user's invitation into a private room this user may use."""
+        data = validation.payload_dict(payload)
+        room = self.services.messages.room(data.get("room"))
+        removed = self.services.access.uninvite(self.principal, room, data.get("user"))
+        return {"room": room, "user": data.get("user"), "removed": removed}
+
     def on_refresh(self, payload: Any) -> dict[str, Any]:
-        """Swap this connection's token for a fresh one of the same user."""
-        token = auth.token_from(validation.payload_dict(payload), None)
-        principal = self.services.verifier.verify(token)
-        if principal.id != self.principal.id:
-            raise AuthError("forbidden", "a refreshed token must name the same user")
+        """Swap this connection's token for a fresh one of the same user; leave rooms it no longer grants."""
+        principal = refreshed(self.services, payload, self.principal)
         session["principal"] = principal
         self.services.tokens.track(request.sid, principal)
-        return {"exp": principal.exp}
+        left = leave_lost_rooms(self.socketio, self.services, request.sid, principal, "access_lost")
+        return {"exp": principal.exp, "left": left}
 
     def hook_data(self, **extra: Any) -> dict[str, Any]:
         """Who and where, for a webhook about this connection."""

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import auth  # the module, not its names: auth imports services.validation
-from ..store import Retention, Store
+from ..store import Retention, Store, Uninvited
 from .access import AccessPolicy
 from .cluster import ClusterService
 from .messages import MessagePolicy, MessageService, Relay
@@ -37,6 +37,7 @@ class Services:
     limits: RateLimiter
     tokens: TokenWatch
     admin_tokens: TokenWatch
+    adminui_tokens: TokenWatch  # the Socket.IO Admin UI's connections (realtime/adminui.py)
     revocations: Revocations
     verifier: auth.Verifier
     sequencer: Sequencer
@@ -83,6 +84,14 @@ def build_services(settings: dict[str, Any], store: Store, broadcast: Any,
     revocations = Revocations(store, mirror=cache_size > 0)
     access = AccessPolicy(store, settings["PRIVATE_ROOM_PREFIX"], cache_size)
     revocations.resynced.append(access.forget_invitations)  # the store may have restarted empty
+    # Invitations taken back reach every replica's cache through the revocation feed; without a
+    # live feed (Redis), the cache is not trusted. One replica on memory hears of them directly.
+    if store.name != "memory":
+        access.trusted = lambda: revocations.synced
+    access.uninvited.append(lambda room, user: revocations.uninvited(Uninvited(room, user)))
+    revocations.uninvite_listeners.append(access.forget)
+    verifier = auth.Verifier(revocations, cache_size, max_lifetime=settings["JWT_MAX_LIFETIME"],
+                             audience=settings["JWT_AUDIENCE"])
     return Services(
         settings=settings, store=store, webhooks=webhooks,
         messages=MessageService(store, broadcast, message_policy(settings), schemas,
@@ -91,8 +100,9 @@ def build_services(settings: dict[str, Any], store: Store, broadcast: Any,
         presence=PresenceService(store, broadcast, instance),
         receipts=ReceiptService(store, broadcast),
         typing=TypingService(store, broadcast, settings["TYPING_THROTTLE"], settings["TYPING_EXPIRES"]),
-        access=access, revocations=revocations, verifier=auth.Verifier(revocations, cache_size),
+        access=access, revocations=revocations, verifier=verifier,
         limits=RateLimiter(store, parse_rules(settings["RATE_LIMITS"])),
         tokens=TokenWatch(settings["TOKEN_EXPIRING_NOTICE"], settings["JWT_LEEWAY"]),
         admin_tokens=TokenWatch(settings["TOKEN_EXPIRING_NOTICE"], settings["JWT_LEEWAY"]),
+        adminui_tokens=TokenWatch(settings["TOKEN_EXPIRING_NOTICE"], settings["JWT_LEEWAY"]),
         sequencer=Sequencer(store.messages_after, lambda room: store.room_bounds(room)[1]))

@@ -28,6 +28,11 @@ class TokenWatch:
         """The connections authenticated with the token id `jti`."""
         return [sid for sid, principal in list(self.principals.items()) if principal.jti == jti]
 
+    def issued_before(self, user_id: str, before: float) -> list[str]:
+        """The user's connections whose token was issued before `before` (or says not when)."""
+        return [sid for sid, principal in list(self.principals.items())
+                if principal.id == user_id and (principal.iat is None or principal.iat < before)]
+
     def due(self, now: float | None = None) -> tuple[list[tuple[str, float]], list[str]]:
         """(connections to warn with seconds left, connections past expiry and grace)."""
         now = time.time() if now is None else now

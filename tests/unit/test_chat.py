@@ -1,5 +1,6 @@
 """The /chat namespace through Flask-SocketIO's test client (memory store)."""
 import pytest
+from flask_jwt_extended import create_access_token
 
 from realtime.extensions import socketio
 
@@ -31,9 +32,19 @@ def test_connect_without_a_valid_token_is_refused(chat, auth):
     assert not chat(auth=auth).is_connected("/chat")
 
 
-def test_token_query_parameter_is_accepted(chat, token):
+def test_token_query_parameter_is_ignored_unless_switched_on(chat, token):
+    """Off by default: a query string ends up in access logs (issue 19, item 5)."""
     sio = chat(auth=None, query_string=f"token={token('Bo')}")
+    assert not sio.is_connected("/chat")
+
+
+def test_token_query_parameter_is_accepted_when_switched_on(app_factory_with):
+    app = app_factory_with(QUERY_TOKEN=True)
+    with app.app_context():
+        jwt = create_access_token(identity="bo", additional_claims={"name": "Bo"})
+    sio = socketio.test_client(app, namespace="/chat", auth=None, query_string=f"token={jwt}")
     assert sio.is_connected("/chat")
+    sio.disconnect(namespace="/chat")
 
 
 def test_join_send_and_receive(chat):
