@@ -11,7 +11,8 @@ import requests
 import socketio
 from requests.adapters import HTTPAdapter
 
-EVENTS = ("welcome", "message", "stats", "typing", "read", "presence", "token_expiring", "token_revoked")
+EVENTS = ("welcome", "message", "stats", "typing", "read", "presence", "token_expiring", "token_revoked",
+          "room_left")
 
 
 class SourceAddressAdapter(HTTPAdapter):

@@ -122,3 +122,19 @@ def test_without_redis_the_mirror_is_not_trusted(redis_server, redis_url):
     finally:
         redis_server.start()
         follower.stop()
+
+
+def test_user_revocations_and_uninvitations_reach_the_other_replica(replicas, redis_url):
+    a, b = replicas
+    users, uninvited = [], []
+    b.revocations.user_listeners.append(lambda user, before: users.append((user, before)))
+    b.revocations.uninvite_listeners.append(lambda room, user: uninvited.append((room, user)))
+    a.revocations.revoke_user("ana", 1234.5, 60)
+    a.store.uninvite("private-x", "bo")
+    wait_until(lambda: users == [("ana", 1234.5)] and uninvited == [("private-x", "bo")], timeout=5)
+    assert b.revocations.revoked_before("ana") == 1234.5 and b.revocations.revoked_before("bo") is None
+    late = Following(redis_url)  # a mirror started afterwards loads the user's entry too
+    try:
+        assert late.revocations.users["ana"][0] == 1234.5
+    finally:
+        late.stop()

@@ -1,6 +1,9 @@
 """Hot-path caches of authorization: verified tokens, the revocation mirror, invitations."""
 from __future__ import annotations
 
+import time
+
+import jwt as pyjwt
 import pytest
 from flask_jwt_extended import decode_token
 
@@ -9,6 +12,8 @@ from realtime.errors import AppError, AuthError
 from realtime.services.access import AccessPolicy
 from realtime.services.revocations import Revocations
 from realtime.store.memory import MemoryStore
+
+SECRET = "unit-test-secret-that-is-long-enough-0123456789"  # tests/unit/conftest.py's
 
 
 class CountingStore(MemoryStore):
@@ -237,3 +242,81 @@ def test_a_token_that_is_not_valid_unicode_is_refused_not_a_crash(app):
     verifier = Verifier(None)
     with app.app_context(), pytest.raises(AuthError):
         verifier.verify("abc\ud800.def.ghi")
+
+
+def raw_token(sub="ana", **claims):
+    """An HS256 token signed with the unit tests' secret; a claim given as None is left out."""
+    now = int(time.time())
+    claims = {k: v for k, v in {"sub": sub, "type": "access", "exp": now + 60, "iat": now, **claims}.items()
+              if v is not None}
+    return pyjwt.encode(claims, SECRET, algorithm="HS256")
+
+
+def refusal(app, verifier, token):
+    """The reason a token is refused."""
+    with app.app_context(), pytest.raises(AuthError) as refused:
+        verifier.verify(token)
+    return refused.value.to_dict()["reason"]
+
+
+def test_a_token_living_longer_than_the_maximum_is_refused(app):
+    now = int(time.time())
+    verifier = Verifier(None, max_lifetime=3600)
+    assert refusal(app, verifier, raw_token(exp=now + 10 * 365 * 86400)) == "lifetime_too_long"
+    assert refusal(app, verifier, raw_token(iat=now - 7200, exp=now + 60)) == "lifetime_too_long"
+    assert refusal(app, verifier, raw_token(exp=now + 7200, iat=None)) == "lifetime_too_long"
+    with app.app_context():
+        assert verifier.verify(raw_token(exp=now + 3000)).id == "ana"
+        assert Verifier(None).verify(raw_token(exp=now + 10 * 365 * 86400)).id == "ana"  # 0: unbounded
+
+
+def test_a_token_naming_an_audience_is_refused_when_none_is_configured(app):
+    assert refusal(app, Verifier(None), raw_token(aud="someone-else")) == "bad_claims"
+
+
+def test_a_users_revocation_refuses_older_tokens_even_cached_ones(app):
+    store = MemoryStore()
+    verifier = Verifier(Revocations(store))
+    now = int(time.time())
+    old, fresh, undated = raw_token(iat=now - 30), raw_token(iat=now + 5), raw_token(iat=None)
+    with app.app_context():
+        verifier.verify(old)  # cached from here on
+    store.revoke_user("ana", now, 60)
+    assert refusal(app, verifier, old) == "revoked"
+    assert refusal(app, verifier, undated) == "revoked"  # no iat: counts as issued before
+    with app.app_context():
+        assert verifier.verify(fresh).iat == now + 5
+        assert verifier.verify(raw_token("bo", iat=now - 30)).id == "bo"
+
+
+def test_taking_an_invitation_back_is_seen_at_once(app):
+    store = CountingStore()
+    policy = AccessPolicy(store)
+    told = []
+    policy.uninvited.append(lambda room, user: told.append((room, user)))
+    store.invite("private-x", "ana")
+    assert policy.check(User("ana"), "private-x") == "private-x"  # remembered
+    assert policy.uninvite(User("lead", rooms=["private-x"]), "private-x", "ana") is True
+    assert told == [("private-x", "ana")]
+    with pytest.raises(AppError):
+        policy.check(User("ana"), "private-x")
+
+
+def test_nobody_invites_themselves_and_outsiders_cannot_uninvite():
+    policy = AccessPolicy(CountingStore())
+    with pytest.raises(AppError) as refused:
+        policy.invite(User("ana", rooms=["private-x"]), "private-x", "ana")
+    assert refused.value.code == "forbidden"
+    with pytest.raises(AppError) as refused:
+        policy.uninvite(User("eve"), "private-x", "ana")
+    assert refused.value.code == "forbidden"
+
+
+def test_an_untrusted_cache_asks_the_store():
+    store = CountingStore()
+    policy = AccessPolicy(store)
+    store.invite("private-x", "ana")
+    policy.check(User("ana"), "private-x")
+    policy.trusted = lambda: False  # e.g. the revocation feed is down
+    policy.check(User("ana"), "private-x")
+    assert store.asked["is_invited"] == 2

@@ -94,3 +94,20 @@ def test_a_request_with_rate_limit_state_still_has_it_reset(app):
         limiter.context.view_rate_limits.append("kept by before_request")
         state = limiter.context
     assert "_limiter_request_context" in vars(ctx) and state.view_rate_limits == []
+
+
+def test_redis_without_audience_and_issuer_warns_at_start(caplog):
+    from realtime.jwt_keys import warn_unscoped
+    base = {"EMBEDDED": False, "JWT_AUDIENCE": None, "JWT_ISSUER": None}
+    with caplog.at_level("WARNING", logger="realtime.jwt_keys"):
+        warn_unscoped(base)
+        warn_unscoped({**base, "EMBEDDED": True})
+        warn_unscoped({**base, "JWT_AUDIENCE": "chat", "JWT_ISSUER": "https://id.example"})
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "REALTIME_JWT_AUDIENCE and REALTIME_JWT_ISSUER" in caplog.records[0].getMessage()
+
+
+def test_demo_tokens_must_fit_the_maximum_lifetime(app_factory_with):
+    with pytest.raises(RuntimeError, match="JWT_MAX_LIFETIME"):
+        app_factory_with(JWT_ACCESS_TOKEN_EXPIRES=7200, JWT_MAX_LIFETIME=3600)
+    app_factory_with(JWT_ACCESS_TOKEN_EXPIRES=7200, JWT_MAX_LIFETIME=0)

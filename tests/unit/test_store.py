@@ -312,3 +312,22 @@ def test_a_new_message_is_published_with_its_append_and_a_repeat_is_not(redis_ur
     finally:
         pubsub.close()
         client.close()
+
+
+def test_a_users_revocation_time_only_moves_forward_and_expires(store):
+    assert store.revoked_before("ana") is None and store.revoked_users() == {}
+    assert store.revoke_user("ana", 1000.5, 0.4) == 1000.5
+    assert store.revoke_user("ana", 900.0, 0.4) == 1000.5  # an earlier time never lifts the first
+    assert store.revoked_before("ana") == 1000.5 and store.revoked_before("bo") is None
+    (before, left), = store.revoked_users().values()
+    assert before == 1000.5 and 0 < left <= 0.4
+    time.sleep(0.5)
+    assert store.revoked_before("ana") is None and store.revoked_users() == {}
+
+
+def test_invitations_can_be_taken_back(store):
+    assert store.uninvite("private-x", "ana") is False
+    store.invite("private-x", "ana")
+    store.invite("private-x", "bo")
+    assert store.uninvite("private-x", "ana") is True
+    assert store.is_invited("private-x", "ana") is False and store.is_invited("private-x", "bo") is True
