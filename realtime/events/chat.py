@@ -78,7 +78,8 @@ class ChatNamespace(AckNamespace):
     def before_event(self, event: str) -> None:
         """Every event counts against the user's limit for that event type (`send` in its write)."""
         if event != "send":
-            self.services.limits.hit(event, session["principal"].id)
+            # uninvite shares invite's limit: one rule for managing a room's invitations.
+            self.services.limits.hit("invite" if event == "uninvite" else event, session["principal"].id)
 
     def refused(self, event: str, error: AppError) -> None:
         """A connection that keeps hitting its limits is cut off."""

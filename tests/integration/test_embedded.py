@@ -26,6 +26,19 @@ def embedded(tmp_path_factory, start_processes):
         stop_all([replica])
 
 
+@pytest.fixture(scope="module")
+def embedded_query_token(tmp_path_factory, start_processes):
+    """The same, with the opt-in `?token=` query parameter switched on (REALTIME_QUERY_TOKEN)."""
+    workdir = tmp_path_factory.mktemp("embedded-query")
+    env = {**clean_environ(), "REALTIME_ENV_FILE": str(workdir / "no.env"), "REALTIME_QUERY_TOKEN": "1"}
+    replica = Replica(free_port(), env, workdir, instance_id="embedded-query")
+    try:
+        start_processes(replica)
+        yield replica
+    finally:
+        stop_all([replica])
+
+
 def login(url: str, name: str) -> str:
     response = requests.post(url + "/api/auth/token", json={"username": name}, timeout=5)
     assert response.status_code == 200, response.text
@@ -102,11 +115,12 @@ def test_a_request_refused_before_parsing_is_logged_too(embedded):
     assert "Traceback" not in embedded.log_path.read_text()
 
 
-def test_events_and_later_namespace_connects_work_from_the_slimmed_environ(embedded):
+def test_events_and_later_namespace_connects_work_from_the_slimmed_environ(embedded_query_token):
     """Once a websocket detaches, python-socketio's kept environ holds only what a request
     context needs (realtime.wsdirect.KEPT_ENVIRON); a later connect still reads the query token
     and the client address from it, and a connection's session carries over between events."""
     import websocket
+    embedded = embedded_query_token
     token = login(embedded.url, "Quinn")
     ws = websocket.create_connection(
         embedded.url.replace("http", "ws") + f"/socket.io/?EIO=4&transport=websocket&token={token}",
