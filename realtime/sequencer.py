@@ -102,16 +102,26 @@ class Sequencer:
         for room, (last, epoch) in known.items():
             try:
                 newest, current = self.head(room) if self.head else (last, epoch)
-                recreated = (epoch is not None and current != epoch) or newest < last
-                if recreated:
-                    # The store lost data (Redis restarted without persistence): ids start over.
+                # Another epoch (or, for a room that had none, a first one while ids went back):
+                # the store lost the room's history (Redis restarted without persistence).
+                if current != epoch and (epoch is not None or newest < last):
                     log.warning("room %s: history recreated (epoch %s -> %s, id %d -> %d); "
                                 "delivering it from id 1", room, epoch, current, last, newest)
-                    with self._lock:
-                        if self.last.get(room) == last and self.epochs.get(room) == epoch:
-                            self.last[room], self.epochs[room] = 0, current
+                    self.restart(room, last, epoch, 0, current)
                     last = 0
+                elif newest < last:
+                    # Same history, last writes lost (a failover to a replica that lagged): its
+                    # ids up to `newest` are the ones delivered; the next ones reuse lost ids.
+                    log.warning("room %s went back from id %d to %d; delivering from there", room, last, newest)
+                    self.restart(room, last, epoch, newest, current)
+                    continue
                 found.extend(self.fetch_after(room, last, self.max_gap))
             except Exception as exc:
                 log.warning("could not catch up %s: %s", room, exc)
         return found
+
+    def restart(self, room: str, last: int, epoch: str | None, new_last: int, new_epoch: str | None) -> None:
+        """Move a room to (new_last, new_epoch), unless a message moved it since it was read."""
+        with self._lock:
+            if self.last.get(room) == last and self.epochs.get(room) == epoch:
+                self.last[room], self.epochs[room] = new_last, new_epoch
