@@ -112,6 +112,7 @@ def test_lost_last_writes_of_the_same_epoch_are_followed_back_down():
 
 
 def in_epoch(epoch, room, *numbers):
+    """Messages of one epoch."""
     return [{**m, "epoch": epoch} for m in messages(room, *numbers)]
 
 

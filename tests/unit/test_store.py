@@ -62,8 +62,7 @@ def test_bounds(store):
 
 
 def lose_history(store, room: str, *parts: str):
-    """What a data loss does to a room: Redis loses its keys (`parts` of them, default all); a
-    memory store is lost with its process, so a new one stands for the restarted replica."""
+    """The store after a data loss: Redis loses the room's keys (`parts`, default all); memory, its process."""
     if isinstance(store, MemoryStore):
         return MemoryStore()
     from realtime.store.redis import room_key
