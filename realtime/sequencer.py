@@ -14,17 +14,18 @@ from typing import Any, Callable
 log = logging.getLogger(__name__)
 
 FetchAfter = Callable[[str, int, int], list[dict[str, Any]]]
+Head = Callable[[str], tuple[int, "str | None"]]  # room -> (newest id, epoch)
 
 
 class Sequencer:
     """Remembers the last message id delivered by this replica in each room."""
 
-    def __init__(self, fetch_after: FetchAfter, newest: Callable[[str], int] | None = None,
-                 max_gap: int = 500):
+    def __init__(self, fetch_after: FetchAfter, head: Head | None = None, max_gap: int = 500):
         self.fetch_after = fetch_after
-        self.newest = newest
+        self.head = head
         self.max_gap = max_gap
         self.last: dict[str, int] = {}
+        self.epochs: dict[str, str | None] = {}  # the epoch of each room's last id (None: unknown)
         self._lock = threading.Lock()
         self._rooms: dict[str, threading.Lock] = {}
 
@@ -40,53 +41,87 @@ class Sequencer:
                 lock = self._rooms.setdefault(room, threading.Lock())
         return lock
 
-    def note(self, room: str, newest: int) -> None:
+    def note(self, room: str, newest: int, epoch: str | None = None) -> None:
         """A local client joined `room` when its newest id was `newest`: gaps after it count."""
         with self._lock:
-            self.last.setdefault(room, newest)
+            if room not in self.last:
+                self.last[room] = newest
+                self.epochs[room] = epoch
 
     def forget(self, room: str) -> None:
         """This replica stopped delivering `room`: its last id would go stale, so drop it."""
         with self._lock:
             self.last.pop(room, None)
+            self.epochs.pop(room, None)
 
     def admit(self, message: dict[str, Any]) -> list[dict[str, Any]]:
         """What to deliver for `message`, in order: a fetched gap, then it; [] if already delivered."""
-        room, message_id = message["room"], message["id"]
+        room, message_id, epoch = message["room"], message["id"], message.get("epoch")
         with self._lock:
             last = self.last.get(room)
-            if last is not None and message_id <= last:
+            if last is not None and self.restarted(room, last, message_id, epoch):
+                log.warning("room %s: history recreated (epoch %s, id %d after %d); delivering it from id 1",
+                            room, epoch, message_id, last)
+                last = 0
+            elif last is not None and message_id <= last:
                 return []
             self.last[room] = message_id
+            if epoch is not None:
+                self.epochs[room] = epoch
         if last is None or message_id == last + 1:
             return [message]
-        return self.gap(room, last, message_id) + [message]
+        return self.gap(room, last, message_id, epoch) + [message]
 
-    def gap(self, room: str, last: int, upto: int) -> list[dict[str, Any]]:
-        """The stored messages between `last` and `upto` (exclusive); none if the store is down."""
+    def restarted(self, room: str, last: int, message_id: int, epoch: str | None) -> bool:
+        """Whether `message_id` of `epoch` belongs to a newer history than `last` (lock held).
+
+        An epoch other than the known one means a new history; with no known epoch yet (a room
+        written before epochs existed), a new epoch is taken over as long as ids go forward.
+        """
+        if epoch is None:
+            return False
+        known = self.epochs.get(room)
+        return epoch != known and (known is not None or message_id <= last)
+
+    def gap(self, room: str, last: int, upto: int, epoch: str | None = None) -> list[dict[str, Any]]:
+        """The stored messages of `epoch` between `last` and `upto` (exclusive); none if the store is down."""
         try:
             missing = self.fetch_after(room, last, min(upto - last - 1, self.max_gap))
         except Exception as exc:  # the live message must still go out
             log.warning("could not fill gap %s..%s in %s: %s", last, upto, room, exc)
             return []
         log.info("filled a gap of %d message(s) in %s", len(missing), room)
-        return [m for m in missing if m["id"] < upto]
+        # A fetch that raced another loss of the history reads another epoch: not this gap.
+        return [m for m in missing if m["id"] < upto and m.get("epoch", epoch) == epoch]
 
     def pending(self) -> list[dict[str, Any]]:
         """Messages stored after the last one delivered in each known room (after a resubscribe)."""
         with self._lock:
-            known = dict(self.last)
+            known = {room: (last, self.epochs.get(room)) for room, last in self.last.items()}
         found = []
-        for room, last in known.items():
+        for room, (last, epoch) in known.items():
             try:
-                newest = self.newest(room) if self.newest else last
-                if newest < last:
-                    # The store lost data (Redis restarted without persistence): ids start over.
+                newest, current = self.head(room) if self.head else (last, epoch)
+                # Another epoch (or, for a room that had none, a first one while ids went back):
+                # the store lost the room's history (Redis restarted without persistence).
+                if current != epoch and (epoch is not None or newest < last):
+                    log.warning("room %s: history recreated (epoch %s -> %s, id %d -> %d); "
+                                "delivering it from id 1", room, epoch, current, last, newest)
+                    self.restart(room, last, epoch, 0, current)
+                    last = 0
+                elif newest < last:
+                    # Same history, last writes lost (a failover to a replica that lagged): its
+                    # ids up to `newest` are the ones delivered; the next ones reuse lost ids.
                     log.warning("room %s went back from id %d to %d; delivering from there", room, last, newest)
-                    with self._lock:
-                        self.last[room] = newest
+                    self.restart(room, last, epoch, newest, current)
                     continue
                 found.extend(self.fetch_after(room, last, self.max_gap))
             except Exception as exc:
                 log.warning("could not catch up %s: %s", room, exc)
         return found
+
+    def restart(self, room: str, last: int, epoch: str | None, new_last: int, new_epoch: str | None) -> None:
+        """Move a room to (new_last, new_epoch), unless a message moved it since it was read."""
+        with self._lock:
+            if self.last.get(room) == last and self.epochs.get(room) == epoch:
+                self.last[room], self.epochs[room] = new_last, new_epoch

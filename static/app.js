@@ -63,7 +63,7 @@
     stats: null,           // last `stats` payload
     rooms: new Map(),      // name -> room record (see newRoom)
     current: null,         // selected room name
-    lastIds: {},           // room -> highest message id seen
+    lastIds: {},           // room -> {epoch, id}: highest message id seen, in the history `epoch` names
     outbox: new Map(),     // client_id -> {client_id, room, type, body, created, failed}
     sending: null,         // client_id of the outbox entry awaiting its ack
     sendSeq: 0,
@@ -362,6 +362,8 @@
       reads: new Map(),      // user id -> last-read message id (others and this user)
       myRead: 0,             // this user's last-read id, as the server knows it
       typers: new Map(),     // user id -> {name, timer}: who is typing here now
+      epoch: null,           // the server's name for the history our ids count in (null: unknown)
+      wasReset: false,       // the last join found that history gone (the server lost its data)
       truncated: false
     };
   }
@@ -372,6 +374,46 @@
   }
 
   function saveLastIds() { storageSet(KEYS.lastIds, state.lastIds); }
+
+  function epochOf(value) { return typeof value === "string" && value ? value : null; }
+
+  // The last id seen in a room and its epoch; an older build stored the bare id (no epoch).
+  function lastSeen(name) {
+    var v = state.lastIds[name];
+    if (typeof v === "number" && isFinite(v)) { return { epoch: null, id: v }; }
+    if (isObject(v) && typeof v.id === "number" && isFinite(v.id)) { return { epoch: epochOf(v.epoch), id: v.id }; }
+    return null;
+  }
+
+  // Remember id `id` of history `epoch` as seen in a room, unless a later one of it is known.
+  function noteSeen(name, epoch, id) {
+    var last = lastSeen(name);
+    var next;
+    if (!last) {
+      next = { epoch: epoch, id: id };
+    } else if (epoch === null || last.epoch === null || last.epoch === epoch) {
+      next = { epoch: epoch || last.epoch, id: Math.max(last.id, id) };
+    } else {
+      next = { epoch: epoch, id: id };   // another history: its ids start over
+    }
+    if (!last || next.epoch !== last.epoch || next.id !== last.id || typeof state.lastIds[name] === "number") {
+      state.lastIds[name] = next;
+      saveLastIds();
+    }
+  }
+
+  /*
+   * The server names the history a room's ids count in (its epoch). When that changes, the
+   * server lost the room's messages and ids started again from 1: what we hold under the same
+   * ids is another history, so it is forgotten rather than taken for the new messages.
+   */
+  function adoptEpoch(room, epoch) {
+    if (epoch === null) { return; }
+    if (room.epoch !== null && room.epoch !== epoch) { resetRoomHistory(room); }
+    room.epoch = epoch;
+    var last = lastSeen(room.name);
+    if (last && last.epoch === null) { noteSeen(room.name, epoch, last.id); }
+  }
 
   function scheduleCacheSave() {
     if (state.cacheTimer) { return; }
@@ -454,8 +496,11 @@
     room.joining = true;
     var seq = ++room.joinSeq;
     var payload = { room: name };
-    var since = state.lastIds[name];
-    if (typeof since === "number" && isFinite(since)) { payload.since = since; }
+    var seen = lastSeen(name);
+    if (seen) {
+      payload.since = seen.id;
+      if (seen.epoch) { payload.epoch = seen.epoch; }   // ids mean something only with it
+    }
 
     emitWithAck("join", payload, function (err, ack) {
       if (state.rooms.get(name) !== room || room.joinSeq !== seq) { return; }  // left, or a newer attempt
@@ -492,6 +537,13 @@
       clearError("join");
       room.joined = true;
       room.everJoined = true;
+      room.wasReset = ack.reset === true;
+      if (room.wasReset && room.epoch !== epochOf(ack.epoch)) {
+        // The server lost the history we knew: `missed` is its new one, shown from scratch
+        // (unless a live message of the new one got here first and did so already).
+        resetRoomHistory(room);
+      }
+      adoptEpoch(room, epochOf(ack.epoch));
       var missed = Array.isArray(ack.missed) ? ack.missed : [];
       var serverUnread = typeof ack.unread === "number" && isFinite(ack.unread) && ack.unread >= 0;
       mergeBatch(room, missed, !serverUnread);
@@ -726,6 +778,7 @@
   function resetRoomHistory(room) {
     room.messages.clear();
     room.ids = [];
+    room.epoch = null;
     delete state.lastIds[room.name];
     saveLastIds();
     scheduleCacheSave();
@@ -764,13 +817,19 @@
       if (m.room === state.current) { renderOutbox(); }
     }
 
+    var epoch = epochOf(m.epoch);
+    if (epoch !== null && room.epoch !== null && epoch !== room.epoch) {
+      // A message of another history: the server lost this room's messages, ids start over.
+      resetRoomHistory(room);
+    }
     var known = room.messages.get(m.id);
     if (known) {
       if (sameMessage(known, m)) { return false; }
       // Same id, different message: the server's history for this room was reset
-      // (e.g. an in-memory server restarted). Forget what we had for the room.
+      // (e.g. a server without epochs restarted). Forget what we had for the room.
       resetRoomHistory(room);
     }
+    if (epoch !== null) { room.epoch = epoch; }
     var pos = upperBound(room.ids, m.id);
     room.ids.splice(pos, 0, m.id);
     room.messages.set(m.id, m);
@@ -787,11 +846,7 @@
       if (m.room === state.current) { renderMessages(); }
     }
 
-    var last = state.lastIds[m.room];
-    if (typeof last !== "number" || m.id > last) {
-      state.lastIds[m.room] = m.id;
-      saveLastIds();
-    }
+    noteSeen(m.room, epoch, m.id);
     scheduleCacheSave();
 
     var counts = !opts.silent && !isOwn(m);
@@ -1177,7 +1232,10 @@
     el.sendButton.disabled = !room;
     el.attachButton.disabled = !room;
     el.locationButton.disabled = !room || state.busy.has("geo");
-    if (room && room.truncated) {
+    if (room && room.wasReset) {
+      el.notice.textContent = "The server lost this room's earlier messages; showing the history it has now.";
+      el.notice.hidden = false;
+    } else if (room && room.truncated) {
       el.notice.textContent = "Some of the older messages you missed while offline may have been dropped by the server.";
       el.notice.hidden = false;
     } else {
@@ -1724,10 +1782,13 @@
         if (!validRoomName(name) || state.rooms.has(name)) { return; }
         var room = newRoom(name);
         room.everJoined = true;
+        var seen = lastSeen(name);
+        room.epoch = seen ? seen.epoch : null;
         state.rooms.set(name, room);
         var cached = isObject(cache) && Array.isArray(cache[name]) ? cache[name] : [];
         cached.forEach(function (m) {
-          if (validMessage(m) && m.room === name && !room.messages.has(m.id)) {
+          var other = room.epoch !== null && epochOf(m.epoch) !== null && epochOf(m.epoch) !== room.epoch;
+          if (validMessage(m) && m.room === name && !other && !room.messages.has(m.id)) {
             room.messages.set(m.id, m);
             room.ids.push(m.id);
           }

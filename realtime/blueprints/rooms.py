@@ -26,8 +26,8 @@ def messages(room: str):
     room = services.messages.room(room)
     if not who.is_server:
         services.access.check(who.principal, room)
-    page = services.messages.history(room, int_arg("before"), int_arg("after"), int_arg("limit"))
-    return jsonify(room=room, messages=page)
+    page, epoch = services.messages.page(room, int_arg("before"), int_arg("after"), int_arg("limit"))
+    return jsonify(room=room, epoch=epoch, messages=page)
 
 
 @bp.post("/<room>/messages")

@@ -104,22 +104,23 @@ class ChatNamespace(AckNamespace):
         return self.services.access.check(self.principal, self.services.messages.room(value))
 
     def on_join(self, payload: Any) -> dict[str, Any]:
-        """Join a room; with `since`, the ack carries what was missed."""
+        """Join a room; with `since` (and the `epoch` it counts in), the ack carries what was missed."""
         data = validation.payload_dict(payload)
         user = self.principal.user
         room = self.room(data.get("room"))
         since = validation.message_id(data.get("since"), "since")
+        epoch = validation.epoch(data.get("epoch"))
         # Join before reading so that nothing falls between; overlap is deduplicated by id.
         join_room(room)
-        bounds = self.services.store.room_bounds(room)
+        state = self.services.store.room_state(room)
+        bounds = (state.oldest, state.newest)
         # From here on this replica delivers the room without gaps (see Sequencer).
-        self.services.sequencer.note(room, bounds[1])
+        self.services.sequencer.note(room, state.newest, state.epoch)
         self.services.presence.joined(request.sid, user, room)
-        missed, truncated = (self.services.messages.missed(room, since, bounds) if since is not None
-                             else ([], False))
+        missed, truncated, reset = self.services.messages.recover(room, since, epoch, state)
         reads = self.services.receipts.reads(room)
         self.services.webhooks.publish("room.joined", self.hook_data(room=room))
-        return {"room": room, "missed": missed, "truncated": truncated,
+        return {"room": room, "epoch": state.epoch, "reset": reset, "missed": missed, "truncated": truncated,
                 "unread": self.services.receipts.unread(room, reads.get(user["id"], 0), bounds),
                 "online": self.services.presence.online(room), "reads": reads}
 
@@ -151,8 +152,8 @@ class ChatNamespace(AckNamespace):
         room = self.room(data.get("room"))
         before = validation.message_id(data.get("before"), "before")
         after = validation.message_id(data.get("after"), "after")
-        return {"room": room,
-                "messages": self.services.messages.history(room, before, after, data.get("limit"))}
+        messages, epoch = self.services.messages.page(room, before, after, data.get("limit"))
+        return {"room": room, "epoch": epoch, "messages": messages}
 
     def on_typing(self, payload: Any) -> dict[str, Any]:
         """Tell the other members of a joined room that this user is (not) typing."""

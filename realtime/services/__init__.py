@@ -105,4 +105,4 @@ def build_services(settings: dict[str, Any], store: Store, broadcast: Any,
         tokens=TokenWatch(settings["TOKEN_EXPIRING_NOTICE"], settings["JWT_LEEWAY"]),
         admin_tokens=TokenWatch(settings["TOKEN_EXPIRING_NOTICE"], settings["JWT_LEEWAY"]),
         adminui_tokens=TokenWatch(settings["TOKEN_EXPIRING_NOTICE"], settings["JWT_LEEWAY"]),
-        sequencer=Sequencer(store.messages_after, lambda room: store.room_bounds(room)[1]))
+        sequencer=Sequencer(store.messages_after, lambda room: store.room_state(room)[1:]))

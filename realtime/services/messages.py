@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
-from ..store import Announcement, Quota, Retention, Store
+from ..store import Announcement, Quota, Retention, RoomState, Store
 from . import validation
 from ..errors import ValidationError
 
@@ -133,6 +133,28 @@ class MessageService:
         gap = oldest > since + 1 if oldest else newest > since
         cut = bool(messages) and messages[-1]["id"] < newest
         return messages, gap or cut
+
+    def recover(self, room: str, since: int | None, epoch: str | None,
+                state: RoomState) -> tuple[list[dict[str, Any]], bool, bool]:
+        """What a joining client missed: (messages, truncated, reset).
+
+        A client whose `epoch` is not the room's current one saw another history (the store lost
+        the room's data since): it gets `reset` and the room's most recent messages, like a first
+        join, never a partial recovery by ids that now name other messages. No `since`: nothing.
+        """
+        if since is None:
+            return [], False, False
+        if epoch is not None and epoch != state.epoch:
+            recent = self.store.messages_before(room, None, self.policy.recovery_max)
+            return recent, bool(recent) and recent[0]["id"] > 1, True
+        missed, truncated = self.missed(room, since, (state.oldest, state.newest))
+        return missed, truncated, False
+
+    def page(self, room: str, before: int | None, after: int | None,
+             limit: int | None) -> tuple[list[dict[str, Any]], str | None]:
+        """A history page and the epoch its ids count in (read from the store if it is empty)."""
+        messages = self.history(room, before, after, limit)
+        return messages, (messages[-1].get("epoch") if messages else self.store.room_state(room).epoch)
 
     def history(self, room: str, before: int | None, after: int | None,
                 limit: int | None) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ USERNAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,32}\Z")
 USER_ID_RE = re.compile(r"^[a-z0-9_.\-]{1,32}\Z")
 DM_RE = re.compile(r"^dm:([a-z0-9_.\-]{1,32}):([a-z0-9_.\-]{1,32})\Z")
 CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}\Z")
+EPOCH_RE = re.compile(r"^[A-Za-z0-9_\-]{1,64}\Z")
 
 
 def payload_dict(payload: Any) -> dict[str, Any]:
@@ -66,6 +67,15 @@ def message_id(value: Any, field: str, required: bool = False) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value > 2**53:
         raise ValidationError("invalid_payload", f"{field} must be a non-negative integer message id")
+    return value
+
+
+def epoch(value: Any) -> str | None:
+    """An optional history epoch, as the server handed it out (null or absent: none)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not EPOCH_RE.match(value):
+        raise ValidationError("invalid_payload", "epoch must be a string of up to 64 letters, digits, _ or -")
     return value
 
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from .base import (Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, Store, StoreUnavailable,
-                   Uninvited, UserCutoff)
+from .base import (Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, RoomState, Store,
+                   StoreUnavailable, Uninvited, UserCutoff)
 from .memory import MemoryStore
 from .redis import RedisStore, create_redis
 
-__all__ = ["Announcement", "Appended", "NotReplicated", "OverLimit", "Quota", "Retention", "Store",
+__all__ = ["Announcement", "Appended", "NotReplicated", "OverLimit", "Quota", "Retention", "RoomState", "Store",
            "StoreUnavailable", "Uninvited", "UserCutoff", "create_store", "create_redis"]
 
 REDIS_SCHEMES = {"redis", "rediss", "unix", "redis+sentinel"}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import secrets
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple
@@ -104,6 +105,19 @@ def message_hook(room: str, message_id: int, number: int, endpoint: str, ts: int
             "event": "message.created", "created_at": ts, "ref": {"room": room, "id": message_id}}
 
 
+class RoomState(NamedTuple):
+    """A room's history: oldest retained id, newest id, and the epoch naming this history (None: none yet)."""
+
+    oldest: int
+    newest: int
+    epoch: str | None
+
+
+def new_epoch() -> str:
+    """A fresh epoch: short, random, safe in JSON and URLs without escaping."""
+    return secrets.token_urlsafe(8)
+
+
 class StoreUnavailable(Exception):
     """The backend could not be reached; the operation did not happen."""
 
@@ -140,8 +154,19 @@ class Store(ABC):
         """Up to `limit` messages with id < before_id (None: the newest), oldest first."""
 
     @abstractmethod
+    def room_state(self, room: str) -> RoomState:
+        """(oldest retained id, newest id, epoch) of a room, read at once; (0, 0, None) when it has none.
+
+        The epoch is made with the room's first id, in the same atomic step, and made anew
+        whenever the id counter starts over (the store lost the room's history), so a client
+        holding (epoch, id) can tell a restarted history from the one it knew. Every message the
+        store returns carries its room's epoch.
+        """
+
     def room_bounds(self, room: str) -> tuple[int, int]:
         """(oldest retained id, newest id) of a room; (0, 0) when it has none."""
+        state = self.room_state(room)
+        return (state.oldest, state.newest)
 
     # instances and connections
     @abstractmethod

@@ -6,7 +6,8 @@ import time
 from collections import defaultdict
 from typing import Any, Callable
 
-from .base import Appended, Counts, OverLimit, Quota, Retention, Store, message_hook, take_hit
+from .base import (Appended, Counts, OverLimit, Quota, Retention, RoomState, Store, message_hook, new_epoch,
+                   take_hit)
 
 
 class MemoryStore(Store):
@@ -19,6 +20,7 @@ class MemoryStore(Store):
         self._lock = threading.Lock()
         self._rooms: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._last_id: dict[str, int] = defaultdict(int)
+        self._epochs: dict[str, str] = {}  # made with a room's first id; a new process, a new epoch
         self._keys: dict[tuple[str, str], tuple[int, float]] = {}
         self._instances: dict[str, tuple[dict[str, Any], float]] = {}
         self._connections: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -49,7 +51,9 @@ class MemoryStore(Store):
                 if original is not None:
                     return Appended(original, duplicate=True)
             self._last_id[room] += 1
-            stored = {**message, "id": self._last_id[room], "room": room}
+            if self._last_id[room] == 1:
+                self._epochs[room] = new_epoch()
+            stored = {**message, "id": self._last_id[room], "room": room, "epoch": self._epochs[room]}
             self._rooms[room].append(stored)
             if idempotency_key:
                 self._keys[(room, idempotency_key)] = (stored["id"], now + retention.idempotency_ttl)
@@ -85,13 +89,12 @@ class MemoryStore(Store):
             older = [m for m in self._rooms.get(room, ()) if before_id is None or m["id"] < before_id]
             return [dict(m) for m in older[-limit:]] if limit > 0 else []
 
-    def room_bounds(self, room):
-        """(oldest retained id, newest id) of a room; (0, 0) when it has none."""
+    def room_state(self, room):
+        """(oldest retained id, newest id, epoch) of a room; (0, 0, None) when it has none."""
         with self._lock:
             messages = self._rooms.get(room)
-            if not messages:
-                return (0, self._last_id.get(room, 0))
-            return (messages[0]["id"], self._last_id[room])
+            oldest = messages[0]["id"] if messages else 0
+            return RoomState(oldest, self._last_id.get(room, 0), self._epochs.get(room))
 
     def register_instance(self, info, ttl):
         """Announce a replica (or refresh its heartbeat) for `ttl` seconds; False if it was unknown."""

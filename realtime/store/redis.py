@@ -12,8 +12,8 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
-from .base import (Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, Store, StoreUnavailable,
-                   Uninvited, UserCutoff)
+from .base import (Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, RoomState, Store,
+                   StoreUnavailable, Uninvited, UserCutoff, new_epoch)
 
 # store.base.take_hit in Lua, on a hash {i = window index, c = hits in it, p = hits in the one
 # before}: nil when the hit is counted, else the milliseconds until one fits. Redis's clock, so
@@ -54,15 +54,19 @@ return 0
 # and by age, and (when asked) PUBLISH the message to the other replicas: stored and announced
 # in one round trip, and never one without the other. The published message is the stored body
 # with "id" and "room" spliced in as strings (no cjson: it would re-encode the body differently).
-# A quota (KEYS[5], ARGV[13..14]) is taken first: a send over its rate limit costs no extra
+# A quota (KEYS[6], ARGV[14..15]) is taken first: a send over its rate limit costs no extra
 # round trip and writes nothing ({-1, ms to wait}). The room's keys share its hash tag; the
 # webhook outbox and the quota are the keys outside it.
+# The epoch (KEYS[5]) names the history the ids count in: it is set (to ARGV[13], a fresh random
+# value) whenever INCR starts the counter again at 1, or the epoch is missing, so a history
+# Redis lost (restart without persistence, lagging replica promoted, FLUSHDB, keys expired or
+# evicted) never comes back under the epoch clients knew. Returns {status, id, body, epoch}.
 APPEND_SCRIPT = TAKE_FUNCTION + """
-local stream, seq, idem = KEYS[1], KEYS[2], KEYS[3]
+local stream, seq, idem, epoch_key = KEYS[1], KEYS[2], KEYS[3], KEYS[5]
 local body, now, max_len, min_ts, idem_ttl, has_key = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5], ARGV[6]
-if KEYS[5] then
-  local wait = take(KEYS[5], tonumber(ARGV[13]), tonumber(ARGV[14]), redis_now())
-  if wait then return {-1, wait, ''} end
+if KEYS[6] then
+  local wait = take(KEYS[6], tonumber(ARGV[14]), tonumber(ARGV[15]), redis_now())
+  if wait then return {-1, wait, '', ''} end
 end
 if has_key == '1' then
   local known = redis.call('GET', idem)
@@ -72,11 +76,16 @@ if has_key == '1' then
       -- A write, so that a WAIT after this repeat covers the original append (the replication
       -- stream is in order): the retry of a send whose replication was not confirmed.
       redis.call('PEXPIRE', idem, idem_ttl)
-      return {1, tonumber(known), found[1][2][4]}
+      return {1, tonumber(known), found[1][2][4], redis.call('GET', epoch_key) or ''}
     end
   end
 end
 local id = redis.call('INCR', seq)
+local epoch = redis.call('GET', epoch_key)
+if id == 1 or not epoch then
+  epoch = ARGV[13]
+  redis.call('SET', epoch_key, epoch)
+end
 redis.call('XADD', stream, 'MAXLEN', '=', max_len, id .. '-0', 'ts', now, 'm', body)
 if has_key == '1' then redis.call('SET', idem, id, 'PX', idem_ttl) end
 for number, endpoint in ipairs(cjson.decode(ARGV[7])) do
@@ -97,10 +106,10 @@ if keep_from then
   redis.call('XTRIM', stream, 'MINID', '=', (last + 1) .. '-0')
 end
 if ARGV[9] ~= '' then
-  local message = string.sub(body, 1, -2) .. ',"id":' .. id .. ',"room":' .. ARGV[12] .. '}'
+  local message = string.sub(body, 1, -2) .. ',"id":' .. id .. ',"room":' .. ARGV[12] .. ',"epoch":"' .. epoch .. '"}'
   redis.call('PUBLISH', ARGV[9], ARGV[10] .. message .. ARGV[11])
 end
-return {0, id, body}
+return {0, id, body, epoch}
 """
 
 
@@ -258,14 +267,19 @@ def limit_key(quota: Quota) -> str:
     return f"rt:limit:{quota.rule}:{quota.key}"
 
 
-def decode_entry(room: str, entry_id: bytes, fields: dict[bytes, bytes]) -> dict[str, Any]:
+def decode_entry(room: str, entry_id: bytes, fields: dict[bytes, bytes], epoch: str | None) -> dict[str, Any]:
     """A stream entry as a message dict."""
-    return decode_message(room, int(entry_id.split(b"-")[0]), fields[b"m"])
+    return decode_message(room, int(entry_id.split(b"-")[0]), fields[b"m"], epoch)
 
 
-def decode_message(room: str, message_id: int, body: bytes) -> dict[str, Any]:
-    """The stored JSON plus the id and room that the stream entry carries."""
-    return {**json.loads(body), "id": message_id, "room": room}
+def decode_message(room: str, message_id: int, body: bytes, epoch: str | None) -> dict[str, Any]:
+    """The stored JSON plus the id, room and epoch that the stream entry and its room carry."""
+    return {**json.loads(body), "id": message_id, "room": room, "epoch": epoch}
+
+
+def decode_epoch(raw: bytes | None) -> str | None:
+    """An epoch as Redis returns it (None or b'': the room has none yet)."""
+    return raw.decode() if raw else None
 
 
 class RedisStore(Store):
@@ -315,27 +329,29 @@ class RedisStore(Store):
         body = json.dumps({k: v for k, v in message.items() if k not in ("id", "room")},
                           separators=(",", ":"))
         keys = [room_key(room, "messages"), room_key(room, "seq"),
-                room_key(room, f"idem:{idempotency_key or ''}"), self.WEBHOOKS]
+                room_key(room, f"idem:{idempotency_key or ''}"), self.WEBHOOKS, room_key(room, "epoch")]
         args = [body, int(message.get("ts", now * 1000)), retention.max_messages,
                 int((now - retention.max_age) * 1000), int(retention.idempotency_ttl * 1000),
                 "1" if idempotency_key else "0", json.dumps(list(webhooks)), room]
         announce = None if self.wait_replicas else announce
         args += ([announce.channel, announce.prefix, announce.suffix, json.dumps(room)] if announce
                  else ["", "", "", ""])
+        args.append(new_epoch())  # used only if this append starts the room's history
         if quota is not None:
             keys.append(limit_key(quota))
             args += [quota.limit, quota.window]
         if not self.wait_replicas:
-            duplicate, message_id, stored = self._append(keys=keys, args=args)
+            duplicate, message_id, stored, epoch = self._append(keys=keys, args=args)
             if duplicate == -1:
                 raise OverLimit(quota, message_id / 1000)
-            return Appended(decode_message(room, int(message_id), stored), duplicate=bool(duplicate),
+            return Appended(decode_message(room, int(message_id), stored, decode_epoch(epoch)),
+                            duplicate=bool(duplicate),
                             published=announce is not None and not duplicate)
         # WAIT counts the writes of its own connection: one pipeline keeps both on one.
         with self._redis.pipeline(transaction=False) as pipe:
             self._append(keys=keys, args=args, client=pipe)
             pipe.wait(self.wait_replicas, self.wait_timeout_ms)
-            (duplicate, message_id, stored), replicas = pipe.execute()
+            (duplicate, message_id, stored, epoch), replicas = pipe.execute()
         if duplicate == -1:
             raise OverLimit(quota, message_id / 1000)
         if replicas < self.wait_replicas:
@@ -343,16 +359,25 @@ class RedisStore(Store):
                                 f"within {self.wait_timeout_ms} ms")
         # The first try of a repeat may have stopped here unbroadcast: broadcast it again (each
         # replica's sequencer drops what it already delivered).
-        return Appended(decode_message(room, int(message_id), stored), duplicate=bool(duplicate),
-                        broadcast_repeat=bool(duplicate))
+        return Appended(decode_message(room, int(message_id), stored, decode_epoch(epoch)),
+                        duplicate=bool(duplicate), broadcast_repeat=bool(duplicate))
+
+    def _entries_with_epoch(self, room: str, read: Callable[[Any], Any]) -> tuple[list, str | None]:
+        """Stream entries (`read` queues the XRANGE/XREVRANGE) and the room's epoch, read atomically."""
+        with self._redis.pipeline(transaction=True) as pipe:
+            read(pipe)
+            pipe.get(room_key(room, "epoch"))
+            entries, epoch = pipe.execute()
+        return entries, decode_epoch(epoch)
 
     @unavailable_on_error
     def messages_after(self, room, after_id, limit):
         """Up to `limit` messages with id > after_id, oldest first."""
         if limit <= 0:
             return []
-        entries = self._redis.xrange(room_key(room, "messages"), f"{after_id + 1}-0", "+", count=limit)
-        return [decode_entry(room, entry_id, fields) for entry_id, fields in entries]
+        entries, epoch = self._entries_with_epoch(room, lambda pipe: pipe.xrange(
+            room_key(room, "messages"), f"{after_id + 1}-0", "+", count=limit))
+        return [decode_entry(room, entry_id, fields, epoch) for entry_id, fields in entries]
 
     @unavailable_on_error
     def messages_before(self, room, before_id, limit):
@@ -360,18 +385,20 @@ class RedisStore(Store):
         if limit <= 0 or (before_id is not None and before_id <= 1):
             return []
         top = "+" if before_id is None else f"{before_id - 1}-0"
-        entries = self._redis.xrevrange(room_key(room, "messages"), top, "-", count=limit)
-        return [decode_entry(room, entry_id, fields) for entry_id, fields in reversed(entries)]
+        entries, epoch = self._entries_with_epoch(room, lambda pipe: pipe.xrevrange(
+            room_key(room, "messages"), top, "-", count=limit))
+        return [decode_entry(room, entry_id, fields, epoch) for entry_id, fields in reversed(entries)]
 
     @unavailable_on_error
-    def room_bounds(self, room):
-        """(oldest retained id, newest id) of a room; (0, 0) when it has none."""
-        with self._redis.pipeline(transaction=False) as pipe:
+    def room_state(self, room):
+        """(oldest retained id, newest id, epoch) of a room, read atomically; (0, 0, None) when it has none."""
+        with self._redis.pipeline(transaction=True) as pipe:
             pipe.xrange(room_key(room, "messages"), "-", "+", count=1)
             pipe.get(room_key(room, "seq"))
-            oldest, newest = pipe.execute()
-        newest = int(newest or 0)
-        return (int(oldest[0][0].split(b"-")[0]) if oldest else 0, newest)
+            pipe.get(room_key(room, "epoch"))
+            oldest, newest, epoch = pipe.execute()
+        return RoomState(int(oldest[0][0].split(b"-")[0]) if oldest else 0, int(newest or 0),
+                         decode_epoch(epoch))
 
     @unavailable_on_error
     def register_instance(self, info, ttl):

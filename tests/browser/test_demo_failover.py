@@ -1,5 +1,6 @@
-"""In a real browser: a user whose replica dies comes back on another one and misses nothing; the
-dashboard shows a dead replica as gone, and says when Redis is down."""
+"""In a real browser: a user whose replica dies comes back on another one and misses nothing, also
+when Redis lost its data meanwhile (ids start again from 1); the dashboard shows a dead replica as
+gone, and says when Redis is down."""
 from __future__ import annotations
 
 import re
@@ -44,6 +45,37 @@ def test_offline_user_recovers_missed_messages_once_on_another_replica(open_user
     everything = in_order("before the outage", *missed, "written while offline")
     expect(bob.messages).to_have_text(everything)
     expect(alice.messages).to_have_text(everything)
+
+
+def test_after_redis_lost_its_data_the_new_messages_with_small_ids_are_shown(open_user, nginx_cluster,
+                                                                             room):
+    alice, bob = open_user("alice", 0), open_user("bob", 1)
+    for user in (alice, bob):
+        user.join(room)
+    before = [f"before {n}" for n in range(1, 4)]  # ids 1..3 of the first history
+    for text in before:
+        alice.send_text(text)
+    expect(bob.messages).to_have_text(in_order(*before))
+
+    # Bob is away (his replica dies too); Redis restarts without persistence: everything is gone.
+    dead = nginx_cluster.replicas[1]
+    bob.context.set_offline(True)
+    dead.kill()
+    expect(bob.status).to_have_text("reconnecting")
+    nginx_cluster.redis.stop()
+    nginx_cluster.redis.start()
+    after = [f"after {n}" for n in range(1, 6)]  # ids 1..5 again, in a new history
+    for text in after:
+        alice.send_text(text)
+    # Alice's page forgets the lost history as soon as the new one shows up.
+    expect(alice.messages).to_have_text(in_order(*after), timeout=20_000)
+
+    # Bob comes back with "seen up to 3" of the old history: he is given the new one, all of it.
+    bob.context.set_offline(False)
+    expect(bob.status).to_have_text("connected")
+    expect(bob.messages).to_have_text(in_order(*after))
+    alice.send_text("live again")
+    expect(bob.messages).to_have_text(in_order(*after, "live again"))
 
 
 def test_dashboard_shows_a_killed_replica_gone(open_dashboard, nginx_cluster):

@@ -50,8 +50,8 @@ def test_token_query_parameter_is_accepted_when_switched_on(app_factory_with):
 def test_join_send_and_receive(chat):
     ana, bo = chat("Ana"), chat("Bo")
     assert call(ana, "join", {"room": "lobby"}) == {
-        "ok": True, "room": "lobby", "missed": [], "truncated": False, "unread": 0,
-        "online": [{"id": "ana", "name": "Ana"}], "reads": {}}
+        "ok": True, "room": "lobby", "epoch": None, "reset": False, "missed": [], "truncated": False,
+        "unread": 0, "online": [{"id": "ana", "name": "Ana"}], "reads": {}}
     call(bo, "join", {"room": "lobby"})
     ack = call(ana, "send", {"room": "lobby", "type": "text", "body": "hi", "client_id": "c1"})
     assert ack["ok"] is True
@@ -212,3 +212,42 @@ def test_since_beyond_the_newest_id_starts_over_flagged(chat):
     call(sio, "send", {"room": "r", "body": "only"})
     ack = call(sio, "join", {"room": "r", "since": 50})
     assert [m["body"] for m in ack["missed"]] == ["only"] and ack["truncated"] is True
+
+
+def test_messages_joins_and_pages_carry_the_rooms_epoch(chat, client, token):
+    ana = chat("Ana")
+    call(ana, "join", {"room": "lobby"})
+    sent = [call(ana, "send", {"room": "lobby", "body": str(n)})["message"] for n in range(3)]
+    epoch = sent[0]["epoch"]
+    assert isinstance(epoch, str) and {m["epoch"] for m in sent} == {epoch}
+    assert {m["epoch"] for m in events(ana, "message")} == {epoch}
+    again = call(chat("Ana"), "join", {"room": "lobby", "since": 1, "epoch": epoch})
+    assert (again["epoch"], again["reset"], [m["id"] for m in again["missed"]]) == (epoch, False, [2, 3])
+    page = call(ana, "history", {"room": "lobby", "limit": 2})
+    assert page["epoch"] == epoch and [m["id"] for m in page["messages"]] == [2, 3]
+    assert call(ana, "history", {"room": "empty"})["epoch"] is None
+    reply = client.get("/api/rooms/lobby/messages", headers={"Authorization": f"Bearer {token('Ana')}"})
+    assert reply.status_code == 200 and reply.get_json()["epoch"] == epoch
+
+
+def test_a_join_with_another_epoch_is_reset_with_the_recent_messages(chat):
+    ana = chat("Ana")
+    call(ana, "join", {"room": "lobby"})
+    for n in range(3):
+        call(ana, "send", {"room": "lobby", "body": str(n)})
+    epoch = events(ana, "message")[0]["epoch"]
+    # A client that saw ids up to 5 of a history the store has lost since.
+    ack = call(chat("Bo"), "join", {"room": "lobby", "since": 2, "epoch": "lost-history"})
+    assert (ack["reset"], ack["epoch"], ack["truncated"]) == (True, epoch, False)
+    assert [m["id"] for m in ack["missed"]] == [1, 2, 3]
+    # Without an epoch, as before (and `reset` is false).
+    legacy = call(chat("Cy"), "join", {"room": "lobby", "since": 2})
+    assert (legacy["reset"], [m["id"] for m in legacy["missed"]]) == (False, [3])
+    # An epoch without `since` asks for nothing.
+    assert call(chat("Di"), "join", {"room": "lobby", "epoch": "x"})["missed"] == []
+
+
+@pytest.mark.parametrize("epoch", [5, "", "a" * 65, "spaces here", ["x"]])
+def test_a_malformed_epoch_is_refused(chat, epoch):
+    ack = call(chat("Ana"), "join", {"room": "lobby", "since": 0, "epoch": epoch})
+    assert ack["ok"] is False and ack["error"]["code"] == "invalid_payload"
