@@ -465,6 +465,8 @@ def cluster_plan(config: ClusterConfig) -> list[list[Process]]:
     webhook_secret, api_key = state_secret(config, "webhook_secret"), state_secret(config, "api_key")
     env = {**os.environ, "REALTIME_REDIS_URL": config.redis_url,
            "REALTIME_JWT_SECRET_KEY": jwt_secret(config), "REALTIME_DEMO_LOGIN": "1",
+           # The dashboard's demo admin: this cluster listens on 127.0.0.1 only (a dev tool).
+           "REALTIME_DEMO_ADMINS": "admin", "REALTIME_DEMO_ADMINS_UNSAFE": "acknowledged",
            "REALTIME_PROXY_COUNT": "1", "REALTIME_API_KEYS": f"webhook-tester:{hash_key(api_key)}",
            "REALTIME_WEBHOOK_URLS": f"http://{HOST}:{config.webhook_port}/webhook",
            "REALTIME_WEBHOOK_SECRET": webhook_secret}
