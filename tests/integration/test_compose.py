@@ -7,13 +7,15 @@ import subprocess
 
 import pytest
 
-from realtime.localcluster import ROOT
+from realtime.localcluster import INTERNAL_NETWORKS, ROOT
 
 pytestmark = pytest.mark.integration
 
 # Directives allowed to differ between nginx.conf (docker) and local.conf.template: identity,
-# paths, listen address and upstream addresses. Everything else must match line for line.
-NGINX_PER_ENVIRONMENT = {"user", "worker_processes", "pid", "error_log", "access_log", "listen",
+# paths, listen address, upstream addresses and the internal networks (a placeholder locally, so
+# tests can leave loopback out; compared with localcluster.INTERNAL_NETWORKS below). Everything
+# else must match line for line.
+NGINX_PER_ENVIRONMENT = {"user", "worker_processes", "pid", "error_log", "access_log", "listen", "allow",
                          "server", "client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path",
                          "uwsgi_temp_path", "scgi_temp_path"}
 
@@ -167,3 +169,26 @@ def test_nginx_docker_and_local_configs_stay_in_sync():
     assert "server realtime:8000;" in docker  # the compose service and the port it exposes
     for forbidden in ("ip_hash", "keepalive "):
         assert not any(line.startswith(forbidden) for line in docker + local)
+
+
+def test_operator_endpoints_are_for_internal_networks_in_both_configs():
+    docker = directives(ROOT / "nginx" / "nginx.conf")
+    local = directives(ROOT / "nginx" / "local.conf.template")
+    location = "location ~ ^/(metrics|readyz|api/stats)(/|$) {"
+    start = docker.index(location)
+    assert docker[start + 1:start + 1 + len(INTERNAL_NETWORKS) + 1] == (
+        [f"allow {network};" for network in INTERNAL_NETWORKS] + ["deny all;"])
+    start = local.index(location)
+    assert local[start + 1:start + 3] == ["{{INTERNAL_ALLOW}}", "deny all;"]
+
+
+def test_socketio_access_log_drops_the_query_string_in_both_configs():
+    for name in ("nginx.conf", "local.conf.template"):
+        lines = directives(ROOT / "nginx" / name)
+        socketio = lines.index("location /socket.io/ {")
+        assert lines[socketio + 1].startswith("access_log ") and lines[socketio + 1].endswith(" realtime_no_query;")
+        start = next(n for n, line in enumerate(lines) if line.startswith("log_format realtime_no_query "))
+        end = next(n for n in range(start, len(lines)) if lines[n].endswith(";"))
+        log_format = " ".join(lines[start:end + 1])
+        assert "$uri" in log_format
+        assert not any(v in log_format for v in ("$request ", "$request_uri", "$args", "$query_string"))
