@@ -43,6 +43,7 @@ def replica_env(redis_url: str, workdir: Path, cache_size: int) -> dict[str, str
     """A production-like replica (auth, persistence, limits that never refuse), demo login on."""
     return {**clean_environ(), "REALTIME_REDIS_URL": redis_url, "REALTIME_DEMO_LOGIN": "1",
             "REALTIME_JWT_SECRET_KEY": secrets.token_urlsafe(48), "REALTIME_DEMO_ADMINS": "boss",
+            "REALTIME_DEMO_ADMINS_UNSAFE": "acknowledged",
             "REALTIME_ENV_FILE": str(workdir / "none.env"), "REALTIME_LOG_LEVEL": "WARNING",
             "REALTIME_RATE_LIMITS": "connect=1000000/minute; join=1000000/minute",
             "REALTIME_LOGIN_RATE_LIMIT": "1000000/minute", "REALTIME_HTTP_RATE_LIMIT": "1000000/minute",

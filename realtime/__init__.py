@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a replica: settings, state store, extensions, services, blueprints, namespaces, loops."""
-    from . import adminui, background, greenlets, jwt_keys, logs, socketsession, web, wirejson
+    from . import adminui, background, demomode, greenlets, jwt_keys, logs, socketsession, web
+    from . import wirejson
     from . import wsdirect, wsfast
     from .blueprints import admin, auth, demo, errors, health, metrics as metrics_bp, rooms, stats, uploads
     from .blueprints import apidocs
@@ -33,6 +34,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_settings(config)
     wsfast.install()
     logs.configure(settings)
+    demomode.check(settings)
     app = web.RealtimeFlask(__name__, static_folder=settings["STATIC_DIR"], static_url_path="/static")
     app.config.update(REALTIME=settings, MAX_CONTENT_LENGTH=settings["MAX_HTTP_BUFFER_SIZE"],
                       **jwt_keys.config(settings), **limiter_config(settings))

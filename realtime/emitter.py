@@ -41,7 +41,8 @@ class Emitter:
              sender: dict[str, str] | None = None, client_id: str | None = None) -> dict[str, Any]:
         """Persist and deliver a message to `room`; returns the stored message."""
         payload = {"type": type, "body": body, "client_id": client_id}
-        return self.messages.send(sender or SYSTEM_SENDER, self.messages.room(room), payload)
+        return self.messages.send(sender or SYSTEM_SENDER, self.messages.room(room), payload,
+                                  via="emitter")
 
     def close(self) -> None:
         """Release the Redis connections."""

@@ -40,7 +40,8 @@ def secret(settings: Mapping[str, Any], names: list[str]) -> str | None:
         if settings["EMBEDDED"]:
             return secrets.token_urlsafe(32)
         raise RuntimeError("REALTIME_JWT_SECRET_KEY is required when REALTIME_REDIS_URL is set")
-    if len(value) < WEAK_SECRET_CHARS and not settings["DEMO_LOGIN"]:
+    # Only the embedded demo may use a short secret: with Redis the replicas are a deployment.
+    if len(value) < WEAK_SECRET_CHARS and not (settings["DEMO_LOGIN"] and settings["EMBEDDED"]):
         raise RuntimeError(f"REALTIME_JWT_SECRET_KEY must be at least {WEAK_SECRET_CHARS} characters")
     return value
 

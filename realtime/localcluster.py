@@ -31,6 +31,9 @@ from typing import Callable, Iterable, Mapping
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "nginx" / "local.conf.template"
 HOST = "127.0.0.1"
+# Addresses nginx lets reach /metrics, /readyz and /api/stats: loopback and private ranges (the
+# same list is written out in nginx/nginx.conf; tests/integration/test_compose.py compares them).
+INTERNAL_NETWORKS = ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1", "fc00::/7")
 STOP_TIMEOUT = 25.0  # above gunicorn's graceful_timeout (20 s), so a clean stop is never cut short
 
 
@@ -331,13 +334,15 @@ class WebhookReceiver(HealthCheckedServer):
 
 
 def render_nginx_conf(template: str, prefix: Path, log_dir: Path, listen: str,
-                      upstream_ports: Iterable[int], host: str = HOST) -> str:
+                      upstream_ports: Iterable[int], host: str = HOST,
+                      internal_networks: Iterable[str] = INTERNAL_NETWORKS) -> str:
     """Fill in the double-brace placeholders of nginx/local.conf.template."""
     servers = "\n".join(f"        server {host}:{port};" for port in upstream_ports)
+    allow = "\n".join(f"            allow {network};" for network in internal_networks)
     # Only root may switch users; for anyone else nginx ignores the directive with a warning.
     user = f"user {getpass.getuser()} {grp.getgrgid(os.getegid()).gr_name};"
     values = {"PREFIX": str(prefix), "LOG_DIR": str(log_dir), "LISTEN": listen,
-              "UPSTREAM_SERVERS": servers.lstrip(),
+              "UPSTREAM_SERVERS": servers.lstrip(), "INTERNAL_ALLOW": allow.lstrip(),
               "USER_DIRECTIVE": user if os.geteuid() == 0 else "# (not root: no user directive)"}
     for key, value in values.items():
         template = template.replace("{{" + key + "}}", value)
@@ -351,8 +356,10 @@ class Nginx(Server):
     """nginx in front of the replicas, from nginx/local.conf.template, its files under `prefix`."""
 
     def __init__(self, prefix: Path, port: int, upstream_ports: Iterable[int], host: str = HOST,
-                 log_dir: Path | None = None, template: Path = TEMPLATE):
+                 log_dir: Path | None = None, template: Path = TEMPLATE,
+                 internal_networks: Iterable[str] = INTERNAL_NETWORKS):
         self.upstream_ports = list(upstream_ports)
+        self.internal_networks = list(internal_networks)
         self.prefix, self.template = Path(prefix).resolve(), Path(template)
         self.log_dir = Path(log_dir or self.prefix).resolve()
         self.conf_path = self.prefix / "nginx.conf"
@@ -367,7 +374,8 @@ class Nginx(Server):
         (self.prefix / "temp").mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         conf = render_nginx_conf(self.template.read_text(), self.prefix, self.log_dir,
-                                 f"{self.host}:{self.port}", self.upstream_ports, self.host)
+                                 f"{self.host}:{self.port}", self.upstream_ports, self.host,
+                                 self.internal_networks)
         self.conf_path.write_text(conf)
         return super().start(wait, timeout)
 
@@ -465,6 +473,8 @@ def cluster_plan(config: ClusterConfig) -> list[list[Process]]:
     webhook_secret, api_key = state_secret(config, "webhook_secret"), state_secret(config, "api_key")
     env = {**os.environ, "REALTIME_REDIS_URL": config.redis_url,
            "REALTIME_JWT_SECRET_KEY": jwt_secret(config), "REALTIME_DEMO_LOGIN": "1",
+           # The dashboard's demo admin: this cluster listens on 127.0.0.1 only (a dev tool).
+           "REALTIME_DEMO_ADMINS": "admin", "REALTIME_DEMO_ADMINS_UNSAFE": "acknowledged",
            "REALTIME_PROXY_COUNT": "1", "REALTIME_API_KEYS": f"webhook-tester:{hash_key(api_key)}",
            "REALTIME_WEBHOOK_URLS": f"http://{HOST}:{config.webhook_port}/webhook",
            "REALTIME_WEBHOOK_SECRET": webhook_secret}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -61,6 +62,19 @@ class Scraped:
         yield from self.read()
 
 
+def url_label(url: str) -> str:
+    """A URL as a label: scheme, host, port and path; never credentials, query or fragment."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # a malformed port: leave it out rather than fail the scrape
+        port = ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
 def replica_gauges(services: Any, server: Any) -> Callable[[], Iterator[Metric]]:
     """Connections by namespace and transport, greenlets, webhook backlog and breakers."""
     def read() -> Iterator[Metric]:
@@ -91,6 +105,7 @@ def replica_gauges(services: Any, server: Any) -> Callable[[], Iterator[Metric]]
             breakers = GaugeMetricFamily("realtime_webhook_breaker_open", "1 while the endpoint's "
                                          "breaker is open or half-open", labels=["endpoint"])
             for endpoint, breaker in sorted(worker.breakers.items()):
-                breakers.add_metric([endpoint], 0 if breaker.current_state == "closed" else 1)
+                # Webhook URLs may carry credentials or a token in the query: never in a label.
+                breakers.add_metric([url_label(endpoint)], 0 if breaker.current_state == "closed" else 1)
             yield breakers
     return read

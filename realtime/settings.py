@@ -17,8 +17,12 @@ DEFAULTS: dict[str, Any] = {
     "PORT": 8000,
     # None means "on only in the embedded mode" (no Redis configured).
     "DEMO_LOGIN": None,
-    # Demo login names that get the admin role (dashboard, /admin); demo mode only.
-    "DEMO_ADMINS": "admin",
+    # Demo login names that get the admin role (dashboard, /admin); demo mode only. None means
+    # "admin" in the embedded mode and nobody with Redis (see DEMO_ADMINS_UNSAFE).
+    "DEMO_ADMINS": None,
+    # With Redis, demo admins hand the admin role to anyone who can reach the replicas: a replica
+    # refuses to start with them unless this is exactly "acknowledged" (local dev clusters only).
+    "DEMO_ADMINS_UNSAFE": "",
     "DASHBOARD_INTERVAL": 2.0,
     "JWT_SECRET_KEY": None,
     "JWT_ACCESS_TOKEN_EXPIRES": 3600,
@@ -163,6 +167,8 @@ def finalize(settings: dict[str, Any]) -> dict[str, Any]:
     settings["EMBEDDED"] = embedded
     if settings["DEMO_LOGIN"] is None:
         settings["DEMO_LOGIN"] = embedded
+    if settings["DEMO_ADMINS"] is None:
+        settings["DEMO_ADMINS"] = "admin" if embedded else ""
     if not settings["INSTANCE_ID"]:
         settings["INSTANCE_ID"] = f"{socket.gethostname()}-{settings['PORT']}-{os.getpid()}"
     if settings["CORS_ORIGINS"] is None:

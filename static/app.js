@@ -879,6 +879,12 @@
     var meta = createEl("div", "meta");
     var fromName = isObject(m.from) && m.from.name !== undefined ? m.from.name : (isObject(m.from) ? m.from.id : "unknown");
     meta.appendChild(createEl("span", "from", fromName));
+    // A server sent it (the server API or the emitter), not a user: say so, as text only.
+    if (m.via === "api" || m.via === "emitter") {
+      var via = createEl("span", "via", m.via === "api" ? "server API" : "emitter");
+      via.title = "sent by a server, not by a user";
+      meta.appendChild(via);
+    }
     var time = createEl("time", "time", formatTime(m.ts));
     var d = new Date(m.ts);
     if (!isNaN(d.getTime())) {

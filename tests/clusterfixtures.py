@@ -58,6 +58,8 @@ def replica_env(redis_url: str, secret: str, workdir) -> dict[str, str]:
     """Environment shared by the replicas, isolated from the developer's REALTIME_* and .env."""
     return {**clean_environ(), "REALTIME_REDIS_URL": redis_url,
             "REALTIME_JWT_SECRET_KEY": secret, "REALTIME_DEMO_LOGIN": "1",
+            # The dashboard tests sign in as the demo admin; the replicas listen on loopback only.
+            "REALTIME_DEMO_ADMINS": "admin", "REALTIME_DEMO_ADMINS_UNSAFE": "acknowledged",
             "REALTIME_INSTANCE_TTL": str(INSTANCE_TTL),
             "REALTIME_HEARTBEAT_INTERVAL": str(HEARTBEAT_INTERVAL),
             "REALTIME_GRACEFUL_TIMEOUT": "8",

@@ -1,7 +1,7 @@
 """Demo login: a token for a chosen name, only when enabled."""
 from flask import Blueprint, current_app, jsonify
 
-from .. import auth
+from .. import auth, demomode
 from ..errors import AppError
 from ..extensions import limiter
 from .guards import json_body
@@ -17,6 +17,5 @@ def token():
     if not settings["DEMO_LOGIN"]:
         raise AppError("not_found", "demo login is disabled", 404)
     data = json_body()
-    admins = frozenset(n.strip().lower() for n in settings["DEMO_ADMINS"].split(",") if n.strip())
-    access_token, user = auth.issue_demo_token(data.get("username"), admins)
+    access_token, user = auth.issue_demo_token(data.get("username"), demomode.admins(settings))
     return jsonify(access_token=access_token, token_type="Bearer", user=user)

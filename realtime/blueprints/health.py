@@ -21,5 +21,7 @@ def readyz():
     try:
         services.store.ping()
     except StoreUnavailable as exc:
-        return jsonify(status="unavailable", store=services.store.name, reason=str(exc)), 503
+        # The error names Redis's address (and a URL's password): logged, never answered.
+        current_app.logger.warning("not ready: state store unreachable: %s", exc)
+        return jsonify(status="unavailable", store=services.store.name, reason="state store unreachable"), 503
     return jsonify(status="ready", store=services.store.name)

@@ -39,5 +39,6 @@ def post_message(room: str):
     data = json_body()
     name = validation.username(data["from"]) if "from" in data else "system"
     with services.limits.taken_by_store("send", f"server:{who.api_key or who.principal.id}") as quota:
-        message = services.messages.send({"id": name.lower(), "name": name}, room, data, quota=quota)
+        message = services.messages.send({"id": name.lower(), "name": name}, room, data, quota=quota,
+                                         via="api")
     return jsonify(message=message), 201

@@ -95,10 +95,12 @@ class MessageService:
         return schema(body)
 
     def send(self, sender: dict[str, str], room: str, payload: dict[str, Any],
-             audience: str | list[str] | None = None, quota: Quota | None = None) -> dict[str, Any]:
+             audience: str | list[str] | None = None, quota: Quota | None = None,
+             via: str | None = None) -> dict[str, Any]:
         """Persist, then broadcast to `audience` (default: the room); a repeated client_id returns the original.
 
         `quota` (the sender's rate limit) is taken by the store in the same step (OverLimit).
+        `via` ("api", "emitter") marks a message a server sent, so clients tell it from a user's.
         """
         kind = payload.get("type", "text")
         message = {"from": {"id": sender["id"], "name": sender["name"]}, "type": kind,
@@ -106,6 +108,8 @@ class MessageService:
         key = validation.client_id(payload.get("client_id"))
         if key is not None:
             message["client_id"] = key
+        if via is not None:
+            message["via"] = via
         pair = validation.dm_users(room)
         if pair:
             # Indexed first: harmless if the append then fails, and the recipient finds it later.

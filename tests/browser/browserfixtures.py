@@ -125,7 +125,7 @@ def open_dashboard(new_context, nginx_cluster):
     def open_page(replica: int) -> DashboardPage:
         context, page = new_context("dashboard", replica)
         dashboard = DashboardPage(page)
-        dashboard.login("admin")  # REALTIME_DEMO_ADMINS defaults to "admin"
+        dashboard.login("admin")  # a demo admin in the cluster fixtures (clusterfixtures.replica_env)
         expect(dashboard.instance).to_have_text(nginx_cluster.replicas[replica].instance_id)
         return dashboard
     return open_page

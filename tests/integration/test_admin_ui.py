@@ -22,7 +22,8 @@ def replica(redis_server, tmp_path_factory, start_processes):
     env = {**clean_environ(), "REALTIME_REDIS_URL": redis_server.url,
            "REALTIME_JWT_SECRET_KEY": secrets.token_urlsafe(32), "REALTIME_DEMO_LOGIN": "1",
            "REALTIME_ENV_FILE": str(workdir / "no.env"), "REALTIME_UPLOAD_DIR": str(workdir / "up"),
-           "REALTIME_ADMIN_UI": "1", "REALTIME_DEMO_ADMINS": "boss"}
+           "REALTIME_ADMIN_UI": "1", "REALTIME_DEMO_ADMINS": "boss",
+           "REALTIME_DEMO_ADMINS_UNSAFE": "acknowledged"}
     server = Replica(free_port(), env, workdir, instance_id="adminui-1")
     try:
         start_processes(server)
@@ -79,7 +80,8 @@ def test_development_mode_reports_the_chat_messages_a_replica_sends(redis_server
     env = {**clean_environ(), "REALTIME_REDIS_URL": redis_server.url,
            "REALTIME_JWT_SECRET_KEY": secrets.token_urlsafe(32), "REALTIME_DEMO_LOGIN": "1",
            "REALTIME_ENV_FILE": str(tmp_path / "no.env"), "REALTIME_UPLOAD_DIR": str(tmp_path / "up"),
-           "REALTIME_ADMIN_UI": "1", "REALTIME_ADMIN_UI_MODE": "development", "REALTIME_DEMO_ADMINS": "boss"}
+           "REALTIME_ADMIN_UI": "1", "REALTIME_ADMIN_UI_MODE": "development", "REALTIME_DEMO_ADMINS": "boss",
+           "REALTIME_DEMO_ADMINS_UNSAFE": "acknowledged"}
     server = Replica(free_port(), env, tmp_path, instance_id="adminui-dev")
     try:
         start_processes(server)

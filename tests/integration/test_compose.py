@@ -7,13 +7,15 @@ import subprocess
 
 import pytest
 
-from realtime.localcluster import ROOT
+from realtime.localcluster import INTERNAL_NETWORKS, ROOT
 
 pytestmark = pytest.mark.integration
 
 # Directives allowed to differ between nginx.conf (docker) and local.conf.template: identity,
-# paths, listen address and upstream addresses. Everything else must match line for line.
-NGINX_PER_ENVIRONMENT = {"user", "worker_processes", "pid", "error_log", "access_log", "listen",
+# paths, listen address, upstream addresses and the internal networks (a placeholder locally, so
+# tests can leave loopback out; compared with localcluster.INTERNAL_NETWORKS below). Everything
+# else must match line for line.
+NGINX_PER_ENVIRONMENT = {"user", "worker_processes", "pid", "error_log", "access_log", "listen", "allow",
                          "server", "client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path",
                          "uwsgi_temp_path", "scgi_temp_path"}
 
@@ -38,16 +40,55 @@ def follows(lines: list[str], first: str, second: str) -> bool:
     return any(a == first and b == second for a, b in zip(lines, lines[1:]))
 
 
-@pytest.fixture(scope="module")
-def services(system_executable) -> dict[str, list[str]]:
-    """docker-compose.yml as `docker-compose config` resolves it, split per service."""
-    compose = system_executable("docker-compose")
-    env = {**os.environ, "REALTIME_JWT_SECRET_KEY": "compose-config-check-" + "x" * 32,
-           "REALTIME_WEBHOOK_SECRET": "compose-webhook-check-" + "y" * 32}
-    done = subprocess.run([compose, "-f", "docker-compose.yml", "config"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+def resolve(compose: str, *files: str, **environ: str) -> dict[str, list[str]]:
+    """The compose files as `docker-compose config` resolves them, split per service."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("REALTIME_") and k != "WEBHOOK_REALTIME_API_KEY"}
+    env.update({"REALTIME_JWT_SECRET_KEY": "compose-config-check-" + "x" * 32,
+                "REALTIME_WEBHOOK_SECRET": "compose-webhook-check-" + "y" * 32, **environ})
+    argv = [compose] + [arg for name in files for arg in ("-f", name)] + ["config"]
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return service_blocks(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def compose(system_executable) -> str:
+    """The docker-compose executable."""
+    return system_executable("docker-compose")
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict[str, list[str]]:
+    """docker-compose.yml alone: the production-shaped deployment."""
+    return resolve(compose, "docker-compose.yml")
+
+
+@pytest.fixture(scope="module")
+def demo_services(compose) -> dict[str, list[str]]:
+    """docker-compose.yml with the browser demo's override file."""
+    return resolve(compose, "docker-compose.yml", "docker-compose.demo.yml")
+
+
+def published(lines: list[str]) -> list[str]:
+    """The service's published ports as `host_ip:published:target` (short or long syntax)."""
+    ports, long_form = [], {}
+    for line in lines[lines.index("ports:") + 1:] if "ports:" in lines else []:
+        if not line.startswith("- ") and ":" not in line:
+            break
+        if line.startswith("- ") and ": " not in line:  # short syntax: - 127.0.0.1:8080:8080/tcp
+            ports.append(line[2:].split("/")[0])
+            continue
+        key, _, value = line.removeprefix("- ").partition(": ")
+        if key not in ("host_ip", "published", "target", "protocol", "mode"):
+            break
+        if line.startswith("- ") and long_form:
+            ports.append(f"{long_form.get('host_ip', '')}:{long_form['published']}:{long_form['target']}")
+            long_form = {}
+        long_form[key] = value.strip("'\"")
+    if long_form:
+        ports.append(f"{long_form.get('host_ip', '')}:{long_form['published']}:{long_form['target']}")
+    return ports
 
 
 def test_services(services):
@@ -73,7 +114,30 @@ def test_nginx_mounts_its_conf_and_publishes_8080(services):
     nginx = services["nginx"]
     assert "image: nginx:alpine" in nginx
     assert any(line.endswith("/nginx/nginx.conf:/etc/nginx/nginx.conf:ro") for line in nginx)
-    assert follows(nginx, "- published: 8080", "target: 8080")
+    assert published(nginx) == ["127.0.0.1:8080:8080"]
+
+
+def test_every_published_port_is_on_loopback_by_default(services):
+    for name, lines in services.items():
+        assert all(port.startswith("127.0.0.1:") for port in published(lines)), name
+
+
+def test_the_operator_opens_nginx_with_realtime_http_bind(compose):
+    opened = resolve(compose, "docker-compose.yml", REALTIME_HTTP_BIND="0.0.0.0")
+    assert published(opened["nginx"]) == ["0.0.0.0:8080:8080"]
+
+
+def test_default_deployment_has_no_demo_login_and_no_demo_admins(services):
+    realtime = services["realtime"]
+    assert not [line for line in realtime if line.startswith("REALTIME_DEMO")], realtime
+
+
+def test_demo_override_turns_demo_login_and_its_admin_on(demo_services):
+    realtime = demo_services["realtime"]
+    assert "REALTIME_DEMO_LOGIN: '1'" in realtime or 'REALTIME_DEMO_LOGIN: "1"' in realtime
+    assert "REALTIME_DEMO_ADMINS: admin" in realtime
+    assert "REALTIME_DEMO_ADMINS_UNSAFE: acknowledged" in realtime
+    assert published(demo_services["nginx"]) == ["127.0.0.1:8080:8080"]
 
 
 def test_webhook_runs_from_the_app_image(services):
@@ -105,3 +169,26 @@ def test_nginx_docker_and_local_configs_stay_in_sync():
     assert "server realtime:8000;" in docker  # the compose service and the port it exposes
     for forbidden in ("ip_hash", "keepalive "):
         assert not any(line.startswith(forbidden) for line in docker + local)
+
+
+def test_operator_endpoints_are_for_internal_networks_in_both_configs():
+    docker = directives(ROOT / "nginx" / "nginx.conf")
+    local = directives(ROOT / "nginx" / "local.conf.template")
+    location = "location ~ ^/(metrics|readyz|api/stats)(/|$) {"
+    start = docker.index(location)
+    assert docker[start + 1:start + 1 + len(INTERNAL_NETWORKS) + 1] == (
+        [f"allow {network};" for network in INTERNAL_NETWORKS] + ["deny all;"])
+    start = local.index(location)
+    assert local[start + 1:start + 3] == ["{{INTERNAL_ALLOW}}", "deny all;"]
+
+
+def test_socketio_access_log_drops_the_query_string_in_both_configs():
+    for name in ("nginx.conf", "local.conf.template"):
+        lines = directives(ROOT / "nginx" / name)
+        socketio = lines.index("location /socket.io/ {")
+        assert lines[socketio + 1].startswith("access_log ") and lines[socketio + 1].endswith(" realtime_no_query;")
+        start = next(n for n, line in enumerate(lines) if line.startswith("log_format realtime_no_query "))
+        end = next(n for n in range(start, len(lines)) if lines[n].endswith(";"))
+        log_format = " ".join(lines[start:end + 1])
+        assert "$uri" in log_format
+        assert not any(v in log_format for v in ("$request ", "$request_uri", "$args", "$query_string"))

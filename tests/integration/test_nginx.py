@@ -1,11 +1,17 @@
-"""Through real nginx: sticky by source address for polling and websocket, messages cross."""
+"""Through real nginx: sticky by source address for polling and websocket, messages cross;
+operator endpoints for internal addresses only; no query strings of /socket.io/ in the access log."""
 from __future__ import annotations
 
+import http.client
 from collections import Counter
 
 import pytest
+import requests
 
-from chatclient import ChatClient
+from chatclient import ChatClient, wait_until
+from realtime.localcluster import Nginx, free_port
+
+OPERATOR_PATHS = ["/metrics", "/readyz", "/api/stats"]
 
 pytestmark = [pytest.mark.integration, pytest.mark.nginx]
 
@@ -61,3 +67,63 @@ def test_messages_cross_replicas_through_nginx(nginx_cluster, opened):
     for client in clients:
         for n in range(len(clients)):
             client.wait_for("message", lambda m, n=n: m["body"] == f"hello {n}")
+
+
+def test_socketio_query_strings_stay_out_of_the_access_log(nginx_cluster):
+    access_log = nginx_cluster.nginx.log_dir / "nginx-access.log"
+    answer = requests.get(nginx_cluster.url + "/socket.io/?EIO=4&transport=polling&token=querysecret",
+                          timeout=5)
+    assert answer.status_code == 200  # a handshake (the token is checked at the namespace connect)
+    wait_until(lambda: access_log.exists() and "GET /socket.io/ HTTP/1.1" in access_log.read_text(),
+               timeout=5)
+    logged = access_log.read_text()
+    assert "querysecret" not in logged and "transport=polling" not in logged
+    # Other locations keep nginx's default format, query included.
+    requests.get(nginx_cluster.url + "/healthz?probe=visible", timeout=5)
+    wait_until(lambda: "/healthz?probe=visible" in access_log.read_text(), timeout=5)
+
+
+def test_operator_endpoints_answer_internal_addresses(nginx_cluster):
+    # The test client is 127.0.0.1: loopback is on the internal list.
+    for path in OPERATOR_PATHS:
+        assert requests.get(nginx_cluster.url + path, timeout=5).status_code == 200, path
+
+
+@pytest.fixture(scope="module")
+def outside_nginx(nginx_cluster, tmp_path_factory, start_processes):
+    """A second nginx whose internal list leaves out loopback: to it, the test client is outside."""
+    nginx = Nginx(tmp_path_factory.mktemp("outside-nginx"), free_port(),
+                  [r.port for r in nginx_cluster.replicas], internal_networks=["10.0.0.0/8"])
+    try:
+        start_processes(nginx)
+        yield nginx
+    finally:
+        nginx.stop()
+
+
+def raw_get(nginx, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    """GET with the path sent exactly as written (requests would re-quote it)."""
+    connection = http.client.HTTPConnection(nginx.host, nginx.port, timeout=5)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("path", OPERATOR_PATHS + ["/metrics/", "//metrics", "/%6Detrics",
+                                                   "/api//stats", "/api/%73tats", "/readyz?x=1"])
+def test_operator_endpoints_refuse_other_addresses(outside_nginx, path):
+    forged = {"X-Forwarded-For": "127.0.0.1", "X-Real-IP": "10.0.0.1"}  # nginx ignores both
+    for headers in ({}, forged):
+        status, text = raw_get(outside_nginx, path, headers)
+        assert status == 403, (path, headers)
+        assert "realtime_" not in text and "redis" not in text
+
+
+def test_the_rest_still_answers_other_addresses(outside_nginx):
+    assert requests.get(outside_nginx.url + "/healthz", timeout=5).status_code == 200
+    assert requests.get(outside_nginx.url + "/", timeout=5).status_code == 200
+    handshake = requests.get(outside_nginx.url + "/socket.io/?EIO=4&transport=polling", timeout=5)
+    assert handshake.status_code == 200

@@ -35,6 +35,8 @@ def replica(redis_server, tmp_path_factory, start_processes):
     workdir = tmp_path_factory.mktemp("openapi")
     env = {**clean_environ(), "REALTIME_REDIS_URL": redis_server.url,
            "REALTIME_JWT_SECRET_KEY": new_key(), "REALTIME_DEMO_LOGIN": "1",
+           # `admin` is a demo admin (a loopback-only test replica).
+           "REALTIME_DEMO_ADMINS": "admin", "REALTIME_DEMO_ADMINS_UNSAFE": "acknowledged",
            "REALTIME_API_KEYS": f"schemathesis:{hash_key(API_KEY)}",
            # Generated requests come far faster than people's: the limits are tested elsewhere.
            "REALTIME_RATE_LIMITS": "connect=100000/minute", "REALTIME_HTTP_RATE_LIMIT": "100000/minute",
@@ -52,7 +54,7 @@ def replica(redis_server, tmp_path_factory, start_processes):
 def credentials(replica):
     """Headers per security scheme: an admin token (passes every role check) and the API key; and
     a plain user's token (refused by admin routes, the server API, private and others' rooms)."""
-    # `admin` is a demo admin by default (REALTIME_DEMO_ADMINS).
+    # `admin` is a demo admin (REALTIME_DEMO_ADMINS in the `replica` fixture).
     token = requests.post(replica.url + "/api/auth/token", json={"username": "admin"},
                           timeout=10).json()["access_token"]
     user = requests.post(replica.url + "/api/auth/token", json={"username": "ana"},

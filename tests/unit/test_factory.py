@@ -115,3 +115,14 @@ def test_a_bad_admin_ui_setting_stops_the_start(setting):
                 "ADMIN_UI_READ_ONLY": True, "INSTANCE_ID": "x", **setting}
     with pytest.raises(ValueError):
         adminui.install(None, None, None, settings)
+
+
+def test_readyz_names_no_redis_address_when_it_is_down(app_factory_with):
+    # Port 1 on loopback refuses at once; the password and address are in redis-py's error text.
+    app = app_factory_with(REDIS_URL="redis://:sekret-pass@127.0.0.1:1/0")
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    body = response.get_data(as_text=True)
+    assert response.get_json()["reason"] == "state store unreachable"
+    for leak in ("127.0.0.1", ":1", "sekret", "Error"):
+        assert leak not in body

@@ -1,5 +1,9 @@
 """GET /metrics parses as Prometheus text, and its counters move when events happen."""
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from realtime.metrics import url_label
+from realtime.services.webhooks import WebhookWorker
 
 from test_chat import call
 
@@ -50,3 +54,25 @@ def test_redis_calls_are_timed(app_factory_with, redis_url):
     client.get("/readyz")
     samples = scrape(client)
     assert value(samples, "realtime_store_call_seconds_count", operation="ping") >= 1
+
+
+def test_webhook_breaker_labels_carry_no_credentials_or_query(app_factory_with):
+    endpoint = "https://hook-user:hook-pass@hooks.example:8443/in?token=querysecret#frag"
+    app = app_factory_with(WEBHOOK_URLS=endpoint, WEBHOOK_SECRET="w" * 32)
+    services = app.extensions["realtime"]
+    services.webhook_worker = WebhookWorker(services.store, services.webhooks.policy, "unit-1",
+                                            spawn=lambda *args: None)
+    services.webhook_worker.breaker(endpoint)
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert 'realtime_webhook_breaker_open{endpoint="https://hooks.example:8443/in"} 0.0' in text
+    for secret in ("hook-user", "hook-pass", "querysecret", "token=", "frag"):
+        assert secret not in text
+
+
+@pytest.mark.parametrize("url, label", [
+    ("http://10.0.0.5/hook", "http://10.0.0.5/hook"),
+    ("https://:pw@[::1]:9000/h?x=1", "https://[::1]:9000/h"),
+    ("https://u@h.example", "https://h.example"),
+])
+def test_url_label(url, label):
+    assert url_label(url) == label
