@@ -1008,7 +1008,7 @@ CLAIM_KEY = re.compile(r"rt:claim:typing:(?P<room>.*):(?P<user>[^:]*)", re.S)
 ROOM_PART_TYPES = {"messages": "stream", "seq": "string", "reads": "hash", "members": "hash",
                    "online": "hash", "invited": "set", "idem": "string"}
 LIMITER_PREFIXES = ("LIMITS:", "rt-http")  # flask-limiter's HTTP counters
-LIMIT_KEY = re.compile(r"rt:limit:(?P<rule>[a-z]+):(?P<key>.+)", re.S)  # Socket.IO rate limits
+LIMIT_KEY = re.compile(r"rt:limit:(?P<rule>[a-z_]+):(?P<key>.+)", re.S)  # Socket.IO rate limits
 
 
 def decoded(values: Any) -> list[str]:
