@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Mapping
 
 from flask import Flask
@@ -28,7 +27,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .roomindex import LocalManager
     from .services import build_services
     from .services.bodies import schemas
-    from .services.uploads import UploadService
+    from .services.uploads import upload_service
     from .store import create_store
 
     settings = load_settings(config)
@@ -63,7 +62,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     web.init_app(app, settings, origins)
     logs.init_app(app)
 
-    upload_store = UploadService(Path(settings["UPLOAD_DIR"]), settings["UPLOAD_MAX_BYTES"])
+    upload_store = upload_service(settings, store)
     metrics = Metrics()
     if hasattr(store, "observe"):
         store.observe = metrics.observe_store
@@ -73,6 +72,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     services = build_services(settings, store, broadcaster(socketio, None if queue else metrics),
                               schemas(settings["MESSAGE_MAX_CHARS"], upload_store), relay)
     services.metrics = metrics
+    services.uploads = upload_store
     services.dashboard = DashboardFeed(services)
     metrics.watch(replica_gauges(services, socketio.server))
     app.extensions["realtime"] = services

@@ -150,6 +150,7 @@ def start(socketio: SocketIO, services: Services) -> None:
     socketio.start_background_task(forever(socketio, "token expiry", 1.0, TokenExpiry(socketio, services)))
     socketio.start_background_task(
         forever(socketio, "dashboard", settings["DASHBOARD_INTERVAL"], DashboardPush(socketio, services)))
+    socketio.start_background_task(forever(socketio, "upload retention", *services.uploads.retention_loop()))
     revocations = services.revocations
     if revocations.mirror and services.store.revocation_feed() is not None:  # a store with a feed
         # follow() returns when the feed breaks; until it is back, checks go to the store.

@@ -60,6 +60,13 @@ DEFAULTS: dict[str, Any] = {
     "TYPING_EXPIRES": 6.0,
     "UPLOAD_DIR": str(PROJECT_ROOT / "var" / "uploads"),
     "UPLOAD_MAX_BYTES": 10 * 1024 * 1024,
+    # Per user, across replicas: uploads per window and bytes per window (the request's
+    # Content-Length); empty: off. Bytes must allow UPLOAD_MAX_BYTES plus multipart framing.
+    "UPLOAD_QUOTA": "50/hour",
+    "UPLOAD_QUOTA_BYTES": "209715200/hour",
+    # Seconds an upload is kept (0: forever); more than HISTORY_MAX_AGE, so a message in history
+    # never outlives its file: an upload may be attached for RETENTION - HISTORY_MAX_AGE seconds.
+    "UPLOAD_RETENTION": 30 * 24 * 3600,
     # Outbound webhooks: comma-separated endpoint URLs (none: off) and the HMAC signing secret.
     "WEBHOOK_URLS": "",
     "WEBHOOK_EVENTS": "message.created,client.connected,client.disconnected,room.joined,room.left",

@@ -207,9 +207,17 @@
       img.setAttribute("alt", name);
       img.setAttribute("decoding", "async");
       img.addEventListener("load", keepAtBottom);
-      img.addEventListener("error", function () { fig.classList.add("broken"); });
-      img.setAttribute("src", url);
+      img.addEventListener("error", function () {
+        // A confined upload under another private prefix: fetch it once with the token.
+        if (img.getAttribute("src") !== url || confinedRoom(msg.room)) { fig.classList.add("broken"); return; }
+        showWithToken(url, img, link, function () { fig.classList.add("broken"); });
+      });
       link.appendChild(img);
+      if (confinedRoom(msg.room)) {
+        showWithToken(url, img, link, function () { fig.classList.add("broken"); });
+      } else {
+        img.setAttribute("src", url);
+      }
       fig.appendChild(link);
       var cap = createEl("figcaption", "attachment-caption");
       cap.appendChild(createEl("span", "attachment-name", name));
@@ -233,6 +241,17 @@
       link.setAttribute("download", name);
       link.setAttribute("rel", "noopener noreferrer");
       link.setAttribute("title", "Download " + name);
+      if (confinedRoom(msg.room)) {
+        // Served only with the token: fetched on the first click, then a blob: URL.
+        link.addEventListener("click", function (ev) {
+          if (link.getAttribute("href") !== url) { return; }
+          ev.preventDefault();
+          uploadBlobUrl(url).then(function (blobUrl) {
+            link.setAttribute("href", blobUrl);
+            link.click();
+          }, function () { showError("Could not download “" + name + "”.", "upload"); });
+        });
+      }
       info.appendChild(link);
       var meta = [formatBytes(b.size), typeof b.mime === "string" ? b.mime : ""].filter(Boolean).join(" · ");
       info.appendChild(createEl("span", "file-meta", meta));
@@ -294,6 +313,40 @@
   }
 
   // An http(s) URL from a message body, or null; `sameOrigin` for what the page embeds.
+  /*
+   * Uploads of private rooms and direct-message rooms are served only to members, with
+   * their token in `Authorization` (docs/api.md): they are fetched with it and shown
+   * through a blob: URL, one per upload for the page's life. Public rooms' uploads
+   * are plain URLs. "private-" is the server's default private prefix; an image of a
+   * room under another prefix is fetched with the token once its plain URL fails.
+   */
+  var uploadBlobs = new Map();   // upload URL -> Promise of its blob: URL
+
+  function confinedRoom(name) {
+    return isDmRoom(name) || (typeof name === "string" && name.indexOf("private-") === 0);
+  }
+
+  function uploadBlobUrl(url) {
+    if (uploadBlobs.has(url)) { return uploadBlobs.get(url); }
+    var loading = fetch(url, {
+      headers: { "Authorization": "Bearer " + state.token },
+      credentials: "same-origin"
+    }).then(function (res) {
+      if (!res.ok) { throw new Error("HTTP " + res.status); }
+      return res.blob();
+    }).then(function (blob) { return URL.createObjectURL(blob); });
+    loading.catch(function () { uploadBlobs.delete(url); });   // a later render tries again
+    uploadBlobs.set(url, loading);
+    return loading;
+  }
+
+  function showWithToken(url, img, link, failed) {
+    uploadBlobUrl(url).then(function (blobUrl) {
+      img.setAttribute("src", blobUrl);
+      link.setAttribute("href", blobUrl);
+    }, failed);
+  }
+
   function safeUrl(raw, sameOrigin) {
     if (typeof raw !== "string" || !raw) { return null; }
     var u;
@@ -1847,7 +1900,7 @@
   }
 
   /*
-   * POST /api/uploads (multipart field `file`, the user's token), then an
+   * POST /api/uploads (multipart fields `room` and `file`, the user's token), then an
    * `image` message (mime image/*) or a `file` message whose body is the
    * upload's answer {url, name, mime, size}. The message goes to the room that
    * was selected when the upload started; refusals (too_large,
@@ -1860,6 +1913,7 @@
     var label = file.name || "file";
     setBusy(key, "Uploading " + label + (file.size ? " (" + formatBytes(file.size) + ")" : "") + "…");
     var form = new FormData();
+    form.append("room", roomName);   // the upload is only for this room (its members may fetch it)
     form.append("file", file, label);
     fetch("/api/uploads", {
       method: "POST",

@@ -45,6 +45,7 @@ class Services:
     metrics: Any = None         # realtime.metrics.Metrics, set by the app factory
     dashboard: Any = None       # realtime.dashboard.DashboardFeed, set by the app factory
     webhook_worker: Any = None  # started with the background loops when endpoints are configured
+    uploads: Any = None         # realtime.services.uploads.UploadService, set by the app factory
     draining: bool = False      # set on SIGTERM (realtime.drain): /readyz answers 503
 
 

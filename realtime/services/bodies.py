@@ -32,13 +32,16 @@ def fields(body: Any, kind: str, allowed: tuple[str, ...], required: Iterable[st
     return body
 
 
-def attachment(body: Any, uploads: UploadService, kind: str) -> dict[str, Any]:
-    """An image or file body: the answer of POST /api/uploads, for an upload that exists."""
+def attachment(body: Any, room: str, uploads: UploadService, kind: str) -> dict[str, Any]:
+    """An image or file body: the answer of POST /api/uploads, for an upload made for this room."""
     body = fields(body, kind, ATTACHMENT_FIELDS, ATTACHMENT_FIELDS)
     name = stored_name(body["url"])
     meta = uploads.lookup(name) if name else None
-    if meta is None:
-        raise invalid("body.url must be the url of an upload (/uploads/<name> from POST /api/uploads)")
+    # Another room's upload gets the same answer as none at all: a sender learns nothing about
+    # uploads it cannot see, and a private file cannot be re-posted where others would see it.
+    if meta is None or not uploads.attachable(meta, room):
+        raise invalid("body.url must be the url of an upload made for this room (/uploads/<name> from "
+                      "POST /api/uploads with this room, recently enough to outlive the message)")
     if kind == "image" and not meta["mime"].startswith("image/"):
         raise invalid(f"body.url of an image message must refer to an image, not {meta['mime']}")
     if body["mime"] != meta["mime"]:
@@ -84,9 +87,14 @@ def location(body: Any) -> dict[str, Any]:
     return place
 
 
-def schemas(max_chars: int, uploads: UploadService) -> dict[str, Callable[[Any], Any]]:
-    """Every message type's schema, for MessageService."""
-    return {"text": partial(validation.text_body, max_chars=max_chars),
+def room_blind(schema: Callable[[Any], Any]) -> Callable[[Any, str], Any]:
+    """A schema whose rules do not depend on the room the message goes to."""
+    return lambda body, room: schema(body)
+
+
+def schemas(max_chars: int, uploads: UploadService) -> dict[str, Callable[[Any, str], Any]]:
+    """Every message type's schema `(body, room) -> body`, for MessageService."""
+    return {"text": room_blind(partial(validation.text_body, max_chars=max_chars)),
             "image": partial(attachment, uploads=uploads, kind="image"),
             "file": partial(attachment, uploads=uploads, kind="file"),
-            "location": location}
+            "location": room_blind(location)}

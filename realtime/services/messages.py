@@ -54,14 +54,14 @@ class MessageService:
     """Every accepted message is persisted first, then broadcast to its room."""
 
     def __init__(self, store: Store, broadcast: Broadcast, policy: MessagePolicy,
-                 schemas: dict[str, Callable[[Any], Any]] | None = None,
+                 schemas: dict[str, Callable[[Any, str], Any]] | None = None,
                  webhooks: tuple[str, ...] = (), relay: Relay | None = None):
         self.store = store
         self.relay = relay
         self.webhooks = webhooks
         self.broadcast = broadcast
         self.policy = policy
-        self.body_schemas = schemas or {"text": lambda body: validation.text_body(body, policy.max_chars)}
+        self.body_schemas = schemas or {"text": lambda body, room: validation.text_body(body, policy.max_chars)}
 
     def room(self, value: Any) -> str:
         """A valid room name under this policy (who may use it is AccessPolicy's business)."""
@@ -86,13 +86,13 @@ class MessageService:
                             "last_id": self.store.room_bounds(room)[1]})
         return listing
 
-    def body(self, kind: Any, body: Any) -> Any:
-        """The body validated against its type's schema."""
+    def body(self, kind: Any, body: Any, room: str) -> Any:
+        """The body validated against its type's schema, for a message to `room`."""
         schema = self.body_schemas.get(kind) if isinstance(kind, str) else None
         if schema is None:
             raise ValidationError("unsupported_type",
                                   f"type must be one of: {', '.join(sorted(self.body_schemas))}")
-        return schema(body)
+        return schema(body, room)
 
     def send(self, sender: dict[str, str], room: str, payload: dict[str, Any],
              audience: str | list[str] | None = None, quota: Quota | None = None,
@@ -104,7 +104,7 @@ class MessageService:
         """
         kind = payload.get("type", "text")
         message = {"from": {"id": sender["id"], "name": sender["name"]}, "type": kind,
-                   "body": self.body(kind, payload.get("body")), "ts": now_ms()}
+                   "body": self.body(kind, payload.get("body"), room), "ts": now_ms()}
         key = validation.client_id(payload.get("client_id"))
         if key is not None:
             message["client_id"] = key

@@ -45,10 +45,10 @@ class RateLimiter:
         if quota is not None:
             self.take(quota)
 
-    def take(self, quota: Quota) -> None:
-        """Count one hit of a quota; `rate_limited` when it is used up."""
+    def take(self, quota: Quota, *more: Quota) -> None:
+        """Count a hit of each quota, all or none; `rate_limited` when one is used up."""
         try:
-            self.store.take(quota)
+            self.store.take(quota, *more)
         except OverLimit as exc:
             raise rate_limited(exc) from None
 

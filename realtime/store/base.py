@@ -57,12 +57,16 @@ class Announcement:
 
 @dataclass(frozen=True)
 class Quota:
-    """One hit to count against a rate limit: at most `limit` hits per `window` seconds per `key`."""
+    """One hit to count against a rate limit: at most `limit` hits per `window` seconds per `key`.
+
+    A hit weighs `weight` (bytes against a byte quota, say); a weight above the limit never fits.
+    """
 
     rule: str
     key: str
     limit: int
     window: float
+    weight: int = 1
 
 
 class OverLimit(Exception):
@@ -90,12 +94,15 @@ def take_hit(counts: Counts | None, now: float, quota: Quota) -> tuple[Counts, f
     if last != index:
         current, previous = 0, (current if last == index - 1 else 0)
     elapsed = now / quota.window - index
-    if math.floor(previous * (1 - elapsed)) + current + 1 <= quota.limit:
-        return (index, current + 1, previous), 0.0
-    if current + 1 <= quota.limit:  # the previous window's share must shrink first
-        wait = 1 - (quota.limit - current) / previous - elapsed
+    weight, room = quota.weight, quota.limit - quota.weight + 1  # room: what the others may weigh, + 1
+    if math.floor(previous * (1 - elapsed)) + current + weight <= quota.limit:
+        return (index, current + weight, previous), 0.0
+    if room <= 0:  # heavier than the limit: it never fits; come back no sooner than two windows
+        wait = 2.0
+    elif current + weight <= quota.limit:  # the previous window's share must shrink first
+        wait = 1 - (room - current) / previous - elapsed
     else:  # this window is full: into the next one, until this one's share is small enough
-        wait = 1 - elapsed + max(0.0, 1 - quota.limit / current)
+        wait = 1 - elapsed + max(0.0, 1 - room / current)
     return (index, current, previous), max(0.001, wait * quota.window)  # refused at the edge too
 
 
@@ -321,8 +328,8 @@ class Store(ABC):
 
     # rate limits
     @abstractmethod
-    def take(self, quota: Quota) -> None:
-        """Count one hit against `quota`, for every replica; OverLimit (nothing counted) when used up."""
+    def take(self, quota: Quota, *more: Quota) -> None:
+        """Count a hit of each quota (its weight), for every replica, all or none: OverLimit when one is used up."""
 
     # short-lived flags (throttles)
     @abstractmethod

@@ -345,21 +345,28 @@ class MemoryStore(Store):
         """Memory is the process's own: see the replica's RSS."""
         return None
 
-    def take(self, quota):
-        """Count one hit against `quota`; OverLimit (nothing counted) when used up."""
+    def take(self, quota, *more):
+        """Count a hit of each quota, all or none; OverLimit (nothing counted) when one is used up."""
         with self._lock:
-            self._take(quota, self._clock())
+            self._take(quota, self._clock(), *more)
 
-    def _take(self, quota: Quota, now: float) -> None:
-        """`take` under the lock."""
-        entry = self._limits.get((quota.rule, quota.key))
-        counts, wait = take_hit(entry[0] if entry and entry[1] > now else None, now, quota)
-        if wait:
-            raise OverLimit(quota, wait)
+    def _take(self, quota: Quota, now: float, *more: Quota) -> None:
+        """`take` under the lock: weigh every quota first, then count them all."""
+        weighed, refusals = [], []
+        for each in (quota, *more):
+            entry = self._limits.get((each.rule, each.key))
+            counts, wait = take_hit(entry[0] if entry and entry[1] > now else None, now, each)
+            weighed.append((each, counts))
+            if wait:
+                refusals.append((wait, each))
+        if refusals:
+            wait, refused = max(refusals, key=lambda pair: pair[0])  # when every one of them fits
+            raise OverLimit(refused, wait)
         if len(self._limits) > self._limits_cap:  # keep the table bounded: drop what has expired
             self._limits = {k: v for k, v in self._limits.items() if v[1] > now}
             self._limits_cap = max(10_000, 2 * len(self._limits))  # amortized: not on every hit
-        self._limits[(quota.rule, quota.key)] = (counts, now + 2 * quota.window)
+        for each, counts in weighed:
+            self._limits[(each.rule, each.key)] = (counts, now + 2 * each.window)
 
     def claim(self, key, ttl):
         """Set `key` for `ttl` seconds unless it is set; True if this call set it."""

@@ -16,14 +16,15 @@ from .base import (Announcement, Appended, NotReplicated, OverLimit, Quota, Rete
                    StoreUnavailable, Uninvited, UserCutoff, new_epoch)
 
 # store.base.take_hit in Lua, on a hash {i = window index, c = hits in it, p = hits in the one
-# before}: nil when the hit is counted, else the milliseconds until one fits. Redis's clock, so
-# replicas' clocks do not matter.
+# before}: `weigh` says nil (and the new counts) when a hit of `weight` fits, else the
+# milliseconds until one does; `take` weighs and counts. Redis's clock, so replicas' clocks do
+# not matter.
 TAKE_FUNCTION = """
 local function redis_now()
   local clock = redis.call('TIME')
   return tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 end
-local function take(key, limit, window, now)
+local function weigh(key, limit, window, now, weight)
   local index = math.floor(now / window)
   local state = redis.call('HMGET', key, 'i', 'c', 'p')
   local last, current, previous = tonumber(state[1]) or index, tonumber(state[2]) or 0, tonumber(state[3]) or 0
@@ -32,22 +33,44 @@ local function take(key, limit, window, now)
     current = 0
   end
   local elapsed = now / window - index
-  if math.floor(previous * (1 - elapsed)) + current + 1 <= limit then
-    redis.call('HSET', key, 'i', index, 'c', current + 1, 'p', previous)
-    redis.call('PEXPIRE', key, math.ceil(window * 2000))
-    return nil
+  local room = limit - weight + 1
+  if math.floor(previous * (1 - elapsed)) + current + weight <= limit then
+    return nil, {index, current + weight, previous}
   end
   local wait
-  if current + 1 <= limit then wait = 1 - (limit - current) / previous - elapsed
-  else wait = 1 - elapsed + math.max(0, 1 - limit / current) end
+  if room <= 0 then wait = 2
+  elseif current + weight <= limit then wait = 1 - (room - current) / previous - elapsed
+  else wait = 1 - elapsed + math.max(0, 1 - room / current) end
   return math.max(1, math.ceil(wait * window * 1000))
+end
+local function count(key, window, counts)
+  redis.call('HSET', key, 'i', counts[1], 'c', counts[2], 'p', counts[3])
+  redis.call('PEXPIRE', key, math.ceil(window * 2000))
+end
+local function take(key, limit, window, now, weight)
+  local wait, counts = weigh(key, limit, window, now, weight or 1)
+  if wait then return wait end
+  count(key, window, counts)
+  return nil
 end
 """
 
+# Every quota (KEYS[n], ARGV limit, window, weight per key) or none: {0} when counted, else
+# {ms until all fit, index of the quota that waits longest}.
 TAKE_SCRIPT = TAKE_FUNCTION + """
-local wait = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), redis_now())
-if wait then return wait end
-return 0
+local now, weighed, longest, refused = redis_now(), {}, 0, 0
+for n, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[3 * n - 1])
+  local wait, counts = weigh(key, tonumber(ARGV[3 * n - 2]), window, now, tonumber(ARGV[3 * n]))
+  if wait then
+    if wait > longest then longest, refused = wait, n end
+  else
+    weighed[n] = {key, window, counts}
+  end
+end
+if refused > 0 then return {longest, refused} end
+for _, each in ipairs(weighed) do count(each[1], each[2], each[3]) end
+return {0}
 """
 
 # Atomic append: reuse an idempotency key's message, else take the next id, XADD, trim by count
@@ -736,11 +759,13 @@ class RedisStore(Store):
         return int(self._redis.info("memory").get("used_memory", 0))
 
     @unavailable_on_error
-    def take(self, quota):
-        """Count one hit against `quota`; OverLimit (nothing counted) when used up."""
-        wait = self._take(keys=[limit_key(quota)], args=[quota.limit, quota.window])
-        if wait:
-            raise OverLimit(quota, wait / 1000)
+    def take(self, quota, *more):
+        """Count a hit of each quota, all or none; OverLimit (nothing counted) when one is used up."""
+        quotas = (quota, *more)
+        answer = self._take(keys=[limit_key(q) for q in quotas],
+                            args=[value for q in quotas for value in (q.limit, q.window, q.weight)])
+        if answer[0]:
+            raise OverLimit(quotas[int(answer[1]) - 1], answer[0] / 1000)
 
     @unavailable_on_error
     def claim(self, key, ttl):

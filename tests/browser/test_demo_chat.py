@@ -74,6 +74,29 @@ def test_text_image_file_and_location_render_on_the_other_replica(pair):
     expect(alice.messages).to_have_count(4)  # the sender sees each once too
 
 
+def test_an_image_and_a_file_in_a_private_conversation_are_shown_to_the_other_user(pair):
+    alice, bob = pair
+    alice.page.get_by_role("button", name="Message bob privately").click()
+    expect(alice.page.get_by_role("heading", name="@bob", exact=True)).to_be_visible()
+    alice.attach("secret.png", "image/png", png(4, 2))
+    alice.attach("plan.txt", "text/plain", b"meet at the back door\n")
+    mine = alice.messages.get_by_role("img", name="secret.png")
+    expect(mine).to_have_js_property("naturalWidth", 4)
+
+    bob.room_button("@alice").click()
+    image = bob.messages.get_by_role("img", name="secret.png")
+    expect(image).to_have_js_property("naturalWidth", 4)  # fetched with bob's token
+    expect(image).to_have_attribute("src", re.compile(r"^blob:"))
+    link = bob.messages.get_by_role("link", name="plan.txt")
+    upload_url = link.get_attribute("href")
+    # The upload's own URL is refused without a member's token (a bare request has none).
+    assert bob.page.request.get(upload_url).status == 401
+    with bob.page.expect_download() as download:
+        link.click()
+    with open(download.value.path(), "rb") as saved:
+        assert saved.read() == b"meet at the back door\n"
+
+
 def test_typing_indicator_and_read_receipt(pair):
     alice, bob = pair
     alice.composer.fill("are you th")

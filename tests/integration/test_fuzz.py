@@ -70,10 +70,11 @@ USER_ID_RULE = validation.USER_ID_RE
 CLIENT_ID_RULE = validation.CLIENT_ID_RE
 DM_RULE = validation.DM_RE
 
-# Uploads (POST /api/uploads): stored as <sha256>.<ext>, the type detected from the content.
+# Uploads (POST /api/uploads): stored under 256 random bits (52 base32 characters) .<ext>, the type
+# detected from the content; <sha256>.<ext> names are legacy ones from before v1.16.
 UPLOAD_EXTENSIONS = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp",
                      "pdf": "application/pdf", "zip": "application/zip", "txt": "text/plain"}
-UPLOAD_URL = re.compile(r"/uploads/[0-9a-f]{64}\.(%s)" % "|".join(UPLOAD_EXTENSIONS))
+UPLOAD_URL = re.compile(r"/uploads/(?:[a-z2-7]{52}|[0-9a-f]{64})\.(%s)" % "|".join(UPLOAD_EXTENSIONS))
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(56)
 
 
@@ -275,7 +276,7 @@ def world(cluster):
     uploads = []
     for name, content in (("pixel.png", PNG), ("notes.txt", b"hello fuzz\n")):
         answer = requests.post(cluster.replicas[0].url + "/api/uploads", headers=bearer(fuzz),
-                               files={"file": (name, content)}, timeout=10)
+                               files={"file": (name, content)}, data={"room": "fuzz-a"}, timeout=10)
         if answer.status_code == 201:  # absent (404) in a build without uploads: no templates then
             uploads.append(answer.json())
     seeder = ChatClient(cluster.replicas[0].url, fuzz).connect()
@@ -758,7 +759,10 @@ def http_requests(world: World) -> st.SearchStrategy:
         query = "&".join(f"{url_part(k)}={url_part(v)}" for k, v in draw(queries).items())
         headers = dict(draw(auths))
         if template == "/api/uploads" and draw(st.booleans()):
-            return method, path + ("?" + query if query else ""), headers, None, {"file": draw(files)}
+            parts = {"file": draw(files)}
+            if draw(st.booleans()):
+                parts["room"] = (None, draw(rooms))
+            return method, path + ("?" + query if query else ""), headers, None, parts
         content_type = draw(types)
         if content_type:
             headers["Content-Type"] = content_type
@@ -868,7 +872,7 @@ def test_http_hostile_probes(world):
             if problem := http_problem(answer, expect):
                 problems.append(f"{what}: {problem}")
         over = session.post(base + "/api/uploads", headers=user, timeout=60,
-                            files={"file": ("big.txt", b"a" * (UPLOAD_MAX + 1))})
+                            files={"file": ("big.txt", b"a" * (UPLOAD_MAX + 1))}, data={"room": "fuzz-a"})
         if problem := http_problem(over, {404, 413}):
             problems.append(f"upload of {UPLOAD_MAX + 1} bytes: {problem}")
         for what, files in (("1001 multipart parts", [(f"f{n}", ("x.txt", b"x")) for n in range(1001)]),
@@ -1004,7 +1008,7 @@ CLAIM_KEY = re.compile(r"rt:claim:typing:(?P<room>.*):(?P<user>[^:]*)", re.S)
 ROOM_PART_TYPES = {"messages": "stream", "seq": "string", "reads": "hash", "members": "hash",
                    "online": "hash", "invited": "set", "idem": "string"}
 LIMITER_PREFIXES = ("LIMITS:", "rt-http")  # flask-limiter's HTTP counters
-LIMIT_KEY = re.compile(r"rt:limit:(?P<rule>[a-z]+):(?P<key>.+)", re.S)  # Socket.IO rate limits
+LIMIT_KEY = re.compile(r"rt:limit:(?P<rule>[a-z_]+):(?P<key>.+)", re.S)  # Socket.IO rate limits
 
 
 def decoded(values: Any) -> list[str]:

@@ -111,10 +111,11 @@ def test_typed_messages_across_replicas(cluster, connect):
         client.call("join", {"room": "typed"})
     auth = {"Authorization": "Bearer " + cluster.token("ana")}
     image = requests.post(cluster.replicas[0].url + "/api/uploads", headers=auth, timeout=10,
-                          files={"file": ("photo.html", PNG, "text/html")})
+                          files={"file": ("photo.html", PNG, "text/html")}, data={"room": "typed"})
     assert image.status_code == 201, image.text
     doc = requests.post(cluster.replicas[1].url + "/api/uploads", headers=auth, timeout=10,
-                        files={"file": ("notes.txt", b"meeting at noon\n", "application/octet-stream")})
+                        files={"file": ("notes.txt", b"meeting at noon\n", "application/octet-stream")},
+                        data={"room": "typed"})
     sent = [sender.call("send", {"room": "typed", "type": "image", "body": image.json()}),
             sender.call("send", {"room": "typed", "type": "file", "body": doc.json()}),
             sender.call("send", {"room": "typed", "type": "location",
@@ -133,3 +134,41 @@ def test_typed_messages_across_replicas(cluster, connect):
     assert bad["error"]["code"] == "invalid_body"
     forged = sender.call("send", {"room": "typed", "type": "image", "body": doc.json()})
     assert forged["error"]["code"] == "invalid_body"
+
+
+def test_a_dm_upload_is_fetched_by_its_members_only_on_every_replica(cluster, connect):
+    import requests
+    ana = {"Authorization": "Bearer " + cluster.token("ana")}
+    shared = requests.post(cluster.replicas[0].url + "/api/uploads", headers=ana, timeout=10,
+                           files={"file": ("plan.png", PNG)}, data={"room": "dm:ana:bo"})
+    assert shared.status_code == 201, shared.text
+    url = shared.json()["url"]
+    for replica in cluster.replicas:
+        assert requests.get(replica.url + url, timeout=10).status_code == 401
+        outsider = requests.get(replica.url + url, timeout=10,
+                                headers={"Authorization": "Bearer " + cluster.token("cy")})
+        assert outsider.status_code == 403
+        member = requests.get(replica.url + url, timeout=10,
+                              headers={"Authorization": "Bearer " + cluster.token("bo")})
+        assert member.status_code == 200 and member.content == PNG
+    sender = connect(1, "ana")
+    assert sender.call("send", {"to": "bo", "type": "image", "body": shared.json()})["ok"]
+    assert sender.call("join", {"room": "typed-public"})["ok"]
+    leaked = sender.call("send", {"room": "typed-public", "type": "image", "body": shared.json()})
+    assert leaked["error"]["code"] == "invalid_body"
+
+
+def test_the_upload_quota_is_shared_by_the_replicas(cluster):
+    import requests
+    auth = {"Authorization": "Bearer " + cluster.token("quota-user")}
+
+    def upload(replica):
+        return requests.post(cluster.replicas[replica].url + "/api/uploads", headers=auth, timeout=10,
+                             files={"file": ("n.txt", b"note\n")}, data={"room": "quota"})
+    answers = [upload(n % 3).status_code for n in range(50)]  # REALTIME_UPLOAD_QUOTA: 50/hour
+    assert answers == [201] * 50
+    for replica in range(3):
+        refused = upload(replica)
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+        assert refused.json()["error"]["retry_after"] > 0
+

@@ -1,6 +1,10 @@
 """Message body schemas: text, image, file and location."""
+import hashlib
 import io
+import json
 import math
+import time
+from functools import partial
 
 import pytest
 from test_uploads import GIF, PDF, png
@@ -18,22 +22,25 @@ def uploads(tmp_path):
     return UploadService(tmp_path / "uploads", 4096)
 
 
+ROOM = "lobby"
+
+
 @pytest.fixture
 def check(uploads):
-    """The schemas the app would use."""
-    return schemas(MAX_CHARS, uploads)
+    """The schemas the app would use, for messages to ROOM."""
+    return {kind: partial(schema, room=ROOM) for kind, schema in schemas(MAX_CHARS, uploads).items()}
 
 
 @pytest.fixture
 def image(uploads):
     """The body of an uploaded PNG, as POST /api/uploads answers it."""
-    return attachment(uploads.save(io.BytesIO(png()), "cat.png"))
+    return attachment(uploads.save(io.BytesIO(png()), "cat.png", ROOM, "ana"))
 
 
 @pytest.fixture
 def document(uploads):
     """The body of an uploaded PDF."""
-    return attachment(uploads.save(io.BytesIO(PDF), "report.pdf"))
+    return attachment(uploads.save(io.BytesIO(PDF), "report.pdf", ROOM, "ana"))
 
 
 def refused(schema, body) -> str:
@@ -72,7 +79,7 @@ def test_image_must_point_at_an_image(check, document):
 
 
 def test_another_image_type_is_still_an_image(check, uploads):
-    gif = attachment(uploads.save(io.BytesIO(GIF), "dot.gif"))
+    gif = attachment(uploads.save(io.BytesIO(GIF), "dot.gif", ROOM, "ana"))
     assert check["image"](gif)["mime"] == "image/gif"
 
 
@@ -116,6 +123,34 @@ def changed(**fields):
 ])
 def test_invalid_attachment_bodies(check, image, kind, transform, field):
     assert field in refused(check[kind], transform(image))
+
+
+def test_an_upload_of_another_room_is_refused_like_no_upload(uploads):
+    private = attachment(uploads.save(io.BytesIO(png()), "secret.png", "private-ops", "ana"))
+    checks = schemas(MAX_CHARS, uploads)
+    assert checks["image"](private, "private-ops") == private
+    for room in ("lobby", "dm:ana:bea", "private-other"):
+        assert "this room" in refused(partial(checks["image"], room=room), private)
+        assert "this room" in refused(partial(checks["file"], room=room), private)
+
+
+def test_a_legacy_upload_cannot_be_attached_again(uploads):
+    legacy = hashlib.sha256(PDF).hexdigest() + ".pdf"
+    uploads.directory.mkdir(parents=True, exist_ok=True)
+    (uploads.directory / legacy).write_bytes(PDF)
+    body = {"url": "/uploads/" + legacy, "name": "report.pdf", "mime": "application/pdf", "size": len(PDF)}
+    assert "url" in refused(partial(schemas(MAX_CHARS, uploads)["file"], room=ROOM), body)
+
+
+def test_an_upload_too_old_to_outlive_a_new_message_is_refused(tmp_path):
+    uploads = UploadService(tmp_path, 4096, retention=100, attach_within=10)
+    body = attachment(uploads.save(io.BytesIO(PDF), "report.pdf", ROOM, "ana"))
+    check = partial(schemas(MAX_CHARS, uploads)["file"], room=ROOM)
+    assert check(body) == body
+    meta = uploads.recorded(body["url"].rsplit("/", 1)[1])
+    meta["stored_at"] = int((time.time() - 11) * 1000)
+    uploads.sidecar(body["url"].rsplit("/", 1)[1]).write_text(json.dumps(meta))
+    assert "url" in refused(check, body)
 
 
 def test_attachment_names_may_differ_from_the_stored_one(check, image):

@@ -122,21 +122,22 @@ moments = st.lists(st.floats(min_value=0, max_value=40, allow_nan=False), min_si
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(moments=moments, limit=st.integers(1, 5), window=st.sampled_from([1.0, 2.5, 10.0, 60.0]))
-def test_the_lua_take_agrees_with_take_hit(redis_url, moments, limit, window):
+@given(moments=moments, limit=st.integers(1, 5), window=st.sampled_from([1.0, 2.5, 10.0, 60.0]),
+       weight=st.sampled_from([1, 1, 2, 3, 6]))
+def test_the_lua_take_agrees_with_take_hit(redis_url, moments, limit, window, weight):
     client = create_redis(redis_url)
     script = client.register_script(TAKE_FUNCTION + """
-local wait = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+local wait = take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]))
 if wait then return wait end
 return 0
 """)
     key = f"rt:limit:test:{time.monotonic_ns()}"
-    quota, counts = Quota("test", "k", limit, window), None
+    quota, counts = Quota("test", "k", limit, window, weight), None
     try:
         for offset in moments:
             now = 1_764_000_000 + offset
             counts, wait = take_hit(counts, now, quota)
-            lua = script(keys=[key], args=[limit, window, repr(now)])
+            lua = script(keys=[key], args=[limit, window, repr(now), weight])
             assert (lua > 0) == (wait > 0)
             if wait:
                 assert 0 <= lua - wait * 1000 < 1 + 1e-6  # the same wait, rounded up to a millisecond

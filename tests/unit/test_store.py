@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from realtime.store import Retention, StoreUnavailable, create_redis, create_store
+from realtime.store import OverLimit, Quota, Retention, StoreUnavailable, create_redis, create_store
 from realtime.store.memory import MemoryStore
 from realtime.store.redis import RedisStore
 
@@ -377,3 +377,36 @@ def test_invitations_can_be_taken_back(store):
     store.invite("private-x", "bo")
     assert store.uninvite("private-x", "ana") is True
     assert store.is_invited("private-x", "ana") is False and store.is_invited("private-x", "bo") is True
+
+
+def test_a_weighted_take_counts_its_weight(store):
+    upload = Quota("upload_bytes", "ana", 1000, 60.0, weight=600)
+    store.take(upload)
+    with pytest.raises(OverLimit) as refused:
+        store.take(upload)  # 1200 > 1000
+    assert refused.value.quota == upload and 0 < refused.value.retry_after <= 120
+    store.take(Quota("upload_bytes", "ana", 1000, 60.0, weight=400))  # exactly the limit
+    with pytest.raises(OverLimit):
+        store.take(Quota("upload_bytes", "ana", 1000, 60.0, weight=1))
+
+
+def test_a_weight_above_the_limit_never_fits(store):
+    with pytest.raises(OverLimit) as refused:
+        store.take(Quota("upload_bytes", "bea", 10, 60.0, weight=11))
+    assert refused.value.retry_after > 0
+    store.take(Quota("upload_bytes", "bea", 10, 60.0, weight=10))  # nothing was counted
+
+
+def test_several_quotas_are_taken_all_or_none(store):
+    count = Quota("upload", "ana", 5, 60.0)
+    size = Quota("upload_bytes", "ana", 100, 60.0, weight=80)
+    store.take(count, size)
+    with pytest.raises(OverLimit) as refused:
+        store.take(count, size)  # the bytes do not fit: the count is not taken either
+    assert refused.value.quota == size
+    for _ in range(4):
+        store.take(count)  # 1 + 4 = 5: the refused take counted nothing
+    with pytest.raises(OverLimit) as full:
+        store.take(Quota("upload_bytes", "ana", 100, 60.0, weight=1), count)
+    assert full.value.quota == count
+    store.take(Quota("upload_bytes", "ana", 100, 60.0, weight=20))  # 80 + 20: still all there

@@ -1,4 +1,5 @@
-"""Uploads: type sniffed from content, size limits, content-addressed storage, safe serving."""
+"""Uploads: type sniffed from content, size limits, random room-bound names, safe serving."""
+import hashlib
 import io
 import json
 import struct
@@ -11,7 +12,6 @@ from flask_jwt_extended import decode_token
 from hypothesis import given
 from hypothesis import strategies as st
 
-from realtime.blueprints import uploads as uploads_bp
 from realtime.services.uploads import TYPES, UploadService, display_name
 
 LIMIT = 4096
@@ -64,20 +64,9 @@ REFUSED = {
 
 @pytest.fixture
 def app(app_factory_with, tmp_path):
-    """A replica with uploads on a temp directory (registered here until create_app does it)."""
-    app = app_factory_with(UPLOAD_DIR=str(tmp_path / "uploads"), UPLOAD_MAX_BYTES=LIMIT)
-    return with_uploads(app)
-
-
-def with_uploads(app):
-    """Register the upload service and blueprint unless the factory already did."""
-    if "realtime.uploads" not in app.extensions:
-        settings = app.config["REALTIME"]
-        app.extensions["realtime.uploads"] = UploadService(Path(settings["UPLOAD_DIR"]),
-                                                           settings["UPLOAD_MAX_BYTES"])
-    if "uploads" not in app.blueprints:
-        app.register_blueprint(uploads_bp.bp)
-    return app
+    """A replica with uploads on a temp directory."""
+    return app_factory_with(UPLOAD_DIR=str(tmp_path / "uploads"), UPLOAD_MAX_BYTES=LIMIT,
+                            UPLOAD_QUOTA_BYTES="")
 
 
 @pytest.fixture
@@ -89,9 +78,10 @@ def upload_dir(app):
 @pytest.fixture
 def post(client, token):
     """POST a file to /api/uploads as Ana."""
-    def send(content: bytes, filename="upload.bin", content_type="application/octet-stream", **kwargs):
+    def send(content: bytes, filename="upload.bin", content_type="application/octet-stream", room="lobby",
+             **kwargs):
         headers = kwargs.pop("headers", {"Authorization": f"Bearer {token('Ana')}"})
-        data = kwargs.pop("data", {"file": (io.BytesIO(content), filename, content_type)})
+        data = kwargs.pop("data", {"file": (io.BytesIO(content), filename, content_type), "room": room})
         return client.post("/api/uploads", data=data, headers=headers, content_type="multipart/form-data")
     return send
 
@@ -112,10 +102,11 @@ def test_each_allowed_type_is_detected_from_content_not_name_or_header(post, upl
     assert body["name"] == f"invoice.html.{extension}"
     assert set(body) == {"url", "name", "mime", "size"}
     stored = body["url"].removeprefix("/uploads/")
-    assert stored.endswith("." + extension) and len(stored.split(".")[0]) == 64
+    assert stored.endswith("." + extension) and len(stored.split(".")[0]) == 52
     assert (upload_dir / stored).read_bytes() == content
     sidecar = json.loads((upload_dir / f"{stored}.json").read_text())
     assert sidecar["mime"] == mime and sidecar["size"] == len(content)
+    assert (sidecar["room"], sidecar["uploader"]) == ("lobby", "ana")
 
 
 @pytest.mark.parametrize("kind", sorted(REFUSED))
@@ -140,10 +131,10 @@ def test_too_large_is_refused_with_json_and_nothing_is_written(post, upload_dir,
 
 def test_upload_may_exceed_the_app_wide_request_limit_but_other_routes_may_not(app_factory_with, tmp_path,
                                                                                  token):
-    app = with_uploads(app_factory_with(UPLOAD_DIR=str(tmp_path / "big")))
+    app = app_factory_with(UPLOAD_DIR=str(tmp_path / "big"))
     client = app.test_client()
     content = b"x" * 2_000_000  # twice MAX_HTTP_BUFFER_SIZE, below the 10 MB default
-    response = client.post("/api/uploads", data={"file": (io.BytesIO(content), "big.txt")},
+    response = client.post("/api/uploads", data={"file": (io.BytesIO(content), "big.txt"), "room": "lobby"},
                            headers={"Authorization": f"Bearer {token('Ana')}"})
     assert response.status_code == 201 and response.get_json()["size"] == len(content)
     other = client.post("/api/auth/token", data=content, content_type="application/json")
@@ -175,7 +166,8 @@ def test_plain_text_that_is_not_markup_is_accepted(post, text):
     assert response.get_json()["mime"] == "text/plain" and response.get_json()["name"] == "notes.md.txt"
 
 
-@pytest.mark.parametrize("data", [{}, {"other": (io.BytesIO(PDF), "a.pdf")}, {"file": "not a file part"}])
+@pytest.mark.parametrize("data", [{}, {"room": "lobby"}, {"other": (io.BytesIO(PDF), "a.pdf"), "room": "lobby"},
+                                  {"file": "not a file part", "room": "lobby"}, {"file": (io.BytesIO(PDF), "a.pdf")}])
 def test_missing_file_field_is_invalid_payload(post, data):
     response = post(b"", data=data)
     assert response.status_code == 400
@@ -188,13 +180,15 @@ def test_empty_file_is_invalid_payload(post, upload_dir):
     assert files_in(upload_dir) == []
 
 
-def test_same_content_twice_is_stored_once(post, upload_dir):
+def test_the_name_is_not_the_content_hash_and_differs_per_upload_and_room(post, upload_dir):
     first = post(PDF, filename="a.pdf").get_json()
-    second = post(PDF, filename="b.pdf").get_json()
-    assert first["url"] == second["url"]
-    assert (first["name"], second["name"]) == ("a.pdf", "b.pdf")
-    stored = first["url"].removeprefix("/uploads/")
-    assert files_in(upload_dir) == [stored, f"{stored}.json"]
+    again = post(PDF, filename="b.pdf").get_json()
+    other = post(PDF, filename="a.pdf", room="kitchen").get_json()
+    names = {u["url"].removeprefix("/uploads/") for u in (first, again, other)}
+    assert len(names) == 3
+    assert hashlib.sha256(PDF).hexdigest() + ".pdf" not in names
+    assert all(hashlib.sha256(PDF).hexdigest() not in name for name in names)
+    assert files_in(upload_dir) == sorted(names | {f"{n}.json" for n in names})
 
 
 @pytest.mark.parametrize("mime, disposition", [
@@ -230,7 +224,8 @@ def test_traversal_and_unknown_names_are_not_found(client, post):
     digest = stored.split(".")[0]
     for name in ["..", "...", "..%2F..%2Fsetup.cfg", "%2e%2e%2fsetup.cfg", "..%5C..%5Csetup.cfg",
                  f"{stored}.json", f"{digest}.PDF", f"{digest.upper()}.pdf", f"{digest}.html",
-                 f"{digest}.png", f"{digest}.pdf%00.png", "0" * 64 + ".pdf", ".incoming-x"]:
+                 f"{digest}.png", f"{digest}.pdf%00.png", "0" * 64 + ".pdf", "a" * 52 + ".pdf",
+                 hashlib.sha256(PDF).hexdigest() + ".pdf", ".incoming-x"]:
         response = client.get(f"/uploads/{name}")
         assert response.status_code == 404, name
         assert response.get_json()["error"]["code"] == "not_found", name
@@ -254,32 +249,47 @@ class Endless(io.RawIOBase):
 def test_save_reads_at_most_one_byte_past_the_limit(tmp_path):
     stream = Endless()
     with pytest.raises(Exception) as refused:
-        UploadService(tmp_path, 100_000).save(stream, "endless.txt")
+        UploadService(tmp_path, 100_000).save(stream, "endless.txt", "lobby", "ana")
     assert refused.value.code == "too_large" and refused.value.status == 413
     assert stream.read_bytes == 100_001
     assert files_in(tmp_path) == []
 
 
+def known(meta):
+    """What lookup answers for an upload save() stored: its meta without the uploader, with its time."""
+    return {key: value for key, value in meta.items() if key != "uploader"}
+
+
 def test_lookup_and_path_accept_only_stored_names(tmp_path):
     service = UploadService(tmp_path, LIMIT)
-    meta = service.save(io.BytesIO(GIF), "dot.gif")
-    assert service.lookup(meta["file"]) == {**meta, "name": "dot.gif"}
+    meta = service.save(io.BytesIO(GIF), "dot.gif", "lobby", "ana")
+    found = service.lookup(meta["file"])
+    assert {k: v for k, v in found.items() if k != "stored_at"} == known(meta)
     for name in ["../" + meta["file"], meta["file"] + ".json", "/etc/passwd", "", None, 42]:
         assert service.lookup(name) is None
     with pytest.raises(ValueError):
         service.path("../etc/passwd")
 
 
-def test_lookup_survives_a_missing_sidecar(tmp_path):
+def test_an_upload_whose_room_cannot_be_read_is_served_to_nobody(tmp_path):
     service = UploadService(tmp_path, LIMIT)
-    meta = service.save(io.BytesIO(PDF), "report.pdf")
+    meta = service.save(io.BytesIO(PDF), "report.pdf", "private-x", "ana")
     service.sidecar(meta["file"]).unlink()
-    assert service.lookup(meta["file"]) == {**meta, "name": meta["file"]}
+    assert service.lookup(meta["file"]) is None
+
+
+def test_a_legacy_upload_survives_a_missing_sidecar(tmp_path):
+    service = UploadService(tmp_path, LIMIT)
+    legacy = hashlib.sha256(PDF).hexdigest() + ".pdf"
+    (tmp_path / legacy).write_bytes(PDF)
+    found = service.lookup(legacy)
+    assert (found["name"], found["room"], found["size"]) == (legacy, None, len(PDF))
 
 
 def test_another_replica_on_the_same_directory_serves_it(tmp_path):
-    meta = UploadService(tmp_path, LIMIT).save(io.BytesIO(JPEG), "me.jpeg")
-    assert UploadService(tmp_path, LIMIT).lookup(meta["file"]) == meta
+    meta = UploadService(tmp_path, LIMIT).save(io.BytesIO(JPEG), "me.jpeg", "lobby", "ana")
+    found = UploadService(tmp_path, LIMIT).lookup(meta["file"])
+    assert {k: v for k, v in found.items() if k != "stored_at"} == known(meta)
 
 
 @pytest.mark.parametrize("raw, mime, expected", [
