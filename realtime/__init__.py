@@ -54,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # greenlet that read them (a greenlet per event less; a client's sends keep their order).
     socketio.init_app(app, client_manager=queue or LocalManager(), async_mode=settings["ASYNC_MODE"], json=wirejson,
                       cors_allowed_origins=web.socketio_origins(origins),
+                      cors_credentials=web.socketio_credentials(origins),
                       max_http_buffer_size=settings["MAX_HTTP_BUFFER_SIZE"], async_handlers=False)
     if socketio.server.eio.async_mode == "gevent":
         greenlets.install()  # a running count for /metrics and the dashboard

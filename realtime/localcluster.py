@@ -486,7 +486,8 @@ def cluster_plan(config: ClusterConfig) -> list[list[Process]]:
                   log_dir=config.log_dir)
     tester_env = {**os.environ, "WEBHOOK_SECRET": webhook_secret, "WEBHOOK_REDIS_URL": config.redis_url,
                   "WEBHOOK_REALTIME_URL": f"http://{HOST}:{config.http_port}",
-                  "WEBHOOK_REALTIME_API_KEY": api_key}
+                  "WEBHOOK_REALTIME_API_KEY": api_key,
+                  "WEBHOOK_UI_TOKEN": state_secret(config, "webhook_ui_token")}
     tester = WebhookReceiver(config.webhook_port, config.log_dir, env=tester_env)
     return waves + [replicas + [tester], [nginx]]
 
@@ -571,7 +572,9 @@ def print_urls(config: ClusterConfig) -> None:
     lines += [(f"replica-{n}", f"http://{HOST}:{port}/  (/healthz, /readyz)")
               for n, port in enumerate(config.replica_ports, start=1)]
     lines += [("redis", config.redis_url + ("  (REDIS_URL)" if config.external_redis_url else "")),
-              ("webhook", f"http://{HOST}:{config.webhook_port}/  (testing UI; deliveries: /webhook)"),
+              # The token in the fragment: the browser keeps it, the server never sees it in a URL.
+              ("webhook", f"http://{HOST}:{config.webhook_port}/#token="
+                          f"{state_secret(config, 'webhook_ui_token')}  (testing UI; deliveries: /webhook)"),
               ("state and logs", str(config.state_dir))]
     print("realtime cluster is up:")
     for label, value in lines:

@@ -74,6 +74,17 @@ def socketio_origins(origins: Any) -> Any:
     return lambda origin, environ: origin in allowed or same_origin(origin, environ)
 
 
+def socketio_credentials(origins: Any) -> bool:
+    """engine.io's `cors_credentials`: never for `*`, which engine.io answers by reflecting any Origin.
+
+    `Access-Control-Allow-Credentials: true` next to a reflected Origin would let any site read
+    answers to requests carrying the browser's cookies for this server (the sticky cookie today,
+    whatever comes next). Listed origins keep it: their cross-origin polling clients need the
+    `realtime_sticky` cookie to stay on one replica behind nginx.
+    """
+    return origins != "*"
+
+
 def security_headers(hsts: bool):
     """An after_request hook adding the headers every response carries."""
     def add(response: Response) -> Response:
@@ -93,6 +104,9 @@ def init_app(app: Flask, settings: dict[str, Any], cors_origins: Any) -> None:
         count = settings["PROXY_COUNT"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count, x_port=count)
     if cors_origins:
-        CORS(app, resources={r"/api/*": {"origins": cors_origins}},
+        # `*` is answered with a literal `*` (no reflected Origin), which browsers never combine
+        # with credentials; flask-cors sends no Access-Control-Allow-Credentials either way.
+        CORS(app, resources={r"/api/*": {"origins": cors_origins}}, supports_credentials=False,
+             send_wildcard=cors_origins == "*",
              allow_headers=["Authorization", "Content-Type", "X-API-Key"], max_age=600)
     app.after_request(security_headers(settings["HSTS"]))

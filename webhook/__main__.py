@@ -1,7 +1,8 @@
 """`python -m webhook [--host H] [--port P]`: run the webhook testing service on a threaded server.
 
 Settings come from WEBHOOK_* variables (see webhook/settings.py); WEBHOOK_SECRET is required
-unless WEBHOOK_INSECURE_NO_SECRET=1.
+unless WEBHOOK_INSECURE_NO_SECRET=1. Without WEBHOOK_UI_TOKEN the UI's token is made up and
+printed at start (as a URL fragment, which the browser never sends to the server).
 """
 from __future__ import annotations
 
@@ -36,8 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     server = make_server(args.host, args.port, app, threaded=True)
     # SIGTERM (how the local cluster stops us) ends serve_forever cleanly, like Ctrl-C.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    print(f"webhook tester on http://{args.host}:{server.server_port}/ "
-          f"(deliveries: POST /webhook)", flush=True)
+    base = f"http://{args.host}:{server.server_port}/"
+    print(f"webhook tester on {base} (deliveries: POST /webhook)", flush=True)
+    state = app.extensions["webhook"]
+    if state.token_made_up:
+        print(f"UI (token made up for this process; WEBHOOK_UI_TOKEN sets one): "
+              f"{base}#token={state.ui_token}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

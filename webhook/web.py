@@ -58,6 +58,6 @@ def add_security_headers(response: Response) -> Response:
     """after_request: the headers every response carries; API answers are never cached."""
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
-    if request.path.startswith("/api/") or request.path == "/webhook":
+    if request.path.startswith("/api/") or request.path in ("/webhook", "/events"):
         response.headers.setdefault("Cache-Control", "no-store")
     return response

@@ -30,6 +30,8 @@ WEBHOOKS = {"REALTIME_WEBHOOK_CONNECT_TIMEOUT": "1", "REALTIME_WEBHOOK_READ_TIME
             "REALTIME_WEBHOOK_BACKOFF_MAX": "0.5", "REALTIME_WEBHOOK_BREAKER_FAILURES": "3",
             "REALTIME_WEBHOOK_BREAKER_RESET": "2", "REALTIME_WEBHOOK_RECLAIM_IDLE": "4",
             "REALTIME_WEBHOOK_EVENTS": "message.created"}
+UI_TOKEN = secrets.token_urlsafe(32)
+UI = {"Authorization": f"Bearer {UI_TOKEN}"}  # the webhook service's UI token
 LIMITS = "; ".join(f"{event}=100000/minute" for event in
                    ("connect", "join", "leave", "send", "typing", "read", "history", "abuse"))
 
@@ -58,7 +60,8 @@ class Faulty:
                             timeout=5).json()
 
     def mode(self, mode: str, **extra) -> None:
-        answer = requests.post(self.tester.url + "/api/mode", json={"mode": mode, **extra}, timeout=5)
+        answer = requests.post(self.tester.url + "/api/mode", json={"mode": mode, **extra}, headers=UI,
+                               timeout=5)
         assert answer.status_code == 200, answer.text
 
     def received(self) -> list[dict]:
@@ -66,7 +69,7 @@ class Faulty:
         events, after = [], 0
         while True:
             page = requests.get(self.tester.url + "/api/events", params={"after": after, "limit": 1000},
-                                timeout=10).json()["events"]
+                                headers=UI, timeout=10).json()["events"]
             if not page:
                 return events
             events += page
@@ -108,7 +111,8 @@ def faulty(tmp_path_factory, system_executable, start_processes):
     secret = secrets.token_urlsafe(32)
     redis = persistent_redis(redis_port, workdir)
     tester = WebhookReceiver(tester_port, workdir / "logs",
-                             env={**clean_environ(), "WEBHOOK_SECRET": secret, "WEBHOOK_MAX_EVENTS": "100000"})
+                             env={**clean_environ(), "WEBHOOK_SECRET": secret, "WEBHOOK_MAX_EVENTS": "100000",
+                                  "WEBHOOK_UI_TOKEN": UI_TOKEN})
     env = {**clean_environ(), "REALTIME_ENV_FILE": str(workdir / "no.env"),
            "REALTIME_REDIS_URL": redis.url, "REALTIME_JWT_SECRET_KEY": secrets.token_urlsafe(32),
            "REALTIME_DEMO_LOGIN": "1", "REALTIME_API_KEYS": f"faults:{hash_key(API_KEY)}",

@@ -146,3 +146,17 @@ def test_events_and_later_namespace_connects_work_from_the_slimmed_environ(embed
         assert refused["data"]["code"] == "forbidden", refused  # authenticated from the query token
     finally:
         ws.close()
+
+
+def test_foreign_origins_get_no_credentials(embedded):
+    """Issue 19: `*` (embedded) reflected any Origin with Access-Control-Allow-Credentials: true."""
+    handshake = embedded.url + "/socket.io/?EIO=4&transport=polling"
+    evil = requests.get(handshake, headers={"Origin": "https://evil.example"}, timeout=5)
+    assert evil.status_code == 200 and "Access-Control-Allow-Credentials" not in evil.headers
+    rest = requests.options(embedded.url + "/api/rooms/lobby/messages", timeout=5, headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert rest.headers.get("Access-Control-Allow-Origin") == "*"
+    assert "Access-Control-Allow-Credentials" not in rest.headers
+    own = embedded.url.replace("127.0.0.1", "localhost")
+    demo = requests.get(handshake, headers={"Origin": own, "Host": own.split("//")[1]}, timeout=5)
+    assert demo.status_code == 200 and demo.headers["Access-Control-Allow-Origin"] == own

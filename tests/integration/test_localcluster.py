@@ -1,6 +1,7 @@
 """`realtime cluster start|status|stop` end to end, on free ports and a temporary state dir."""
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -56,6 +57,13 @@ def test_start_refuse_status_stop(cluster_env):
     assert requests.get(demo, timeout=10).status_code == 200
     for port in [*config.replica_ports, config.webhook_port]:
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+    # The webhook UI's URL carries its token in the fragment; the API needs exactly that token.
+    printed = re.search(rf"http://127\.0\.0\.1:{config.webhook_port}/#token=(\S+)", started.stdout)
+    assert printed, started.stdout
+    info = f"http://127.0.0.1:{config.webhook_port}/api/info"
+    assert requests.get(info, timeout=10).status_code == 401
+    assert requests.get(info, headers={"Authorization": f"Bearer {printed[1]}"},
+                        timeout=10).status_code == 200
     processes = load_processes(config)
     assert len(processes) == 6  # redis, 3 replicas, webhook, nginx
     pids = {member for p in processes for member in group_members(p.pid)}  # with gunicorn workers

@@ -18,6 +18,8 @@ from realtime.services.apikeys import hash_key
 
 pytestmark = pytest.mark.integration
 API_KEY = "rtk_" + secrets.token_urlsafe(16)
+UI_TOKEN = secrets.token_urlsafe(32)
+UI = {"Authorization": f"Bearer {UI_TOKEN}"}  # the webhook service's UI token
 
 
 class Hooked:
@@ -31,10 +33,11 @@ class Hooked:
         return answer.json()["access_token"]
 
     def received(self) -> list[dict]:
-        return requests.get(self.tester.url + "/api/events", timeout=5).json()["events"]
+        return requests.get(self.tester.url + "/api/events", headers=UI, timeout=5).json()["events"]
 
     def mode(self, mode: str, **extra) -> None:
-        answer = requests.post(self.tester.url + "/api/mode", json={"mode": mode, **extra}, timeout=5)
+        answer = requests.post(self.tester.url + "/api/mode", json={"mode": mode, **extra}, headers=UI,
+                               timeout=5)
         assert answer.status_code == 200, answer.text
 
     def status(self, replica: int = 0) -> dict:
@@ -56,7 +59,8 @@ def hooked(tmp_path_factory, system_executable, start_processes):
     secret = secrets.token_urlsafe(32)
     redis = RedisServer(redis_port, workdir / "redis", log_dir=workdir)
     tester = WebhookReceiver(tester_port, workdir, env={**clean_environ(), "WEBHOOK_SECRET": secret,
-                                                        "WEBHOOK_REDIS_URL": redis.url})
+                                                        "WEBHOOK_REDIS_URL": redis.url,
+                                                        "WEBHOOK_UI_TOKEN": UI_TOKEN})
     env = {**clean_environ(), "REALTIME_ENV_FILE": str(workdir / "no.env"), "REALTIME_REDIS_URL": redis.url,
            "REALTIME_JWT_SECRET_KEY": secrets.token_urlsafe(32), "REALTIME_DEMO_LOGIN": "1",
            "REALTIME_API_KEYS": f"tests:{hash_key(API_KEY)}", "REALTIME_RATE_LIMITS": "",
@@ -78,7 +82,40 @@ def hooked(tmp_path_factory, system_executable, start_processes):
 @pytest.fixture(autouse=True)
 def _clean(hooked):
     hooked.mode("ok")
-    requests.delete(hooked.tester.url + "/api/events", timeout=5)
+    requests.delete(hooked.tester.url + "/api/events", headers=UI, timeout=5)
+
+
+def test_the_ui_and_api_need_the_token_but_signed_deliveries_do_not(hooked):
+    """Issue 19: the testing service answered its UI and API to anyone who could reach it."""
+    base = hooked.tester.url
+    for method, path in [("GET", "/api/events"), ("GET", "/api/info"), ("POST", "/api/mode"),
+                         ("DELETE", "/api/events"), ("POST", "/api/send")]:
+        refused = requests.request(method, base + path, json={"mode": "fail"}, timeout=5)
+        assert refused.status_code == 401, path
+        assert refused.json()["error"]["code"] == "unauthorized"
+        wrong = requests.request(method, base + path, json={"mode": "fail"}, timeout=5,
+                                 headers={"Authorization": "Bearer " + "x" * 43})
+        assert wrong.status_code == 401, path
+    assert requests.get(base + "/api/info", headers=UI, timeout=5).status_code == 200
+    assert requests.get(base + "/api/mode", headers=UI, timeout=5).json()["mode"] == "ok"
+    # The replicas post their signed deliveries without the UI token, and they are accepted.
+    requests.post(hooked.replicas[0].url + "/api/rooms/tokenless/messages", json={"body": "signed"},
+                  headers={"X-API-Key": API_KEY}, timeout=5).raise_for_status()
+    [created] = wait_until(lambda: [e for e in hooked.received() if e["event"] == "message.created"],
+                           timeout=15)
+    assert created["accepted"] and created["verification"] == "valid"
+    assert "Authorization" not in created["headers"]
+
+
+def test_a_foreign_host_header_is_refused(hooked):
+    """DNS rebinding: a page on evil.example resolving to 127.0.0.1 still says Host: evil.example."""
+    port = hooked.tester.url.rsplit(":", 1)[1]
+    for path in ("/", "/api/info", "/healthz"):
+        answer = requests.get(hooked.tester.url + path, headers={**UI, "Host": f"evil.example:{port}"},
+                              timeout=5)
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "untrusted_host"
+    assert requests.get(hooked.tester.url + "/", headers={"Host": f"localhost:{port}"},
+                        timeout=5).status_code == 200
 
 
 def test_events_arrive_signed_with_the_message(hooked):

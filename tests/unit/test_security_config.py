@@ -111,3 +111,47 @@ def test_demo_tokens_must_fit_the_maximum_lifetime(app_factory_with):
     with pytest.raises(RuntimeError, match="JWT_MAX_LIFETIME"):
         app_factory_with(JWT_ACCESS_TOKEN_EXPIRES=7200, JWT_MAX_LIFETIME=3600)
     app_factory_with(JWT_ACCESS_TOKEN_EXPIRES=7200, JWT_MAX_LIFETIME=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# CORS: embedded mode's `*` allows any origin, never with credentials (issue 19, item 9)
+
+HANDSHAKE = "/socket.io/?EIO=4&transport=polling"
+EVIL = "https://evil.example"
+
+
+def cors(answer) -> dict:
+    """The Access-Control-* headers of an answer."""
+    return {name: value for name, value in answer.headers.items() if name.startswith("Access-Control-")}
+
+
+def test_embedded_handshake_from_a_foreign_origin_gets_no_credentials(client):
+    answer = client.get(HANDSHAKE, headers={"Origin": EVIL})
+    assert answer.status_code == 200  # `*`: any page may connect, as before
+    assert "Access-Control-Allow-Credentials" not in answer.headers, cors(answer)
+
+
+@pytest.mark.parametrize("path, method", [("/api/stats", "GET"), ("/api/rooms/lobby/messages", "POST")])
+def test_embedded_rest_answers_foreign_origins_with_a_literal_star(client, path, method):
+    preflight = client.options(path, headers={"Origin": EVIL, "Access-Control-Request-Method": method})
+    simple = client.get(path, headers={"Origin": EVIL})
+    for answer in (preflight, simple):
+        assert answer.headers.get("Access-Control-Allow-Origin") == "*", cors(answer)
+        assert "Access-Control-Allow-Credentials" not in answer.headers
+
+
+@pytest.mark.parametrize("origin", ["http://127.0.0.1:8000", "http://localhost:8000"])
+def test_embedded_demo_origin_still_connects(client, origin):
+    host = origin.split("//")[1]
+    answer = client.get(HANDSHAKE, headers={"Origin": origin, "Host": host})
+    assert answer.status_code == 200 and answer.get_data(as_text=True).startswith("0{")
+    assert answer.headers["Access-Control-Allow-Origin"] == origin
+
+
+def test_listed_origins_keep_credentials_and_others_are_refused(app_factory_with):
+    client = app_factory_with(CORS_ORIGINS="https://chat.example").test_client()
+    listed = client.get(HANDSHAKE, headers={"Origin": "https://chat.example"})
+    assert listed.status_code == 200
+    assert listed.headers["Access-Control-Allow-Origin"] == "https://chat.example"
+    assert listed.headers["Access-Control-Allow-Credentials"] == "true"  # the sticky cookie
+    assert client.get(HANDSHAKE, headers={"Origin": EVIL}).status_code == 400

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 import pytest
 import redis
 import requests
+from flask.testing import FlaskClient
 from hypothesis import given, settings, strategies as st
 
 from realtime.localcluster import ROOT, free_port, wait_until
@@ -22,18 +24,29 @@ from webhook.signing import (SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError,
                              signed_headers, verify)
 
 SECRET = "webhook-unit-test-secret"
+TOKEN = "webhook-unit-test-ui-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class TokenClient(FlaskClient):
+    """A test client that sends the UI token, unless a request's environ_base says otherwise."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.environ_base["HTTP_AUTHORIZATION"] = AUTH["Authorization"]
 
 
 @pytest.fixture
 def make_app(monkeypatch):
-    """Build receivers isolated from WEBHOOK_* in the environment, with a secret by default."""
+    """Build receivers isolated from WEBHOOK_* in the environment, with a secret and a UI token."""
     for name in list(os.environ):
         if name.startswith("WEBHOOK_"):
             monkeypatch.delenv(name)
     apps = []
 
     def make(**overrides):
-        app = create_app({"SECRET": SECRET, **overrides})
+        app = create_app({"SECRET": SECRET, "UI_TOKEN": TOKEN, **overrides})
+        app.test_client_class = TokenClient
         apps.append(app)
         return app
     yield make
@@ -87,7 +100,9 @@ def test_refuses_to_start_without_a_secret(make_app):
 def test_reads_the_environment(make_app, monkeypatch):
     monkeypatch.setenv("WEBHOOK_SECRET", "from-env")
     monkeypatch.setenv("WEBHOOK_TOLERANCE", "60")
+    monkeypatch.setenv("WEBHOOK_UI_TOKEN", TOKEN)
     app = create_app()
+    app.test_client_class = TokenClient
     client = app.test_client()
     assert client.get("/api/info").get_json()["tolerance"] == 60
     assert deliver(client, secret="from-env").status_code == 200
@@ -97,7 +112,8 @@ def test_reads_the_environment(make_app, monkeypatch):
 @pytest.mark.parametrize("name, value", [
     ("WEBHOOK_TOLERANCE", "soon"), ("WEBHOOK_TOLERANCE", "0"), ("WEBHOOK_MAX_EVENTS", "-1"),
     ("WEBHOOK_INSECURE_NO_SECRET", "maybe"), ("WEBHOOK_REALTIME_URL", "file:///etc/passwd"),
-    ("WEBHOOK_REDIS_URL", "http://127.0.0.1:6379"),
+    ("WEBHOOK_REDIS_URL", "http://127.0.0.1:6379"), ("WEBHOOK_UI_TOKEN", "too-short"),
+    ("WEBHOOK_TRUSTED_HOSTS", "webhook:8090"), ("WEBHOOK_TRUSTED_HOSTS", "::1"),
 ])
 def test_refuses_bad_settings(make_app, monkeypatch, name, value):
     monkeypatch.setenv(name, value)
@@ -105,9 +121,9 @@ def test_refuses_bad_settings(make_app, monkeypatch, name, value):
         create_app({"SECRET": SECRET})
 
 
-def test_accepts_a_sentinel_redis_url(monkeypatch):
+def test_accepts_a_sentinel_redis_url(make_app, monkeypatch):
     monkeypatch.setenv("WEBHOOK_REDIS_URL", "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/0/mymaster")
-    client = create_app({"SECRET": SECRET}).test_client()
+    client = make_app().test_client()
     assert client.get("/api/info").get_json()["send"]["redis"] is True
 
 
@@ -118,6 +134,98 @@ def test_insecure_mode_accepts_unsigned_deliveries_and_says_so(make_app):
     assert answer.status_code == 200
     [event] = received(client)
     assert event["accepted"] and event["verification"] == "skipped"
+
+
+# ---------------------------------------------------------------------------------------------
+# who may use the UI and its API (issue 19, item 8): the UI token and trusted Host names
+
+
+def anonymous(app) -> FlaskClient:
+    """A test client that sends no Authorization header."""
+    return FlaskClient(app, app.response_class)
+
+
+PROTECTED = [("GET", "/api/info"), ("GET", "/api/events"), ("GET", "/events"), ("GET", "/api/mode"),
+             ("POST", "/api/mode"), ("DELETE", "/api/events"), ("POST", "/api/send")]
+
+
+@pytest.mark.parametrize("method, path", PROTECTED)
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong-token-of-enough-length",
+                                           f"Basic {TOKEN}", f"Bearer {TOKEN}x", "Bearer "])
+def test_the_api_needs_the_ui_token(make_app, method, path, authorization):
+    client = anonymous(make_app())
+    headers = {"Authorization": authorization} if authorization else {}
+    answer = client.open(path, method=method, json={"mode": "fail"}, headers=headers)
+    assert answer.status_code == 401
+    assert answer.get_json()["error"]["code"] == "unauthorized"
+    assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+    assert answer.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("method, path", PROTECTED)
+def test_the_api_answers_with_the_ui_token(make_app, method, path):
+    client = anonymous(make_app())
+    answer = client.open(path, method=method, json={"mode": "fail", "room": "lobby", "body": "hi"},
+                         headers={"Authorization": f"bearer {TOKEN}"})  # the scheme is case-blind
+    assert answer.status_code == (503 if path == "/api/send" else 200)  # send: no realtime URL
+
+
+def test_a_refused_request_changes_nothing(make_app):
+    app = make_app()
+    assert anonymous(app).post("/api/mode", json={"mode": "fail"}).status_code == 401
+    deliver(app.test_client())
+    assert anonymous(app).delete("/api/events").status_code == 401
+    assert app.test_client().get("/api/mode").get_json()["mode"] == "ok"
+    assert len(received(app.test_client())) == 1
+
+
+@pytest.mark.parametrize("path", ["/", "/static/app.js", "/static/style.css", "/healthz"])
+def test_the_page_shell_and_health_need_no_token(make_app, path):
+    assert anonymous(make_app()).get(path).status_code == 200
+
+
+def test_signed_deliveries_need_no_ui_token(make_app):
+    app = make_app()
+    answer = deliver(anonymous(app))
+    assert answer.status_code == 200 and answer.get_json()["received"] == 1
+    assert deliver(anonymous(app), secret="not-the-secret").status_code == 401  # still verified
+
+
+def test_an_unset_token_is_made_up_and_logged(make_app, caplog):
+    first, second = make_app(UI_TOKEN=None), make_app(UI_TOKEN=None)
+    token = first.extensions["webhook"].ui_token
+    assert first.extensions["webhook"].token_made_up and len(token) >= 32
+    assert token != second.extensions["webhook"].ui_token
+    assert token in caplog.text and "WEBHOOK_UI_TOKEN is not set" in caplog.text
+    client = anonymous(first)
+    assert client.get("/api/info").status_code == 401
+    assert client.get("/api/info", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert not make_app().extensions["webhook"].token_made_up
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8090", "127.0.0.2:8090",
+                                  "localhost.evil.example", "[::1]:8090"])
+@pytest.mark.parametrize("method, path", [("GET", "/"), ("GET", "/api/info"), ("GET", "/healthz"),
+                                          ("POST", "/webhook")])
+def test_a_foreign_host_header_is_refused(client, host, method, path):
+    answer = client.open(path, method=method, data=delivery(), headers={"Host": host})
+    assert answer.status_code == 400
+    assert answer.get_json()["error"]["code"] == "untrusted_host"
+    assert received(client) == []  # a delivery to a foreign Host is not even stored
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:8090", "127.0.0.1:8090", "webhook:8090"])
+def test_the_default_trusted_hosts(client, host):
+    assert client.get("/api/info", headers={"Host": host}).status_code == 200
+    assert deliver(client, Host=host).status_code == 200
+
+
+def test_trusted_hosts_come_from_the_setting(make_app, monkeypatch):
+    monkeypatch.setenv("WEBHOOK_TRUSTED_HOSTS", "hooks.example, .test.example")
+    client = make_app().test_client()
+    for host, status in [("hooks.example:443", 200), ("a.test.example", 200), ("test.example", 200),
+                         ("localhost", 400), ("webhook", 400)]:
+        assert client.get("/api/info", headers={"Host": host}).status_code == status, host
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,14 +509,15 @@ def test_python_m_webhook_refuses_to_start_without_a_secret():
 def test_python_m_webhook_keeps_serving_while_a_delivery_hangs(tmp_path):
     port = free_port()
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")},
-           "WEBHOOK_SECRET": SECRET}
+           "WEBHOOK_SECRET": SECRET, "WEBHOOK_UI_TOKEN": TOKEN}
     with open(tmp_path / "webhook.log", "wb") as log:
         server = subprocess.Popen([sys.executable, "-m", "webhook", "--host", "127.0.0.1",
                                    "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         assert wait_until(lambda: _healthy(base), 20), (tmp_path / "webhook.log").read_text()
-        requests.post(f"{base}/api/mode", json={"mode": "hang", "hang_seconds": 2}, timeout=5)
+        requests.post(f"{base}/api/mode", json={"mode": "hang", "hang_seconds": 2}, headers=AUTH,
+                      timeout=5)
         body = delivery("dlv_hang")
         headers = {"X-Realtime-Event": "message.created", "X-Realtime-Delivery": "dlv_hang",
                    "Content-Type": "application/json",
@@ -417,12 +526,33 @@ def test_python_m_webhook_keeps_serving_while_a_delivery_hangs(tmp_path):
         hanging = threading.Thread(target=lambda: answers.append(
             requests.post(f"{base}/webhook", data=body, headers=headers, timeout=10)))
         hanging.start()
-        assert wait_until(lambda: requests.get(f"{base}/api/events", timeout=5).json()["events"], 5)
+        assert wait_until(lambda: requests.get(f"{base}/api/events", headers=AUTH,
+                                               timeout=5).json()["events"], 5)
         started = time.monotonic()
         assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
         assert time.monotonic() - started < 1.0 and not answers  # answered while it still hangs
         hanging.join(10)
         assert answers and answers[0].status_code == 200
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def test_python_m_webhook_prints_the_ui_url_with_a_made_up_token(tmp_path):
+    port, log = free_port(), tmp_path / "webhook.log"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")},
+           "WEBHOOK_SECRET": SECRET}
+    with open(log, "wb") as out:
+        server = subprocess.Popen([sys.executable, "-m", "webhook", "--port", str(port)], cwd=ROOT,
+                                  env=env, stdout=out, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        line = re.compile(rf"^UI \(token made up.*{base}/#token=(\S+)$", re.M)
+        assert wait_until(lambda: line.search(log.read_text()), 20), log.read_text()
+        printed = line.search(log.read_text())
+        assert requests.get(f"{base}/api/info", timeout=5).status_code == 401
+        assert requests.get(f"{base}/api/info", headers={"Authorization": f"Bearer {printed[1]}"},
+                            timeout=5).status_code == 200
     finally:
         server.terminate()
         server.wait(10)

@@ -1,4 +1,7 @@
 // Webhook tester UI. Everything received is rendered with textContent, never as HTML.
+// The API needs the UI token (WEBHOOK_UI_TOKEN) as `Authorization: Bearer`: it comes from the URL
+// fragment (#token=..., never sent to the server) or the form, and is kept in sessionStorage
+// (this tab only, gone when it closes).
 "use strict";
 
 const KNOWN_EVENTS = ["message.created", "client.connected", "client.disconnected", "room.joined", "room.left"];
@@ -17,6 +20,36 @@ const state = {
 
 const $ = (id) => document.getElementById(id);
 
+const TOKEN_KEY = "webhook-ui-token";
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY) || "";
+}
+
+// #token=... once, then out of the address bar (and so out of history and bookmarks).
+function takeTokenFromFragment() {
+  const match = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+  if (!match) return;
+  const value = decodeURIComponent(match[1]).trim();
+  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+function showLogin(message) {
+  $("login").hidden = false;
+  $("login-note").textContent = message;
+  setConnection(false, "token needed");
+}
+
+function login(event) {
+  event.preventDefault();
+  const value = $("token-input").value.trim();
+  if (!value) return;
+  sessionStorage.setItem(TOKEN_KEY, value);
+  $("token-input").value = "";
+  $("login").hidden = true;
+}
+
 function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -24,13 +57,24 @@ function el(tag, className, text) {
   return node;
 }
 
+class Unauthorized extends Error {}
+
 async function api(method, path, body) {
-  const options = {method, headers: {Accept: "application/json"}};
+  if (!token()) {
+    showLogin("Enter the UI token (WEBHOOK_UI_TOKEN, or the one the service printed at start).");
+    throw new Unauthorized("no token");
+  }
+  const options = {method, headers: {Accept: "application/json", Authorization: `Bearer ${token()}`}};
   if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
   }
   const response = await fetch(path, options);
+  if (response.status === 401) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    showLogin("That token was refused: enter the current one.");
+    throw new Unauthorized("token refused");
+  }
   let data = null;
   try {
     data = await response.json();
@@ -308,7 +352,7 @@ async function poll() {
     }
     setConnection(true, "live");
   } catch (error) {
-    setConnection(false, "receiver unreachable");
+    if (!(error instanceof Unauthorized)) setConnection(false, "receiver unreachable");
   } finally {
     setTimeout(poll, POLL_MS);
   }
@@ -331,6 +375,8 @@ async function clearEvents() {
 }
 
 function init() {
+  takeTokenFromFragment();
+  $("login-form").addEventListener("submit", login);
   for (const name of KNOWN_EVENTS) $("filter-event").append(new Option(name, name));
   for (const button of document.querySelectorAll(".segment")) {
     button.addEventListener("click", () => setMode(button.dataset.mode));
