@@ -4,7 +4,7 @@
   closed (Socket.IO's own server calls this `connectTimeout`; python-socketio has none).
 - An address may hold at most MAX_CONNECTIONS_PER_ADDRESS connections at once; past it a new one
   is answered 401 with `{"message", "data": {"code": "too_many_connections"}}` (engine.io's
-  refusal). The address is REMOTE_ADDR as the Socket.IO middleware sees it, which ProxyFix has
+  refusal) on polling, and closed with 1008 `too_many_connections` on a websocket. The address is REMOTE_ADDR as the Socket.IO middleware sees it, which ProxyFix has
   already rewritten from X-Forwarded-For when PROXY_COUNT is set (realtime.web).
 - The API has no binary event: an Engine.IO binary message, or a Socket.IO BINARY_EVENT ('5') or
   BINARY_ACK ('6'), closes the connection before python-socketio buffers anything of it.
@@ -19,11 +19,13 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+import struct
 import time
 from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
+POLICY_VIOLATION = 1008  # the websocket close code of a connection refused by a guard
 BINARY_PACKETS = ("5", "6")  # Socket.IO BINARY_EVENT and BINARY_ACK, as their text header starts
 
 
@@ -62,6 +64,7 @@ class Guard:
         held = self.addresses.get(address, 0)
         if self.max_per_address and held >= self.max_per_address:
             self.refuse("per_address", eio_sid, address, f"{held} connections open")
+            close_websocket(environ, POLICY_VIOLATION, b"too_many_connections")
             return {"message": "too many connections from this address",
                     "data": {"code": "too_many_connections"}}
         result = inner(eio_sid, environ)
@@ -133,6 +136,22 @@ class Guard:
                     log.exception("closing %s at its connect deadline failed", eio_sid)
         finally:
             self.clock = None
+
+
+def close_websocket(environ: dict, code: int, reason: bytes) -> None:
+    """Close a websocket refused at its handshake with `code` and `reason`.
+
+    gevent-websocket has answered 101 before the application runs, so engine.io's 401 never
+    reaches a websocket client; a close frame tells it why instead.
+    """
+    ws = environ.get("wsgi.websocket")
+    if ws is not None and not getattr(ws, "closed", True):
+        try:
+            # gevent-websocket 0.10's close() drops its code argument: the frame is built here.
+            ws.send_frame(struct.pack("!H", code) + reason, opcode=ws.OPCODE_CLOSE)
+        except Exception:  # the client went first; nothing left to tell
+            log.debug("closing a refused websocket failed", exc_info=True)
+        ws.closed = True
 
 
 def install(sio: Any, settings: dict[str, Any], refused: Callable[[str], None]) -> Guard:
