@@ -57,7 +57,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       max_http_buffer_size=settings["MAX_HTTP_BUFFER_SIZE"], async_handlers=False)
     if socketio.server.eio.async_mode == "gevent":
         greenlets.install()  # a running count for /metrics and the dashboard
-        wsdirect.install()  # one frame per broadcast, direct writes, no writer greenlets
+        if settings["FAST_PATHS"]:
+            wsdirect.install()  # one frame per broadcast, direct writes, no writer greenlets
     socketsession.install()  # no instance dict per client session
     web.init_app(app, settings, origins)
     logs.init_app(app)

@@ -90,6 +90,9 @@ DEFAULTS: dict[str, Any] = {
     "CONNECT_TIMEOUT": 45.0,
     "MAX_CONNECTIONS_PER_ADDRESS": 0,
     "MAX_SEND_BUFFER": 4 * 1024 * 1024,
+    # The transport adapters that patch engine.io/python-socketio internals (realtime/wsdirect.py:
+    # direct websocket writes and detached reads); off: the stock path, as on unverified versions.
+    "FAST_PATHS": True,
     "STATIC_DIR": str(PROJECT_ROOT / "static"),
     "BACKGROUND_TASKS": True,
     # None lets Flask-SocketIO pick (gevent under gunicorn); tests use "threading".

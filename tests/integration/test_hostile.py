@@ -1,7 +1,8 @@
 """Hostile or broken connections against a real gunicorn replica, with raw sockets.
 
 One embedded replica with short limits: a 2 s namespace-connect timeout, 4 connections per
-address, a 256 KiB send buffer, messages up to 50 000 characters (so a few fill the buffer).
+address, a 256 KiB send buffer, messages up to 50 000 characters (so a few fill the buffer); every
+test runs against a replica with the transport adapters (realtime/wsdirect.py) and one without.
 Each test talks from its own loopback source address, so per-address counts do not mix.
 """
 from __future__ import annotations
@@ -26,11 +27,12 @@ PER_ADDRESS = 4
 SEND_BUFFER = 256 * 1024
 
 
-@pytest.fixture(scope="module")
-def replica(tmp_path_factory, start_processes):
-    """One embedded replica with the guards' limits set low."""
+@pytest.fixture(scope="module", params=["fast", "stock"])
+def replica(request, tmp_path_factory, start_processes):
+    """One embedded replica with the guards' limits set low, on the direct or the stock path."""
     workdir = tmp_path_factory.mktemp("hostile")
     env = {**clean_environ(), "REALTIME_ENV_FILE": str(workdir / "no.env"),
+           "REALTIME_FAST_PATHS": "1" if request.param == "fast" else "0",
            "REALTIME_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
            "REALTIME_MAX_CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS),
            "REALTIME_MAX_SEND_BUFFER": str(SEND_BUFFER),
