@@ -70,8 +70,9 @@ class Guard:
         result = inner(eio_sid, environ)
         if result is not None and result is not True:  # the application refused it
             return result
-        self.addresses[address] = held + 1
-        self.address_of[eio_sid] = address
+        if self.max_per_address:  # with no cap, nothing is kept per connection
+            self.addresses[address] = held + 1
+            self.address_of[eio_sid] = address
         if self.connect_timeout:
             self.due.append((time.monotonic() + self.connect_timeout, eio_sid))
             if self.clock is None:
@@ -95,10 +96,15 @@ class Guard:
         """A message: binary ones (no API event takes one) close the connection."""
         if isinstance(data, (bytes, bytearray)) or (isinstance(data, str) and data[:1] in BINARY_PACKETS):
             kind = "engine.io binary message" if not isinstance(data, str) else f"socket.io packet type {data[0]}"
-            self.refuse("binary", eio_sid, self.address_of.get(eio_sid), kind)
+            self.refuse("binary", eio_sid, self.address(eio_sid), kind)
             self.close(eio_sid)
             return None
         return inner(eio_sid, data)
+
+    def address(self, eio_sid: str) -> str | None:
+        """The client address of a connection, for the log line."""
+        environ = getattr(self.sio, "environ", {}).get(eio_sid)
+        return environ.get("REMOTE_ADDR") if isinstance(environ, dict) else self.address_of.get(eio_sid)
 
     def close(self, eio_sid: str) -> None:
         """Close a connection without waiting for its client (a polling one may never come back)."""
@@ -129,7 +135,7 @@ class Guard:
                 if sock is None or sock.closed or self.namespaced(eio_sid):
                     continue
                 try:
-                    self.refuse("connect_timeout", eio_sid, self.address_of.get(eio_sid),
+                    self.refuse("connect_timeout", eio_sid, self.address(eio_sid),
                                 f"no namespace within {self.connect_timeout:g} s")
                     self.close(eio_sid)
                 except Exception:  # one socket's failure must not stop the others' deadlines
