@@ -13,8 +13,8 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a replica: settings, state store, extensions, services, blueprints, namespaces, loops."""
-    from . import adminui, background, demomode, greenlets, jwt_keys, logs, socketsession, web
-    from . import wirejson
+    from . import adminui, background, demomode, greenlets, guard, jwt_keys, logs, sendbound, socketsession
+    from . import web, wirejson
     from . import wsdirect, wsfast
     from .blueprints import admin, auth, demo, errors, health, metrics as metrics_bp, rooms, stats, uploads
     from .blueprints import apidocs
@@ -31,7 +31,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .store import create_store
 
     settings = load_settings(config)
-    wsfast.install()
+    # Bytes bound a websocket message before engine.io's own check (in characters) runs on it.
+    wsfast.install(4 * settings["MAX_HTTP_BUFFER_SIZE"] + 4)
     logs.configure(settings)
     demomode.check(settings)
     app = web.RealtimeFlask(__name__, static_folder=settings["STATIC_DIR"], static_url_path="/static")
@@ -58,7 +59,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       max_http_buffer_size=settings["MAX_HTTP_BUFFER_SIZE"], async_handlers=False)
     if socketio.server.eio.async_mode == "gevent":
         greenlets.install()  # a running count for /metrics and the dashboard
-        wsdirect.install()  # one frame per broadcast, direct writes, no writer greenlets
+        if settings["FAST_PATHS"]:
+            wsdirect.install()  # one frame per broadcast, direct writes, no writer greenlets
     socketsession.install()  # no instance dict per client session
     web.init_app(app, settings, origins)
     logs.init_app(app)
@@ -93,6 +95,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     socketio.on_namespace(ChatNamespace("/chat", services))
     socketio.on_namespace(AdminNamespace("/admin", services))
     adminui.install(app, socketio.server, services, settings)
+    # After the Admin UI, which registers its own Engine.IO handlers: the guards wrap what is there.
+    guard.install(socketio.server, settings, metrics.connection_refused)
+    sendbound.install(socketio.server.eio, settings["MAX_SEND_BUFFER"], metrics.connection_refused)
     if settings["BACKGROUND_TASKS"]:
         background.start(socketio, services)
     log.info("replica %s ready (store: %s)", settings["INSTANCE_ID"], store.name)

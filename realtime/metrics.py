@@ -32,6 +32,11 @@ class Metrics:
                                     ["operation"], registry=self.registry)
         self.rate_limited = Counter("realtime_rate_limited", "Events refused by a rate limit",
                                     ["event"], registry=self.registry)
+        self.refused = Counter("realtime_connections_refused", "Connections refused or closed by a "
+                               "guard (connect_timeout, per_address, binary, slow_reader)", ["reason"],
+                               registry=self.registry)
+        for reason in ("connect_timeout", "per_address", "binary", "slow_reader"):
+            self.refused.labels(reason)  # every reason scraped from the start, at 0
 
     def observe_store(self, operation: str, seconds: float, failed: bool) -> None:
         """One store call (the Redis backend reports every call here)."""
@@ -45,6 +50,10 @@ class Metrics:
         ts = message.get("ts")
         if isinstance(ts, (int, float)):
             self.latency.observe(max(0.0, time.time() - ts / 1000))
+
+    def connection_refused(self, reason: str) -> None:
+        """A connection guard refused or closed a connection."""
+        self.refused.labels(reason).inc()
 
     def watch(self, read: Callable[[], Iterator[Metric]]) -> None:
         """Add gauges computed at scrape time."""

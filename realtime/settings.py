@@ -96,6 +96,16 @@ DEFAULTS: dict[str, Any] = {
     # The largest event is a 4000-character text (about 25 kB of JSON at worst); a bigger cap
     # only lets one client make the worker unmask and validate megabytes per frame.
     "MAX_HTTP_BUFFER_SIZE": 100_000,
+    # Hostile or broken connections (realtime/guard.py, realtime/sendbound.py): seconds a
+    # connection may go without connecting a namespace (Socket.IO's connectTimeout; 0: off),
+    # connections one address may hold at once (0: off; behind a proxy, only with PROXY_COUNT
+    # set, or every client is the proxy), bytes a client that stops reading may fall behind.
+    "CONNECT_TIMEOUT": 45.0,
+    "MAX_CONNECTIONS_PER_ADDRESS": 0,
+    "MAX_SEND_BUFFER": 4 * 1024 * 1024,
+    # The transport adapters that patch engine.io/python-socketio internals (realtime/wsdirect.py:
+    # direct websocket writes and detached reads); off: the stock path, as on unverified versions.
+    "FAST_PATHS": True,
     "STATIC_DIR": str(PROJECT_ROOT / "static"),
     "BACKGROUND_TASKS": True,
     # None lets Flask-SocketIO pick (gevent under gunicorn); tests use "threading".
@@ -183,4 +193,7 @@ def finalize(settings: dict[str, Any]) -> dict[str, Any]:
     if settings["REDIS_WAIT_REPLICAS"] < 0 or not 0 < settings["REDIS_WAIT_TIMEOUT"] < settings["REDIS_SOCKET_TIMEOUT"]:
         raise ValueError("REALTIME_REDIS_WAIT_REPLICAS must be >= 0 and REALTIME_REDIS_WAIT_TIMEOUT "
                          "between 0 and REALTIME_REDIS_SOCKET_TIMEOUT")
+    if settings["CONNECT_TIMEOUT"] < 0 or settings["MAX_CONNECTIONS_PER_ADDRESS"] < 0 or settings["MAX_SEND_BUFFER"] <= 0:
+        raise ValueError("REALTIME_CONNECT_TIMEOUT and REALTIME_MAX_CONNECTIONS_PER_ADDRESS must be >= 0, "
+                         "REALTIME_MAX_SEND_BUFFER > 0")
     return settings

@@ -14,8 +14,9 @@ and Socket.IO protocols byte for byte, and changes only how bytes reach an upgra
   at the turn's end (TurnBatch: an ack and the sender's own copy of the message, or messages the
   queue listener read together, cost one syscall); whatever the kernel does not take waits in the
   connection's buffer, flushed (coalesced into one send) by a greenlet that exists only while
-  that client is behind; a client more than MAX_BUFFERED bytes behind is cut off (it
-  reconnects and recovers what it missed by id, as after any drop);
+  that client is behind; a client more than the server's send bound (realtime.sendbound,
+  REALTIME_MAX_SEND_BUFFER; MAX_BUFFERED without one) behind is cut off (it reconnects and
+  recovers what it missed by id, as after any drop);
 - no writer greenlet per connection; pings come from one clock per server instead of a sleeping
   greenlet per connection.
 
@@ -146,10 +147,11 @@ def of_hub(kind: type) -> Any:
 class DirectWriter:
     """Writes frames to one websocket: at the end of the loop's turn, or buffered while behind."""
 
-    __slots__ = ("sock", "spawn", "buffer", "buffered", "flusher", "dead", "batch")
+    __slots__ = ("sock", "spawn", "buffer", "buffered", "flusher", "dead", "batch", "owner")
 
-    def __init__(self, sock: Any, spawn: Any):
+    def __init__(self, sock: Any, spawn: Any, owner: Socket | None = None):
         self.sock, self.spawn = sock, spawn
+        self.owner = owner  # the engine.io socket: its server's send bound, its sid for the log
         self.buffer: list[bytes] = []
         self.buffered = 0
         self.flusher: Any = None
@@ -163,9 +165,8 @@ class DirectWriter:
         self.buffer.append(data)
         self.buffered += len(data)
         if self.flusher is not None:  # behind: the flusher sends it when the socket takes more
-            if self.buffered > MAX_BUFFERED:
-                log.warning("websocket client %s bytes behind: cut off", self.buffered)
-                self.abort()
+            if self.buffered > self.limit():
+                self.cut_off()
         elif self.buffered >= SEND_AT:  # no point holding a turn's worth this large
             self._send_now(self._take())
         elif len(self.buffer) == 1:  # the turn's first frame: the turn's end sends it
@@ -173,6 +174,20 @@ class DirectWriter:
             if not batch.writers:
                 batch.loop.run_callback(batch.flush)
             batch.writers.append(self)
+
+    def limit(self) -> int:
+        """Bytes this client may fall behind: the server's send bound, else MAX_BUFFERED."""
+        bound = self.owner.server.__dict__.get("_rt_send_bound") if self.owner is not None else None
+        return bound.limit if bound is not None and bound.limit else MAX_BUFFERED
+
+    def cut_off(self) -> None:
+        """The client stopped reading: report it (metric, log line) and drop the connection."""
+        bound = self.owner.server.__dict__.get("_rt_send_bound") if self.owner is not None else None
+        if bound is not None:
+            bound.slow_reader(self.owner.sid, self.buffered)
+        else:
+            log.warning("websocket client %s bytes behind: cut off", self.buffered)
+        self.abort()
 
     def _send_now(self, data: bytes) -> None:
         """One non-blocking send of `data`; the rest goes to a flusher greenlet."""
@@ -201,7 +216,13 @@ class DirectWriter:
         """Send the buffer, waiting for the socket, until it is empty (coalescing new writes)."""
         try:
             while self.buffer and not self.dead:
-                self.sock.sendall(self._take())
+                # What is being sent stays counted in `buffered` until the socket took it: the
+                # bound covers everything this client holds, not only what waits behind it.
+                sendall, buffer = self.sock.sendall, self.buffer
+                data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+                buffer.clear()
+                sendall(data)
+                self.buffered = max(0, self.buffered - len(data))
         except OSError:
             self.abort()
         finally:
@@ -548,7 +569,7 @@ def websocket_handler(self: Socket, ws: Any) -> list:
     detach = getattr(handler, "detach", None) if DETACH else None
     if detach is not None:
         sock, pending, ended = detach()
-        writer = DirectWriter(sock, gevent.spawn)
+        writer = DirectWriter(sock, gevent.spawn, self)
         reader = self.__dict__["_rt_reader"] = Reader(self, sock, writer, ended)
         switch(self, writer)
         release_environ(ws.environ)
@@ -556,7 +577,7 @@ def websocket_handler(self: Socket, ws: Any) -> list:
         reader.start(pending)
         return []  # the handler's greenlet ends; the reader has the connection
 
-    writer = DirectWriter(handler.socket, self.server.start_background_task)
+    writer = DirectWriter(handler.socket, self.server.start_background_task, self)
     inner.raw_write = writer.write  # gevent-websocket's own frames (pong, close) queue behind ours
     self.__dict__["_rt_ws"] = inner
     switch(self, writer)
@@ -628,7 +649,8 @@ def slim_stored_environ(self: Socket) -> None:
     about 2 kB per connection. (The admin UI's client list shows only the Host header then.)
     What is left is held by a KeptEnvirons: one dict per distinct shared part, not per client.
     """
-    owner = getattr(self.server.handlers.get("connect"), "__self__", None)
+    connect = self.server.handlers.get("connect")
+    owner = getattr(getattr(connect, "__wrapped__", connect), "__self__", None)  # under realtime.guard's
     kept = getattr(owner, "environ", None)
     environ = kept.get(self.sid) if isinstance(kept, dict) else None
     if isinstance(environ, dict):

@@ -1,4 +1,4 @@
-"""Two fixes to gevent-websocket 0.10 (small, tested adapters).
+"""Three fixes to gevent-websocket 0.10 (small, tested adapters).
 
 - Frame unmasking: gevent-websocket unmasks every client frame byte by byte in Python: a 100 kB
   frame costs tens of milliseconds of the replica's only worker. wsaccel's C masker does it in
@@ -9,17 +9,25 @@
   websocket as the object is dropped (its `__del__` closes it again): two class objects per
   connection (13.7 µs each here), which only the cyclic collector frees. One shared stand-in
   answers instead.
+- Message size: gevent-websocket reads a frame of whatever length its header announces, and
+  joins any number of fragments, before engine.io checks the message against its size limit.
+  Here a data frame that would take the message past MAX_MESSAGE bytes is refused from its
+  header (a protocol error: gevent-websocket closes with 1002), as realtime.wsframes refuses it
+  on the detached path (1009).
 """
 from __future__ import annotations
 
 from typing import Any
 
+from geventwebsocket.exceptions import ProtocolError, WebSocketError
 from geventwebsocket.websocket import Header, WebSocket
 
 try:
     from wsaccel.xormask import XorMaskerSimple
 except ImportError:  # pragma: no cover - wsaccel is a dependency; this keeps it optional
     XorMaskerSimple = None
+
+MAX_MESSAGE = 4 * 1_000_000 + 4  # bytes a message may take; install() sets it from the settings
 
 
 def xor_mask(payload: bytes, mask: bytes) -> bytearray:
@@ -55,8 +63,77 @@ def _current_app(self: WebSocket) -> Any:
     return getattr(self.handler.server.application, "current_app", NO_APP)
 
 
-def install() -> None:
-    """Replace gevent-websocket's per-byte loop and its class per `current_app`; idempotent."""
+class MessageTooBig(ProtocolError):
+    """A client's message passes MAX_MESSAGE (gevent-websocket closes the connection)."""
+
+
+def _read_frame(self: WebSocket, taken: int = 0) -> tuple:
+    """WebSocket.read_frame, refusing from its header a data frame that takes its message
+    (`taken` bytes so far) past MAX_MESSAGE."""
+    header = Header.decode_header(self.stream)
+    if header.flags:
+        raise ProtocolError
+    if header.opcode < self.OPCODE_CLOSE and taken + header.length > MAX_MESSAGE:
+        raise MessageTooBig(f"message of more than {MAX_MESSAGE} bytes")
+    if not header.length:
+        return header, b""
+    try:
+        payload = self.raw_read(header.length)
+    except Exception:
+        payload = b""
+    if len(payload) != header.length:
+        raise WebSocketError("Unexpected EOF reading frame payload")
+    if header.mask:
+        payload = header.unmask_payload(payload)
+    return header, payload
+
+
+def _read_message(self: WebSocket) -> Any:
+    """WebSocket.read_message (0.10, unchanged but for the size its frames are read against)."""
+    opcode = None
+    message = bytearray()
+    while True:
+        header, payload = _read_frame(self, len(message))
+        f_opcode = header.opcode
+        if f_opcode in (self.OPCODE_TEXT, self.OPCODE_BINARY):
+            if opcode:
+                raise ProtocolError(f"The opcode in non-fin frame is expected to be zero, got {f_opcode!r}")
+            self.utf8validator.reset()
+            self.utf8validate_last = (True, True, 0, 0)
+            opcode = f_opcode
+        elif f_opcode == self.OPCODE_CONTINUATION:
+            if not opcode:
+                raise ProtocolError("Unexpected frame with opcode=0")
+        elif f_opcode == self.OPCODE_PING:
+            self.handle_ping(header, payload)
+            continue
+        elif f_opcode == self.OPCODE_PONG:
+            self.handle_pong(header, payload)
+            continue
+        elif f_opcode == self.OPCODE_CLOSE:
+            self.handle_close(header, payload)
+            return None
+        else:
+            raise ProtocolError(f"Unexpected opcode={f_opcode!r}")
+        if opcode == self.OPCODE_TEXT:
+            self.validate_utf8(payload)
+        message += payload
+        if header.fin:
+            break
+    if opcode == self.OPCODE_TEXT:
+        self.validate_utf8(message)
+        return self._decode_bytes(message)
+    return message
+
+
+def install(max_message: int | None = None) -> None:
+    """Replace gevent-websocket's per-byte loop and its class per `current_app`, bound its
+    messages at `max_message` bytes; idempotent."""
+    global MAX_MESSAGE
+    if max_message:
+        MAX_MESSAGE = max_message
     Header.mask_payload = _mask_payload
     Header.unmask_payload = _mask_payload
     WebSocket.current_app = property(_current_app)
+    WebSocket.read_frame = _read_frame
+    WebSocket.read_message = _read_message

@@ -23,7 +23,7 @@ class AdminNamespace(AckNamespace):
 
     def on_connect(self, auth_payload: Any = None) -> None:
         """Only admins get in."""
-        principal = authenticate(self.services, auth_payload, limit_connects=False)
+        principal = authenticate(self.services, auth_payload)
         if not principal.has_role(ADMIN):
             raise ConnectionRefusedError("the admin role is required", {"code": "forbidden"})
         session["principal"] = principal

@@ -78,3 +78,50 @@ def test_a_closed_websocket_asks_for_no_new_class(monkeypatch):
     own = SimpleNamespace(on_close=lambda reason: None)
     handler.server.application = SimpleNamespace(current_app=own)
     assert ws.current_app is own
+
+
+def stock_websocket(data: bytes):
+    """A gevent-websocket WebSocket reading `data` and recording what it writes."""
+    import io
+    from types import SimpleNamespace
+
+    from geventwebsocket.websocket import WebSocket
+    written = []
+    stream = SimpleNamespace(read=io.BytesIO(data).read, write=written.append)
+    import logging
+    handler = SimpleNamespace(server=SimpleNamespace(application=object()), logger=logging.getLogger("test"))
+    ws = WebSocket({}, stream, handler)
+    ws.raw_write = written.append
+    return ws, written
+
+
+@pytest.mark.parametrize("frames", [
+    [(0x1, b"x" * 300)],                                          # one frame over the limit
+    [(0x1, b"x" * 150, False), (0x0, b"x" * 150, True)],           # fragments adding up past it
+])
+def test_stock_websocket_refuses_a_message_over_the_limit(monkeypatch, frames):
+    from wsbytes import client_frame
+    wsfast.install()
+    monkeypatch.setattr(wsfast, "MAX_MESSAGE", 200)
+    data = b"".join(client_frame(op, payload, fin=rest[0] if rest else True) for op, payload, *rest in frames)
+    ws, written = stock_websocket(data)
+    assert ws.receive() is None and ws.closed  # gevent-websocket closes on the protocol error
+
+
+def test_stock_websocket_reads_messages_within_the_limit(monkeypatch):
+    from wsbytes import client_frame
+    wsfast.install()
+    monkeypatch.setattr(wsfast, "MAX_MESSAGE", 200)
+    data = client_frame(0x1, b"a" * 100, fin=False) + client_frame(0x0, b"b" * 100) + client_frame(0x2, b"\x01" * 200)
+    ws, _ = stock_websocket(data)
+    assert ws.receive() == "a" * 100 + "b" * 100
+    assert ws.receive() == bytearray(b"\x01" * 200)
+
+
+def test_a_frame_header_over_the_limit_is_refused_before_its_payload(monkeypatch):
+    import struct
+    wsfast.install()
+    monkeypatch.setattr(wsfast, "MAX_MESSAGE", 200)
+    ws, _ = stock_websocket(bytes((0x81, 0xFF)) + struct.pack("!Q", 10**12) + b"\x00" * 4)
+    with pytest.raises(wsfast.MessageTooBig):
+        ws.read_message()
