@@ -34,6 +34,21 @@ HOST = "127.0.0.1"
 # Addresses nginx lets reach /metrics, /readyz and /api/stats: loopback and private ranges (the
 # same list is written out in nginx/nginx.conf; tests/integration/test_compose.py compares them).
 INTERNAL_NETWORKS = ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1", "fc00::/7")
+
+
+@dataclass(frozen=True)
+class EdgeLimits:
+    """nginx's per-address limits on /socket.io/: open connections, new sessions a second, burst."""
+
+    connections: int = 200
+    sessions_per_second: int = 5
+    burst: int = 20
+
+    def directives(self) -> str:
+        """The lines for `location /socket.io/`, as nginx/nginx.conf has them."""
+        return (f"limit_conn realtime_conns {self.connections};\n"
+                f"            limit_req zone=realtime_sessions burst={self.burst} nodelay;\n"
+                "            limit_conn_status 429;\n            limit_req_status 429;")
 STOP_TIMEOUT = 25.0  # above gunicorn's graceful_timeout (20 s), so a clean stop is never cut short
 
 
@@ -335,7 +350,8 @@ class WebhookReceiver(HealthCheckedServer):
 
 def render_nginx_conf(template: str, prefix: Path, log_dir: Path, listen: str,
                       upstream_ports: Iterable[int], host: str = HOST,
-                      internal_networks: Iterable[str] = INTERNAL_NETWORKS) -> str:
+                      internal_networks: Iterable[str] = INTERNAL_NETWORKS,
+                      edge_limits: EdgeLimits | None = None) -> str:
     """Fill in the double-brace placeholders of nginx/local.conf.template."""
     servers = "\n".join(f"        server {host}:{port};" for port in upstream_ports)
     allow = "\n".join(f"            allow {network};" for network in internal_networks)
@@ -343,6 +359,8 @@ def render_nginx_conf(template: str, prefix: Path, log_dir: Path, listen: str,
     user = f"user {getpass.getuser()} {grp.getgrgid(os.getegid()).gr_name};"
     values = {"PREFIX": str(prefix), "LOG_DIR": str(log_dir), "LISTEN": listen,
               "UPSTREAM_SERVERS": servers.lstrip(), "INTERNAL_ALLOW": allow.lstrip(),
+              "SOCKET_LIMITS": edge_limits.directives() if edge_limits else "# (no edge limits)",
+              "SESSION_RATE": str(edge_limits.sessions_per_second if edge_limits else 1000),
               "USER_DIRECTIVE": user if os.geteuid() == 0 else "# (not root: no user directive)"}
     for key, value in values.items():
         template = template.replace("{{" + key + "}}", value)
@@ -357,9 +375,10 @@ class Nginx(Server):
 
     def __init__(self, prefix: Path, port: int, upstream_ports: Iterable[int], host: str = HOST,
                  log_dir: Path | None = None, template: Path = TEMPLATE,
-                 internal_networks: Iterable[str] = INTERNAL_NETWORKS):
+                 internal_networks: Iterable[str] = INTERNAL_NETWORKS, edge_limits: EdgeLimits | None = None):
         self.upstream_ports = list(upstream_ports)
         self.internal_networks = list(internal_networks)
+        self.edge_limits = edge_limits
         self.prefix, self.template = Path(prefix).resolve(), Path(template)
         self.log_dir = Path(log_dir or self.prefix).resolve()
         self.conf_path = self.prefix / "nginx.conf"
@@ -375,7 +394,7 @@ class Nginx(Server):
         self.log_dir.mkdir(parents=True, exist_ok=True)
         conf = render_nginx_conf(self.template.read_text(), self.prefix, self.log_dir,
                                  f"{self.host}:{self.port}", self.upstream_ports, self.host,
-                                 self.internal_networks)
+                                 self.internal_networks, self.edge_limits)
         self.conf_path.write_text(conf)
         return super().start(wait, timeout)
 
@@ -482,8 +501,9 @@ def cluster_plan(config: ClusterConfig) -> list[list[Process]]:
                 for n, port in enumerate(config.replica_ports, start=1)]
     waves: list[list[Process]] = [] if config.external_redis_url else [
         [RedisServer(config.redis_port, config.state_dir / "redis", log_dir=config.log_dir)]]
+    # `make cluster` is what an operator tries first: it has nginx.conf's edge limits.
     nginx = Nginx(config.state_dir / "nginx", config.http_port, config.replica_ports,
-                  log_dir=config.log_dir)
+                  log_dir=config.log_dir, edge_limits=EdgeLimits())
     tester_env = {**os.environ, "WEBHOOK_SECRET": webhook_secret, "WEBHOOK_REDIS_URL": config.redis_url,
                   "WEBHOOK_REALTIME_URL": f"http://{HOST}:{config.http_port}",
                   "WEBHOOK_REALTIME_API_KEY": api_key,

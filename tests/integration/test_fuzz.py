@@ -1001,14 +1001,15 @@ def message_problem(entry_id: bytes, fields: dict[bytes, bytes]) -> str | None:
     return f"entry {entry_id!r}: {problem}: {short(message['body'])}" if problem else None
 
 
-ROOM_KEY = re.compile(r"rt:room:\{(?P<room>[^{}]*)\}:(?P<part>messages|seq|reads|members|online|invited"
+ROOM_KEY = re.compile(r"rt:room:\{(?P<room>[^{}]*)\}:(?P<part>messages|seq|epoch|reads|members|online|invited"
                       r"|idem:(?P<idem>.*))", re.S)
 INSTANCE_KEY = re.compile(r"rt:instance:(?P<id>[^:]+)(?P<part>:connections|:rooms)?", re.S)
 FIGURES_KEY = re.compile(r"rt:figures:(?P<id>[^:]+)", re.S)  # each replica's dashboard figures
 USER_KEY = re.compile(r"rt:user:(?P<user>[^:]*):conversations", re.S)
 CLAIM_KEY = re.compile(r"rt:claim:typing:(?P<room>.*):(?P<user>[^:]*)", re.S)
-ROOM_PART_TYPES = {"messages": "stream", "seq": "string", "reads": "hash", "members": "hash",
+ROOM_PART_TYPES = {"messages": "stream", "seq": "string", "epoch": "string", "reads": "hash", "members": "hash",
                    "online": "hash", "invited": "set", "idem": "string"}
+EPOCH_RULE = re.compile(r"[A-Za-z0-9_\-]{1,64}")  # opaque, as docs/api.md describes it
 LIMITER_PREFIXES = ("LIMITS:", "rt-http")  # flask-limiter's HTTP counters
 LIMIT_KEY = re.compile(r"rt:limit:(?P<rule>[a-z_]+):(?P<key>.+)", re.S)  # Socket.IO rate limits
 
@@ -1045,6 +1046,8 @@ def room_key_problems(store: redis.Redis, raw: bytes, match: re.Match, kind: str
                 problems.append(f"member {field!r}: {user!r}")
     elif part == "seq" and not store.get(raw).isdigit():
         problems.append("seq is not an integer")
+    elif part == "epoch" and not EPOCH_RULE.fullmatch(store.get(raw).decode("ascii", "replace")):
+        problems.append(f"epoch {store.get(raw)!r} is not an epoch")
     return problems
 
 

@@ -1,15 +1,19 @@
 """Through real nginx: sticky by source address for polling and websocket, messages cross;
-operator endpoints for internal addresses only; no query strings of /socket.io/ in the access log."""
+operator endpoints for internal addresses only; no query strings of /socket.io/ in the access log;
+per-address edge limits on /socket.io/."""
 from __future__ import annotations
 
 import http.client
+import socket
+import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import requests
 
 from chatclient import ChatClient, wait_until
-from realtime.localcluster import Nginx, free_port
+from realtime.localcluster import EdgeLimits, Nginx, free_port
 
 OPERATOR_PATHS = ["/metrics", "/readyz", "/api/stats"]
 
@@ -127,3 +131,51 @@ def test_the_rest_still_answers_other_addresses(outside_nginx):
     assert requests.get(outside_nginx.url + "/", timeout=5).status_code == 200
     handshake = requests.get(outside_nginx.url + "/socket.io/?EIO=4&transport=polling", timeout=5)
     assert handshake.status_code == 200
+
+
+@pytest.fixture(scope="module")
+def limited_nginx(nginx_cluster, tmp_path_factory, start_processes):
+    """nginx with tight edge limits on /socket.io/: one new session a second (burst 1), two open."""
+    nginx = Nginx(tmp_path_factory.mktemp("limited-nginx"), free_port(),
+                  [r.port for r in nginx_cluster.replicas],
+                  edge_limits=EdgeLimits(connections=2, sessions_per_second=1, burst=1))
+    try:
+        start_processes(nginx)
+        yield nginx
+    finally:
+        nginx.stop()
+
+
+def test_edge_limits_refuse_a_burst_of_new_sessions_but_not_open_ones(limited_nginx):
+    handshake = limited_nginx.url + "/socket.io/?EIO=4&transport=polling"
+    first = requests.get(handshake, timeout=5)
+    assert first.status_code == 200
+    statuses = [requests.get(handshake, timeout=5).status_code for _ in range(5)]
+    assert 429 in statuses, statuses  # new sessions faster than one a second from one address
+    # A request with a sid belongs to an open session and is not counted as a new one.
+    sid = first.text.split('"sid":"')[1].split('"')[0]
+    answer = requests.post(f"{handshake}&sid={sid}", data="40/chat,", timeout=5)
+    assert answer.status_code == 200
+
+
+def test_edge_limits_cap_open_connections_per_address(limited_nginx):
+    held = [socket.create_connection((limited_nginx.host, limited_nginx.port), timeout=5) for _ in range(3)]
+    try:
+        statuses = []
+        for n, sock in enumerate(held):
+            time.sleep(1.1)  # one new session a second: only the connection cap can refuse
+            sock.sendall(f"GET /socket.io/?EIO=4&transport=websocket&n={n} HTTP/1.1\r\n"
+                         f"Host: {limited_nginx.host}:{limited_nginx.port}\r\nUpgrade: websocket\r\n"
+                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+            statuses.append(sock.recv(64).split(b" ")[1])
+        assert statuses[:2] == [b"101", b"101"] and statuses[2] == b"429", statuses
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_shipped_nginx_conf_limits_socketio():
+    shipped = (Path(__file__).resolve().parents[2] / "nginx" / "nginx.conf").read_text()
+    location = shipped.split("location /socket.io/")[1].split("}")[0]
+    assert EdgeLimits().directives().replace("            ", "") in location.replace("            ", "")
