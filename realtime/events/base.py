@@ -9,7 +9,7 @@ from typing import Any, Callable
 from flask import request
 from flask_socketio import ConnectionRefusedError, Namespace
 
-from .. import auth
+from .. import auth, deadline
 from ..errors import AppError, unavailable
 from ..store import StoreUnavailable
 
@@ -51,17 +51,30 @@ def acked(handler: Callable) -> Callable:
 def answer(namespace: Any, handler: Callable, event: str, payload: Any) -> dict[str, Any]:
     """Run one handler: its result as an ok ack, or the refusal; a bug is logged once."""
     try:
-        namespace.before_event(event)
-        return {"ok": True, **(handler(namespace, payload) or {})}
+        # Bounded: a Redis that hangs gets the client an `unavailable` ack, not a silence.
+        return {"ok": True, **(deadline.call_within(event_timeout(namespace), checked,
+                                                    namespace, handler, event, payload) or {})}
     except AppError as exc:
         namespace.refused(event, exc)
         return error_ack(exc)
     except StoreUnavailable as exc:
         log.warning("store unavailable during %s: %s", handler.__name__, exc)
-        return error_ack(unavailable())
+        return error_ack(unavailable(outcome_unknown=exc.outcome_unknown))
     except Exception:
         log.exception("event handler %s failed (sid=%s)", handler.__name__, getattr(request, "sid", None))
         return error_ack(AppError("internal", "internal error", 500))
+
+
+def checked(namespace: Any, handler: Callable, event: str, payload: Any) -> Any:
+    """The namespace's checks, then the handler."""
+    namespace.before_event(event)
+    return handler(namespace, payload)
+
+
+def event_timeout(namespace: Any) -> float | None:
+    """REALTIME_EVENT_TIMEOUT of the namespace's services (None: unbounded)."""
+    settings = getattr(getattr(namespace, "services", None), "settings", None)
+    return settings.get("EVENT_TIMEOUT") if isinstance(settings, dict) else None
 
 
 def refuse(error: AppError) -> ConnectionRefusedError:

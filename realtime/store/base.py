@@ -86,7 +86,10 @@ def message_hook(room: str, message_id: int, number: int, endpoint: str, ts: int
 
 
 class StoreUnavailable(Exception):
-    """The backend could not be reached; the operation did not happen."""
+    """The backend could not be reached; the operation did not happen (unless `outcome_unknown`)."""
+
+    # True when a write timed out after it may have reached the backend: it may have happened.
+    outcome_unknown = False
 
 
 class NotReplicated(StoreUnavailable):
