@@ -11,6 +11,8 @@ import logging
 import threading
 from typing import Any, Callable
 
+from .store.deadline import Expired
+
 log = logging.getLogger(__name__)
 
 FetchAfter = Callable[[str, int, int], list[dict[str, Any]]]
@@ -57,15 +59,22 @@ class Sequencer:
             last = self.last.get(room)
             if last is not None and message_id <= last:
                 return []
+            if last is None or message_id == last + 1:
+                self.last[room] = message_id
+                return [message]
+        # Admitted once the gap is known (the caller holds the room's lock meanwhile): a fetch cut
+        # short by the caller's deadline (Expired) admits nothing, and a retry finds the gap again.
+        missing = self.gap(room, last, message_id)
+        with self._lock:
             self.last[room] = message_id
-        if last is None or message_id == last + 1:
-            return [message]
-        return self.gap(room, last, message_id) + [message]
+        return missing + [message]
 
     def gap(self, room: str, last: int, upto: int) -> list[dict[str, Any]]:
         """The stored messages between `last` and `upto` (exclusive); none if the store is down."""
         try:
             missing = self.fetch_after(room, last, min(upto - last - 1, self.max_gap))
+        except Expired:  # the caller's deadline, not the store's failure: it retries without one
+            raise
         except Exception as exc:  # the live message must still go out
             log.warning("could not fill gap %s..%s in %s: %s", last, upto, room, exc)
             return []

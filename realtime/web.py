@@ -8,7 +8,7 @@ from flask.globals import request_ctx
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import deadline
+from .store import deadline
 
 # No inline script or style anywhere: the demo and the dashboard load everything from /static.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -44,13 +44,15 @@ class RealtimeFlask(Flask):
         return super().create_url_adapter(request)
 
     def full_dispatch_request(self) -> Any:
-        """Flask's, bounded by REALTIME_EVENT_TIMEOUT (a hung Redis answers 503), uploads aside."""
+        """Flask's, its store calls bounded by REALTIME_EVENT_TIMEOUT (503 when Redis hangs)."""
         # An upload reads its body from the client as it goes: a slow client is not a hung store.
         seconds = None if request.blueprint in UNBOUNDED else self.config["REALTIME"]["EVENT_TIMEOUT"]
-        try:
-            return deadline.call_within(seconds, super().full_dispatch_request)
-        except deadline.Expired as exc:
-            return self.finalize_request(self.handle_user_exception(exc))
+        with deadline.within(seconds):
+            return super().full_dispatch_request()
+
+    def preprocess_request(self) -> Any:
+        """The before_request hooks within the request's deadline (the HTTP rate limit's Redis calls)."""
+        return deadline.call(super().preprocess_request)
 
 
 def limiter_release_where_kept(app: Flask, limiter: Any) -> None:

@@ -1,8 +1,7 @@
 """Liveness and readiness probes."""
 from flask import Blueprint, current_app, jsonify
 
-from .. import deadline
-from ..store import StoreUnavailable
+from ..store import StoreUnavailable, deadline
 
 bp = Blueprint("health", __name__)
 
@@ -21,7 +20,8 @@ def readyz():
         return jsonify(status="draining", store=services.store.name, reason="shutting down"), 503
     try:
         # Its own short bound: a probe with a 1 s timeout sees a 503, not a replica that hangs.
-        deadline.call_within(services.settings["READY_TIMEOUT"], services.store.ping)
+        with deadline.within(services.settings["READY_TIMEOUT"]):
+            services.store.ping()
     except StoreUnavailable as exc:
         return jsonify(status="unavailable", store=services.store.name, reason=str(exc)), 503
     return jsonify(status="ready", store=services.store.name)

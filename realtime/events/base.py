@@ -9,9 +9,9 @@ from typing import Any, Callable
 from flask import request
 from flask_socketio import ConnectionRefusedError, Namespace
 
-from .. import auth, deadline
+from .. import auth
 from ..errors import AppError, unavailable
-from ..store import StoreUnavailable
+from ..store import StoreUnavailable, deadline
 
 log = logging.getLogger(__name__)
 events_log = logging.getLogger("realtime.events")
@@ -51,9 +51,10 @@ def acked(handler: Callable) -> Callable:
 def answer(namespace: Any, handler: Callable, event: str, payload: Any) -> dict[str, Any]:
     """Run one handler: its result as an ok ack, or the refusal; a bug is logged once."""
     try:
-        # Bounded: a Redis that hangs gets the client an `unavailable` ack, not a silence.
-        return {"ok": True, **(deadline.call_within(event_timeout(namespace), checked,
-                                                    namespace, handler, event, payload) or {})}
+        # Its store calls are bounded: a Redis that hangs gets the client an `unavailable` ack.
+        with deadline.within(event_timeout(namespace)):
+            namespace.before_event(event)
+            return {"ok": True, **(handler(namespace, payload) or {})}
     except AppError as exc:
         namespace.refused(event, exc)
         return error_ack(exc)
@@ -63,12 +64,6 @@ def answer(namespace: Any, handler: Callable, event: str, payload: Any) -> dict[
     except Exception:
         log.exception("event handler %s failed (sid=%s)", handler.__name__, getattr(request, "sid", None))
         return error_ack(AppError("internal", "internal error", 500))
-
-
-def checked(namespace: Any, handler: Callable, event: str, payload: Any) -> Any:
-    """The namespace's checks, then the handler."""
-    namespace.before_event(event)
-    return handler(namespace, payload)
 
 
 def event_timeout(namespace: Any) -> float | None:
@@ -114,6 +109,9 @@ class AckNamespace(Namespace):
         """Dispatch; unknown, non-string and client-sent lifecycle names get an error ack."""
         if not isinstance(event, str) or not hasattr(self, "on_" + event) or self.is_spoofed(event, args):
             return error_ack(AppError("unknown_event", f"unknown event {str(event)[:64]!r}"))
+        if event == "connect":  # its store calls bounded as an event's: a hung Redis refuses it promptly
+            with deadline.within(event_timeout(self)):
+                return super().trigger_event(event, *args)
         return super().trigger_event(event, *args)
 
     def is_spoofed(self, event: str, args: tuple) -> bool:

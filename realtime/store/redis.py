@@ -12,6 +12,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
+from . import deadline
 from .base import Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, Store, StoreUnavailable
 
 # store.base.take_hit in Lua, on a hash {i = window index, c = hits in it, p = hits in the one
@@ -220,7 +221,8 @@ def unavailable_on_error(method: Callable) -> Callable:
         started = time.perf_counter()
         failed = True
         try:
-            result = method(self, *args, **kwargs)
+            # Within the deadline of the event or request making the call (store/deadline.py).
+            result = deadline.call(method, self, *args, write=write, **kwargs)
             failed = False
             return result
         except redis.TimeoutError as exc:
@@ -233,12 +235,6 @@ def unavailable_on_error(method: Callable) -> Callable:
             # A replica being promoted or a master without enough replicas refuses writes for now.
             if str(exc).split(" ", 1)[0] in REFUSALS_FOR_NOW:
                 raise StoreUnavailable(str(exc)) from exc
-            raise
-        except BaseException as exc:
-            # Interrupted (an event's time bound, realtime/deadline.py): redis-py dropped the
-            # connection; a write may have reached Redis before it did.
-            if write and not isinstance(exc, Exception):
-                exc.outcome_unknown = True
             raise
         finally:
             if self.observe is not None:
