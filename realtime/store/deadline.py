@@ -48,11 +48,17 @@ def remaining() -> float | None:
 
 def bounded() -> bool:
     """Whether a wait can be interrupted here: a gevent-patched process (a gunicorn gevent worker)."""
-    try:
-        from gevent import monkey
-    except ImportError:  # gevent is optional outside the server
-        return False
-    return monkey.is_module_patched("socket")
+    global _patched
+    if not _patched:  # asked per store call: once patched, a process stays so
+        try:
+            from gevent import monkey
+        except ImportError:  # gevent is optional outside the server
+            return False
+        _patched = monkey.is_module_patched("socket")
+    return _patched
+
+
+_patched = False
 
 
 def call(function: Callable[..., Any], *args: Any, write: bool = False, **kwargs: Any) -> Any:
