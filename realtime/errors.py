@@ -47,6 +47,17 @@ class AuthError(AppError):
         return error
 
 
-def unavailable(retry_after: float = 1.0) -> AppError:
-    """The state store is down: retry later, nothing was changed."""
+class UnknownOutcome(AppError):
+    """A write timed out after it may have reached the store: it may or may not have happened."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error object, saying the outcome is unknown."""
+        return {**super().to_dict(), "outcome": "unknown"}
+
+
+def unavailable(retry_after: float = 1.0, outcome_unknown: bool = False) -> AppError:
+    """The state store is down: retry later, nothing was changed (or, unknown outcome: maybe it was)."""
+    if outcome_unknown:
+        return UnknownOutcome("unavailable", "the message store did not answer in time; the change may "
+                              "have been made: retry it unchanged (same client_id)", 503, retry_after)
     return AppError("unavailable", "the message store is unavailable, retry later", 503, retry_after)

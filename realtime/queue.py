@@ -40,7 +40,7 @@ from . import roomchannels
 from .roomindex import RoomIndex
 from .sequencer import Sequencer
 from .services.messages import audience
-from .store import Announcement
+from .store import Announcement, deadline
 
 log = logging.getLogger(__name__)
 # Stands for the message while the message-queue message around it is encoded.
@@ -183,7 +183,14 @@ class RedisQueue(RoomIndex, socketio.RedisManager):
             self.sequencer.forget(room)
             return
         with self.sequencer.ordered(room):
-            for item in self.sequencer.admit(payload[0]):
+            try:
+                batch = self.sequencer.admit(payload[0])
+            except deadline.Expired:
+                # The event that stored it ran out of time filling a gap before it: a greenlet
+                # without that deadline delivers it (or a later message of the room does first).
+                self.server.start_background_task(self._handle_emit, message)
+                return
+            for item in batch:
                 super()._handle_emit({**message, "data": [item]})
                 if self.metrics is not None:
                     self.metrics.message_delivered(item)
@@ -236,7 +243,9 @@ class RedisQueue(RoomIndex, socketio.RedisManager):
         if subscription.ready.is_set() or threading.get_ident() == self.listener_ident:
             return  # the listener itself (a remote enter_room) cannot wait for its own read
         # Down or reconnecting: no wait. The listener subscribes it with the others, then catches up.
-        if self.listening is None or not subscription.ready.wait(self.subscribe_timeout):
+        left = deadline.remaining()  # an event's deadline (a Redis that hangs) cuts the wait short
+        wait = self.subscribe_timeout if left is None else max(0.0, min(self.subscribe_timeout, left))
+        if self.listening is None or not subscription.ready.wait(wait):
             subscription.late = True
             if self.listening is not None:
                 log.warning("Redis has not confirmed the subscription to %s within %.1fs; "

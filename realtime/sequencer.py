@@ -11,6 +11,8 @@ import logging
 import threading
 from typing import Any, Callable
 
+from .store.deadline import Expired
+
 log = logging.getLogger(__name__)
 
 FetchAfter = Callable[[str, int, int], list[dict[str, Any]]]
@@ -65,12 +67,21 @@ class Sequencer:
                 last = 0
             elif last is not None and message_id <= last:
                 return []
-            self.last[room] = message_id
-            if epoch is not None:
-                self.epochs[room] = epoch
-        if last is None or message_id == last + 1:
-            return [message]
-        return self.gap(room, last, message_id, epoch) + [message]
+            if last is None or message_id == last + 1:
+                self.advance(room, message_id, epoch)
+                return [message]
+        # Admitted once the gap is known (the caller holds the room's lock meanwhile): a fetch cut
+        # short by the caller's deadline (Expired) admits nothing, and a retry finds the gap again.
+        missing = self.gap(room, last, message_id, epoch)
+        with self._lock:
+            self.advance(room, message_id, epoch)
+        return missing + [message]
+
+    def advance(self, room: str, message_id: int, epoch: str | None) -> None:
+        """Note `message_id` (of `epoch`) as the room's last delivered id (lock held)."""
+        self.last[room] = message_id
+        if epoch is not None:
+            self.epochs[room] = epoch
 
     def restarted(self, room: str, last: int, message_id: int, epoch: str | None) -> bool:
         """Whether `message_id` of `epoch` belongs to a newer history than `last` (lock held).
@@ -87,6 +98,8 @@ class Sequencer:
         """The stored messages of `epoch` between `last` and `upto` (exclusive); none if the store is down."""
         try:
             missing = self.fetch_after(room, last, min(upto - last - 1, self.max_gap))
+        except Expired:  # the caller's deadline, not the store's failure: it retries without one
+            raise
         except Exception as exc:  # the live message must still go out
             log.warning("could not fill gap %s..%s in %s: %s", last, upto, room, exc)
             return []

@@ -89,6 +89,11 @@ DEFAULTS: dict[str, Any] = {
     # on | subscribe (rolling upgrade step: subscribe, still publish on the main channel) | off.
     "MQ_ROOM_CHANNELS": "on",
     "REDIS_SOCKET_TIMEOUT": 5.0,
+    # Longest a client event or an HTTP request waits for Redis before it is answered
+    # `unavailable` (a Redis that hangs: stopped, partitioned); gevent replicas.
+    "EVENT_TIMEOUT": 3.0,
+    # Longest GET /readyz waits for Redis's PING before it answers 503.
+    "READY_TIMEOUT": 0.5,
     # A message is accepted once this many Redis replicas have it (WAIT), so a failover cannot
     # lose it; 0: once the master has it (asynchronous replication, see docs/deployment.md).
     "REDIS_WAIT_REPLICAS": 0,
@@ -196,4 +201,6 @@ def finalize(settings: dict[str, Any]) -> dict[str, Any]:
     if settings["CONNECT_TIMEOUT"] < 0 or settings["MAX_CONNECTIONS_PER_ADDRESS"] < 0 or settings["MAX_SEND_BUFFER"] <= 0:
         raise ValueError("REALTIME_CONNECT_TIMEOUT and REALTIME_MAX_CONNECTIONS_PER_ADDRESS must be >= 0, "
                          "REALTIME_MAX_SEND_BUFFER > 0")
+    if not (settings["EVENT_TIMEOUT"] > 0 and settings["READY_TIMEOUT"] > 0):
+        raise ValueError("REALTIME_EVENT_TIMEOUT and REALTIME_READY_TIMEOUT must be > 0")
     return settings

@@ -8,6 +8,8 @@ from flask.globals import request_ctx
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from .store import deadline
+
 # No inline script or style anywhere: the demo and the dashboard load everything from /static.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
@@ -24,6 +26,7 @@ HSTS = "max-age=31536000; includeSubDomains"
 
 
 SOCKETIO_PATH = "/socket.io/"  # Flask-SocketIO's default, which realtime keeps
+UNBOUNDED = {"uploads"}  # blueprints whose requests REALTIME_EVENT_TIMEOUT does not bound
 
 
 class RealtimeFlask(Flask):
@@ -39,6 +42,17 @@ class RealtimeFlask(Flask):
         if request is not None and request.path.startswith(SOCKETIO_PATH):
             return None
         return super().create_url_adapter(request)
+
+    def full_dispatch_request(self) -> Any:
+        """Flask's, its store calls bounded by REALTIME_EVENT_TIMEOUT (503 when Redis hangs)."""
+        # An upload reads its body from the client as it goes: a slow client is not a hung store.
+        seconds = None if request.blueprint in UNBOUNDED else self.config["REALTIME"]["EVENT_TIMEOUT"]
+        with deadline.within(seconds):
+            return super().full_dispatch_request()
+
+    def preprocess_request(self) -> Any:
+        """The before_request hooks within the request's deadline (the HTTP rate limit's Redis calls)."""
+        return deadline.call(super().preprocess_request)
 
 
 def limiter_release_where_kept(app: Flask, limiter: Any) -> None:

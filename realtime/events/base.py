@@ -12,7 +12,7 @@ from flask_socketio import ConnectionRefusedError, Namespace
 from .. import auth
 from ..errors import AppError, AuthError, unavailable
 from ..services import validation
-from ..store import StoreUnavailable
+from ..store import StoreUnavailable, deadline
 
 log = logging.getLogger(__name__)
 events_log = logging.getLogger("realtime.events")
@@ -52,17 +52,25 @@ def acked(handler: Callable) -> Callable:
 def answer(namespace: Any, handler: Callable, event: str, payload: Any) -> dict[str, Any]:
     """Run one handler: its result as an ok ack, or the refusal; a bug is logged once."""
     try:
-        namespace.before_event(event)
-        return {"ok": True, **(handler(namespace, payload) or {})}
+        # Its store calls are bounded: a Redis that hangs gets the client an `unavailable` ack.
+        with deadline.within(event_timeout(namespace)):
+            namespace.before_event(event)
+            return {"ok": True, **(handler(namespace, payload) or {})}
     except AppError as exc:
         namespace.refused(event, exc)
         return error_ack(exc)
     except StoreUnavailable as exc:
         log.warning("store unavailable during %s: %s", handler.__name__, exc)
-        return error_ack(unavailable())
+        return error_ack(unavailable(outcome_unknown=exc.outcome_unknown))
     except Exception:
         log.exception("event handler %s failed (sid=%s)", handler.__name__, getattr(request, "sid", None))
         return error_ack(AppError("internal", "internal error", 500))
+
+
+def event_timeout(namespace: Any) -> float | None:
+    """REALTIME_EVENT_TIMEOUT of the namespace's services (None: unbounded)."""
+    settings = getattr(getattr(namespace, "services", None), "settings", None)
+    return settings.get("EVENT_TIMEOUT") if isinstance(settings, dict) else None
 
 
 def refuse(error: AppError) -> ConnectionRefusedError:
@@ -112,6 +120,9 @@ class AckNamespace(Namespace):
         """Dispatch; unknown, non-string and client-sent lifecycle names get an error ack."""
         if not isinstance(event, str) or not hasattr(self, "on_" + event) or self.is_spoofed(event, args):
             return error_ack(AppError("unknown_event", f"unknown event {str(event)[:64]!r}"))
+        if event == "connect":  # its store calls bounded as an event's: a hung Redis refuses it promptly
+            with deadline.within(event_timeout(self)):
+                return super().trigger_event(event, *args)
         return super().trigger_event(event, *args)
 
     def is_spoofed(self, event: str, args: tuple) -> bool:

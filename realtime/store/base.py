@@ -126,7 +126,10 @@ def new_epoch() -> str:
 
 
 class StoreUnavailable(Exception):
-    """The backend could not be reached; the operation did not happen."""
+    """The backend could not be reached; the operation did not happen (unless `outcome_unknown`)."""
+
+    # True when a write timed out after it may have reached the backend: it may have happened.
+    outcome_unknown = False
 
 
 class NotReplicated(StoreUnavailable):

@@ -12,6 +12,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
+from . import deadline
 from .base import (Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, RoomState, Store,
                    StoreUnavailable, Uninvited, UserCutoff, new_epoch)
 
@@ -173,11 +174,14 @@ def create_redis(url: str, socket_timeout: float = 5.0, max_connections: int = 2
     burst of events waits for a connection instead of failing when the pool is full. A
     redis+sentinel:// URL gives a pool that follows the master Sentinel names (after a failover,
     the next connection goes to the promoted replica)."""
-    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
+    # Connection errors only: a timeout is not retried. Redis that does not answer (stopped,
+    # partitioned) would otherwise cost the timeout once per try, and a command that timed out
+    # may have run: sending it again is not the retry's call to make.
+    retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3, supported_errors=(redis.ConnectionError,))
     options: dict[str, Any] = dict(
         max_connections=max_connections, timeout=socket_timeout, socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout, health_check_interval=30, retry=retry,
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+        retry_on_error=[redis.ConnectionError])
     if urlsplit(url).scheme == SENTINEL_SCHEME:
         sentinels, service, server = sentinel_address(url)
         sentinel = Sentinel(sentinels, sentinel_kwargs={"socket_timeout": socket_timeout,
@@ -236,17 +240,29 @@ return raw
 REFUSALS_FOR_NOW = {"READONLY", "NOREPLICAS", "MASTERDOWN", "LOADING", "TRYAGAIN"}
 
 
+# Writes a client asked for: one that times out may still have happened (its outcome is unknown).
+CLIENT_WRITES = {"append_message", "advance_read", "presence_join", "presence_leave", "invite",
+                 "touch_conversation", "revoke_token"}
+
+
 def unavailable_on_error(method: Callable) -> Callable:
     """Turn Redis connection failures into StoreUnavailable; report each call's latency."""
+    write = method.__name__ in CLIENT_WRITES
+
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         started = time.perf_counter()
         failed = True
         try:
-            result = method(self, *args, **kwargs)
+            # Within the deadline of the event or request making the call (store/deadline.py).
+            result = deadline.call(method, self, *args, write=write, **kwargs)
             failed = False
             return result
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.TimeoutError as exc:
+            error = StoreUnavailable(str(exc))
+            error.outcome_unknown = write
+            raise error from exc
+        except redis.ConnectionError as exc:
             raise StoreUnavailable(str(exc)) from exc
         except redis.ResponseError as exc:
             # A replica being promoted or a master without enough replicas refuses writes for now.

@@ -147,15 +147,18 @@ class SendLog:
     errors: dict[str, int] = field(default_factory=dict)  # error code (or exception name) -> count
     unacked: list[str] = field(default_factory=list)  # still unacknowledged when the stream stopped
     ack_times: list[tuple[float, int]] = field(default_factory=list)  # (monotonic, message id)
+    latencies: list[float] = field(default_factory=list)  # seconds from each call to its ack (ok or not)
+    outcomes: list[str] = field(default_factory=list)  # each error ack's `outcome`, when it has one
+    failures: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, exception) of calls unanswered
 
 
 class Sender(Reader):
     """A reader that also sends, from its own thread, until `stop()`."""
 
     def __init__(self, url: str, token: str, source_ip: str, room: str, name: str,
-                 interval: float = 0.07):
+                 interval: float = 0.07, ack_timeout: float = 3):
         super().__init__(url, token, source_ip, room)
-        self.name, self.interval = name, interval
+        self.name, self.interval, self.ack_timeout = name, interval, ack_timeout
         self.log = SendLog()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"sender-{name}", daemon=True)
@@ -185,12 +188,17 @@ class Sender(Reader):
         payload = {"room": self.room, "type": "text", "body": f"{client_id} body", "client_id": client_id}
         while not self.stopping.is_set():
             self.log.attempts += 1
+            called = time.monotonic()
             try:
-                ack: Any = self.sio.call("send", payload, namespace="/chat", timeout=3)
+                ack: Any = self.sio.call("send", payload, namespace="/chat", timeout=self.ack_timeout)
             except Exception as exc:  # timeout, or not connected right now
                 self._count(type(exc).__name__)
+                self.log.failures.append((called, type(exc).__name__))
                 time.sleep(0.2)
                 continue
+            self.log.latencies.append(time.monotonic() - called)
+            if "outcome" in ack.get("error", {}):
+                self.log.outcomes.append(ack["error"]["outcome"])
             if ack.get("ok"):
                 self.log.acked[client_id] = ack["message"]["id"]
                 self.log.ack_times.append((time.monotonic(), ack["message"]["id"]))
@@ -207,13 +215,14 @@ SOURCES = [f"127.0.0.{n}" for n in range(11, 30)]
 class Stream:
     """Readers and senders on one room through nginx."""
 
-    def __init__(self, cluster, room: str, readers: int = 6, senders: int = 2):
+    def __init__(self, cluster, room: str, readers: int = 6, senders: int = 2,
+                 sources: list[str] | None = None, **sending: Any):
         self.room = room
-        ips = iter(SOURCES)
+        ips = iter(sources or SOURCES)
         self.readers = [Reader(cluster.url, cluster.token(f"{room}-r{n}"), next(ips), room)
                         for n in range(readers)]
-        self.senders = [Sender(cluster.url, cluster.token(f"{room}-s{n}"), next(ips), room, f"{room}-s{n}")
-                        for n in range(senders)]
+        self.senders = [Sender(cluster.url, cluster.token(f"{room}-s{n}"), next(ips), room, f"{room}-s{n}",
+                               **sending) for n in range(senders)]
         self.started = time.monotonic()
 
     @property
