@@ -35,6 +35,9 @@ class Metrics:
         self.refused = Counter("realtime_connections_refused", "Connections refused or closed by a "
                                "guard (connect_timeout, per_address, binary, slow_reader)", ["reason"],
                                registry=self.registry)
+        self.queue_dropped = Counter("realtime_queue_dropped", "Emits other than chat messages dropped "
+                                     "from a full message-queue outbox while Redis did not answer",
+                                     registry=self.registry)
         for reason in ("connect_timeout", "per_address", "binary", "slow_reader"):
             self.refused.labels(reason)  # every reason scraped from the start, at 0
 

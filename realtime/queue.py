@@ -45,6 +45,11 @@ from .store import Announcement, deadline
 log = logging.getLogger(__name__)
 # Stands for the message while the message-queue message around it is encoded.
 SLOT = "\u0000message\u0000"
+# Emits waiting for the publisher. While Redis hangs the publisher waits with them; what waits is
+# never a chat message (the store publishes those, and they are recoverable by id) but typing,
+# presence and read notices, whose state a client gets again on join: past this many, the oldest
+# go, so a long hang cannot grow the replica's memory without bound.
+OUTBOX_MAX = 10_000
 
 
 class ListenerPubSub(redis.client.PubSub):
@@ -95,6 +100,7 @@ class RedisQueue(RoomIndex, socketio.RedisManager):
         self.metrics: Any = None
         self.subscriptions = 0
         self.outbox: collections.deque = collections.deque()
+        self.outbox_dropped = 0
         self.publisher: Any = None
         mode = roomchannels.mode(room_channels)
         self.room_publish = mode == "on"
@@ -122,9 +128,21 @@ class RedisQueue(RoomIndex, socketio.RedisManager):
         """Queue for the publisher greenlet (gevent replicas); elsewhere publish at once."""
         if self.write_only or getattr(self.server, "async_mode", None) != "gevent":
             return self._publish_batch([data])
+        if len(self.outbox) >= OUTBOX_MAX:
+            self.drop_oldest()
         self.outbox.append(data)
         if self.publisher is None:
             self.publisher = self.server.start_background_task(self._publish_queued)
+
+    def drop_oldest(self) -> None:
+        """Make room in a full outbox (the publisher is stuck on Redis): the oldest emit goes."""
+        self.outbox.popleft()
+        self.outbox_dropped += 1
+        if self.metrics is not None:
+            self.metrics.queue_dropped.inc()
+        if self.outbox_dropped % OUTBOX_MAX == 1:  # once per outbox-full of drops, not per emit
+            log.warning("message-queue outbox full (%d waiting for Redis): dropped %d oldest emit(s) so far",
+                        len(self.outbox), self.outbox_dropped)
 
     def _publish_queued(self) -> None:
         """Publish everything queued, oldest first, one pipeline per batch."""

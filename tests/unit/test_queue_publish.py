@@ -51,3 +51,22 @@ def test_an_external_emitter_publishes_before_emit_returns(redis_url):
     pubsub = subscribed(redis_url, "rt-test-2")
     queue._publish({"method": "emit", "n": 7})
     assert not queue.outbox and received(pubsub, 1) == [7]
+
+
+class StuckServer(GeventServer):
+    """A publisher that never runs: Redis hangs and nothing leaves the outbox."""
+
+    def start_background_task(self, target, *args):
+        return object()
+
+
+def test_a_stuck_publisher_keeps_a_bounded_outbox_newest_first(redis_url):
+    from realtime.metrics import Metrics
+    from realtime.queue import OUTBOX_MAX
+    queue = RedisQueue(redis_url, "rt-test-3")
+    queue.server, queue.metrics = StuckServer(), Metrics()
+    for n in range(OUTBOX_MAX + 5):
+        queue._publish({"method": "emit", "n": n})
+    assert len(queue.outbox) == OUTBOX_MAX and queue.outbox_dropped == 5
+    assert queue.outbox[0]["n"] == 5 and queue.outbox[-1]["n"] == OUTBOX_MAX + 4
+    assert queue.metrics.queue_dropped._value.get() == 5
