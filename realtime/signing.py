@@ -1,4 +1,4 @@
-"""Webhook signatures, shared by the realtime sender and this receiver (standard library only).
+"""Webhook signatures, shared by the realtime sender and the webhook receiver (standard library only).
 
 A delivery carries `X-Realtime-Timestamp: <unix seconds>` and
 `X-Realtime-Signature: v1=<hex HMAC-SHA256(secret, b"<timestamp>." + raw body)>`. Signing the
