@@ -16,7 +16,7 @@ import requests
 from flask.testing import FlaskClient
 from hypothesis import given, settings, strategies as st
 
-from realtime.localcluster import ROOT, free_port, wait_until
+from realtime.devcluster import ROOT, free_port, wait_until
 from realtime.store.redis import RedisStore
 from webhook.app import create_app
 from webhook.settings import ConfigError

@@ -2,7 +2,7 @@
 
 Each process runs in its own session (Ctrl-C in a terminal or the end of `make` does not reach
 it), writes to a log file, and is stopped through the PID recorded when it was started, never by
-name. `realtime cluster start|stop|status` (or `python -m realtime.localcluster ...`) runs the dev
+name. `realtime cluster start|stop|status` (or `python -m realtime.devcluster ...`) runs the dev
 cluster: redis-server, three replicas, nginx in front and the webhook receiver. Its state (the
 `cluster.json` process list, the JWT secret, logs, the generated nginx.conf) lives in
 `CLUSTER_STATE_DIR` (default `run/cluster/`). Linux only: ownership checks read /proc.
