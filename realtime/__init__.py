@@ -13,17 +13,18 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a replica: settings, state store, extensions, services, blueprints, namespaces, loops."""
-    from . import adminui, background, demomode, greenlets, guard, jwt_keys, logs, sendbound, socketsession
+    from . import demomode, greenlets, guard, jwt_keys, sendbound, socketsession
     from . import web, wirejson
     from . import wsdirect, wsfast
     from .blueprints import admin, auth, demo, errors, health, metrics as metrics_bp, rooms, stats, uploads
     from .blueprints import apidocs
-    from .dashboard import DashboardFeed
-    from .metrics import Metrics, replica_gauges
     from .events.admin import AdminNamespace
     from .events.chat import ChatNamespace
     from .extensions import jwt, limiter, socketio
-    from .queue import RedisQueue, StoreAnnounced
+    from .mq.queue import RedisQueue, StoreAnnounced
+    from .ops import adminui, background, logs
+    from .ops.dashboard import DashboardFeed
+    from .ops.metrics import Metrics, replica_gauges
     from .roomindex import LocalManager
     from .services import build_services
     from .services.bodies import schemas
@@ -126,7 +127,7 @@ def cors_origins(value: str) -> Any:
 def broadcaster(socketio: Any, metrics: Any = None) -> Any:
     """Deliver an event to /chat rooms on every replica (through the message queue).
 
-    With the Redis queue, deliveries are counted where they happen (realtime/queue.py); the
+    With the Redis queue, deliveries are counted where they happen (realtime/mq/queue.py); the
     embedded replica counts them here (`metrics` given).
     """
     def broadcast(event: str, data: dict[str, Any], to: Any, skip_sid: str | None = None) -> None:

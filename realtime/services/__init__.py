@@ -13,7 +13,7 @@ from .presence import PresenceService
 from .ratelimit import RateLimiter, parse_rules
 from .receipts import ReceiptService
 from .revocations import Revocations
-from ..sequencer import Sequencer
+from ..mq.sequencer import Sequencer
 from .tokens import TokenWatch
 from .typing import TypingService
 from .webhooks import EVENTS, WebhookPolicy, WebhookPublisher
@@ -37,16 +37,16 @@ class Services:
     limits: RateLimiter
     tokens: TokenWatch
     admin_tokens: TokenWatch
-    adminui_tokens: TokenWatch  # the Socket.IO Admin UI's connections (realtime/adminui.py)
+    adminui_tokens: TokenWatch  # the Socket.IO Admin UI's connections (realtime/ops/adminui.py)
     revocations: Revocations
     verifier: auth.Verifier
     sequencer: Sequencer
     webhooks: WebhookPublisher
-    metrics: Any = None         # realtime.metrics.Metrics, set by the app factory
-    dashboard: Any = None       # realtime.dashboard.DashboardFeed, set by the app factory
+    metrics: Any = None         # realtime.ops.metrics.Metrics, set by the app factory
+    dashboard: Any = None       # realtime.ops.dashboard.DashboardFeed, set by the app factory
     webhook_worker: Any = None  # started with the background loops when endpoints are configured
     uploads: Any = None         # realtime.services.uploads.UploadService, set by the app factory
-    draining: bool = False      # set on SIGTERM (realtime.drain): /readyz answers 503
+    draining: bool = False      # set on SIGTERM (realtime.ops.drain): /readyz answers 503
 
 
 def message_policy(settings: dict[str, Any]) -> MessagePolicy:

@@ -37,10 +37,10 @@ import redis
 import socketio
 
 from . import roomchannels
-from .roomindex import RoomIndex
+from ..roomindex import RoomIndex
 from .sequencer import Sequencer
-from .services.messages import audience
-from .store import Announcement, deadline
+from ..services.messages import audience
+from ..store import Announcement, deadline
 
 log = logging.getLogger(__name__)
 # Stands for the message while the message-queue message around it is encoded.
