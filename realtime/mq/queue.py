@@ -87,12 +87,12 @@ class RedisQueue(RoomIndex, socketio.RedisManager):
 
     def __init__(self, url: str, channel: str, retry_max: float = 2.0, write_only: bool = False,
                  sequencer: Sequencer | None = None, room_channels: Any = "on",
-                 subscribe_timeout: float = 5.0):
+                 subscribe_timeout: float = 5.0, metrics: Any = None):
         options = {"socket_keepalive": True, "health_check_interval": 10, "socket_connect_timeout": 5}
         super().__init__(url, channel=channel, write_only=write_only, redis_options=options)
         self.retry_max = retry_max
         self.sequencer = sequencer
-        self.metrics: Any = None
+        self.metrics = metrics  # realtime.ops.metrics.Metrics: deliveries counted here
         self.subscriptions = 0
         self.outbox: collections.deque = collections.deque()
         self.publisher: Any = None
