@@ -17,7 +17,7 @@ tests/unit/test_roomchannels.py check they exist):
 - chat messages skip `_publish` altogether: the store's append script publishes them
   (`StoreAnnounced` builds the message-queue message around the stored one, and delivers the
   local half through `_handle_emit` like any emit);
-- per-room channels (realtime/roomchannels.py): an emit to one room is published on that room's
+- per-room channels (realtime/mq/roomchannels.py): an emit to one room is published on that room's
   channel, and `basic_enter_room`/`basic_leave_room` (every join, leave, close and disconnect
   passes there) subscribe a room's channel when its first local member enters, waiting for Redis
   to confirm, and unsubscribe it when the last one leaves. The listener owns the pub/sub
