@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from measure import cpu_seconds  # noqa: E402
-from realtime.localcluster import (RedisServer, Replica, clean_environ, free_ports,  # noqa: E402
+from realtime.devcluster import (RedisServer, Replica, clean_environ, free_ports,  # noqa: E402
                                    group_members, stop_all)
 
 USERS = 50

@@ -33,7 +33,7 @@ from measure import (BenchError, LoadGen, pids, raise_fd_limit, rss_bytes,  # no
                      settle, snapshot)
 from stacks import (STACKS, RealtimeStack, Stack, describe, ensure_node_modules, loadgen_config,  # noqa: E402
                     redis_with_aof)
-from realtime.localcluster import StartupError, free_port, stop_all  # noqa: E402
+from realtime.devcluster import StartupError, free_port, stop_all  # noqa: E402
 
 REPLICAS = 3
 CONNECT_TIMEOUT = 300.0

@@ -22,7 +22,7 @@ import socketio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from realtime.localcluster import RedisServer, Replica, clean_environ, free_ports  # noqa: E402
+from realtime.devcluster import RedisServer, Replica, clean_environ, free_ports  # noqa: E402
 
 
 def timed(call) -> tuple[float, str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from stacks import NODE_DIR, find_executable
-from realtime.localcluster import Process, group_members, proc_stat
+from realtime.devcluster import Process, group_members, proc_stat
 
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from measure import BenchError, LoadGen, pids, raise_fd_limit, rss_bytes, settle  # noqa: E402
 from stacks import RealtimeStack, ensure_node_modules, loadgen_config  # noqa: E402
-from realtime.localcluster import RedisServer, free_port, stop_all  # noqa: E402
+from realtime.devcluster import RedisServer, free_port, stop_all  # noqa: E402
 
 CONF = ROOT / "bench" / "memprobe_conf.py"
 

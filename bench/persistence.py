@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # realtime.localcluster, and loadgen next to us
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # realtime.devcluster, and loadgen next to us
 
 import loadgen  # noqa: E402
 from measure import cpu_seconds, machine_busy_seconds  # noqa: E402
 from report import git  # noqa: E402
 from stacks import PlainApp, redis_with_aof  # noqa: E402
-from realtime.localcluster import (HOST, RedisServer, Replica, Server, StartupError,  # noqa: E402
+from realtime.devcluster import (HOST, RedisServer, Replica, Server, StartupError,  # noqa: E402
                                    clean_environ, free_ports, group_members,
                                    start_all, stop_all)
 

@@ -34,7 +34,7 @@ import report  # noqa: E402
 from loadgen import ACK, MESSAGE, WsClient, body, parse_message  # noqa: E402
 from measure import BenchError, pids, raise_fd_limit, settle, snapshot  # noqa: E402
 from stacks import RealtimeStack, mint_tokens, redis_with_aof  # noqa: E402
-from realtime.localcluster import HOST, StartupError, free_port, stop_all  # noqa: E402
+from realtime.devcluster import HOST, StartupError, free_port, stop_all  # noqa: E402
 
 REPLICAS = 3
 DRAIN_TIMEOUT = 15.0

@@ -40,7 +40,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from measure import cpu_seconds  # noqa: E402
 from stacks import NodeReplica, PlainApp, RealtimeStack, ensure_node_modules, mint_tokens  # noqa: E402
-from realtime.localcluster import RedisServer, Server, free_ports, group_members, stop_all  # noqa: E402
+from realtime.devcluster import RedisServer, Server, free_ports, group_members, stop_all  # noqa: E402
 
 BODY = "x" * 150
 WARMUP = 100

@@ -33,7 +33,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import WsClient, connect_all, readable, selector_for  # noqa: E402
 
-from realtime.localcluster import Replica, clean_environ, free_port, start_all, stop_all  # noqa: E402
+from realtime.devcluster import Replica, clean_environ, free_port, start_all, stop_all  # noqa: E402
 
 ROOM = "slowbench"
 

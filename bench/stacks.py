@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NODE_DIR = ROOT / "bench" / "node"
 sys.path.insert(0, str(ROOT))
 
-from realtime.localcluster import (HOST, TEMPLATE, Nginx, Process, RedisServer, Replica,  # noqa: E402
+from realtime.devcluster import (HOST, TEMPLATE, Nginx, Process, RedisServer, Replica,  # noqa: E402
                                    Server, clean_environ, find_executable, free_ports,
                                    group_members, http_ok)
 

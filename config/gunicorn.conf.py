@@ -1,7 +1,7 @@
 """gunicorn settings for one realtime replica: one gevent-websocket worker, never preloaded."""
 import os
 
-from realtime.logs import gunicorn_logconfig
+from realtime.ops.logs import gunicorn_logconfig
 from realtime.settings import load_settings
 
 settings = load_settings()
@@ -29,8 +29,8 @@ proc_name = f"realtime-{os.environ.get('REALTIME_PORT', '8000')}"
 
 
 def post_worker_init(worker):
-    """SIGTERM drains: clients are sent to other replicas, in-flight work finishes (realtime.drain)."""
-    from realtime.drain import install
+    """SIGTERM drains: clients are sent to other replicas, in-flight work finishes (realtime.ops.drain)."""
+    from realtime.ops.drain import install
     install(worker)
 
 

@@ -13,22 +13,22 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a replica: settings, state store, extensions, services, blueprints, namespaces, loops."""
-    from . import adminui, background, demomode, greenlets, guard, jwt_keys, logs, sendbound, socketsession
+    from . import demomode, greenlets, guard, jwt_keys, sendbound, socketsession
     from . import web, wirejson
     from . import wsdirect, wsfast
     from .blueprints import admin, auth, demo, errors, health, metrics as metrics_bp, rooms, stats, uploads
     from .blueprints import apidocs
-    from .dashboard import DashboardFeed
-    from .metrics import Metrics, replica_gauges
     from .events.admin import AdminNamespace
     from .events.chat import ChatNamespace
     from .extensions import jwt, limiter, socketio
-    from .queue import RedisQueue, StoreAnnounced
+    from .mq.queue import RedisQueue, StoreAnnounced
+    from .ops import adminui, background, logs
+    from .ops.metrics import Metrics, replica_gauges
     from .roomindex import LocalManager
-    from .services import build_services
     from .services.bodies import schemas
     from .services.uploads import upload_service
     from .store import create_store
+    from .wiring import build_services, sequencer_for
 
     settings = load_settings(config)
     # Bytes bound a websocket message before engine.io's own check (in characters) runs on it.
@@ -40,8 +40,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                       **jwt_keys.config(settings), **limiter_config(settings))
 
     url = settings["REDIS_URL"]
+    metrics = Metrics()
     store = create_store(url, settings["REDIS_SOCKET_TIMEOUT"], settings["REDIS_WAIT_REPLICAS"],
-                         settings["REDIS_WAIT_TIMEOUT"])
+                         settings["REDIS_WAIT_TIMEOUT"], observe=metrics.observe_store)
+    sequencer = sequencer_for(store)
     app.config["RATELIMIT_STORAGE_OPTIONS"] = {"connection_pool": store.client.connection_pool} if url else {}
     jwt.init_app(app)
     jwt_keys.init_app(jwt)
@@ -49,7 +51,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     web.limiter_release_where_kept(app, limiter)
     origins = cors_origins(settings["CORS_ORIGINS"])
     queue = RedisQueue(url, settings["MQ_CHANNEL"], settings["MQ_RETRY_MAX"],
-                       room_channels=settings["MQ_ROOM_CHANNELS"],
+                       sequencer=sequencer, metrics=metrics, room_channels=settings["MQ_ROOM_CHANNELS"],
                        subscribe_timeout=settings["REDIS_SOCKET_TIMEOUT"]) if url else None
     # async_handlers=False: a client's events run one after another, in the order sent, in the
     # greenlet that read them (a greenlet per event less; a client's sends keep their order).
@@ -66,23 +68,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     logs.init_app(app)
 
     upload_store = upload_service(settings, store)
-    metrics = Metrics()
-    if hasattr(store, "observe"):
-        store.observe = metrics.observe_store
     # Messages the store publishes skip the manager's emit, which the Admin UI's development mode
     # wraps to report emits: there they take the stock path.
     relay = StoreAnnounced(queue, "/chat") if queue and not adminui.reports_emits(settings) else None
     services = build_services(settings, store, broadcaster(socketio, None if queue else metrics),
-                              schemas(settings["MESSAGE_MAX_CHARS"], upload_store), relay)
-    services.metrics = metrics
-    services.uploads = upload_store
-    services.dashboard = DashboardFeed(services)
+                              schemas(settings["MESSAGE_MAX_CHARS"], upload_store), relay,
+                              sequencer=sequencer, metrics=metrics, uploads=upload_store)
     metrics.watch(replica_gauges(services, socketio.server))
     app.extensions["realtime"] = services
     services.revocations.listeners.append(background.RevokedConnections(socketio, services))
-    if queue is not None:
-        queue.sequencer = services.sequencer
-        queue.metrics = metrics
     app.extensions["realtime.uploads"] = upload_store
     app.extensions["realtime.redis"] = getattr(store, "client", None)
 
@@ -126,7 +120,7 @@ def cors_origins(value: str) -> Any:
 def broadcaster(socketio: Any, metrics: Any = None) -> Any:
     """Deliver an event to /chat rooms on every replica (through the message queue).
 
-    With the Redis queue, deliveries are counted where they happen (realtime/queue.py); the
+    With the Redis queue, deliveries are counted where they happen (realtime/mq/queue.py); the
     embedded replica counts them here (`metrics` given).
     """
     def broadcast(event: str, data: dict[str, Any], to: Any, skip_sid: str | None = None) -> None:

@@ -49,8 +49,8 @@ def emit(args: argparse.Namespace) -> int:
 
 def cluster(args: argparse.Namespace) -> int:
     """Start, stop or inspect the local cluster (redis, 3 replicas, nginx, webhook)."""
-    from . import localcluster
-    return localcluster.main([args.action])
+    from . import devcluster
+    return devcluster.main([args.action])
 
 
 def webhooks(args: argparse.Namespace) -> int:

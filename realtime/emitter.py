@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .queue import RedisQueue
+from .mq.queue import RedisQueue
 from .services import message_policy, webhook_policy
 from .services.messages import MessagePolicy, MessageService
 from .settings import load_settings

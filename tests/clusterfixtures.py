@@ -16,7 +16,7 @@ import secrets
 import pytest
 import requests
 
-from realtime.localcluster import (Nginx, RedisServer, Replica, StartupError, clean_environ,
+from realtime.devcluster import (Nginx, RedisServer, Replica, StartupError, clean_environ,
                                    free_port, free_ports, start_all, stop_all)
 
 INSTANCE_TTL = 4

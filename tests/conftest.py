@@ -6,7 +6,7 @@ import os
 import pytest
 import redis
 
-from realtime.localcluster import RedisServer, StartupError, find_executable, free_port, start_all
+from realtime.devcluster import RedisServer, StartupError, find_executable, free_port, start_all
 
 
 def require(executable: str) -> str:
@@ -36,7 +36,7 @@ def start_or_fail(*processes) -> None:
 
 @pytest.fixture(scope="session")
 def start_processes():
-    """`start_or_fail(*processes)`: start localcluster processes, failing with their log tail."""
+    """`start_or_fail(*processes)`: start devcluster processes, failing with their log tail."""
     return start_or_fail
 
 

@@ -1,6 +1,6 @@
 """The webhook testing service: receives realtime's signed webhooks and shows them in a browser.
 
-`POST /webhook` verifies the signature (webhook/signing.py), keeps every request in memory (the
+`POST /webhook` verifies the signature (realtime/signing.py), keeps every request in memory (the
 newest WEBHOOK_MAX_EVENTS, refused ones too) and answers as the current mode says: ok (200),
 fail (500) or hang. `GET /` is the testing UI; its JSON API is in webhook/api.py and needs the
 UI token (webhook/access.py); requests for a Host outside WEBHOOK_TRUSTED_HOSTS get 400.

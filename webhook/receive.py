@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import signing
+from realtime import signing
 from .web import Invalid, error, receiver
 
 bp = Blueprint("receive", __name__)

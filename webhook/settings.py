@@ -6,7 +6,7 @@ import re
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
-from .signing import DEFAULT_TOLERANCE
+from realtime.signing import DEFAULT_TOLERANCE
 
 DEFAULTS: dict[str, Any] = {
     "SECRET": None,               # the realtime sender's; required unless INSECURE_NO_SECRET

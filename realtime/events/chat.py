@@ -9,10 +9,10 @@ from flask_socketio import disconnect, emit, join_room, leave_room
 
 from .. import auth
 from ..errors import AppError, ValidationError
-from ..services import Services
 from ..services import validation
 from ..services.messages import now_ms, user_room
 from ..store import StoreUnavailable
+from ..wiring import Services
 from .base import AckNamespace, authenticate, refreshed
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ Broadcast = Callable[..., None]
 
 
 class Relay(Protocol):
-    """Broadcasts that the store publishes with the append (realtime.queue.StoreAnnounced)."""
+    """Broadcasts that the store publishes with the append (realtime.mq.queue.StoreAnnounced)."""
 
     def announcement(self, event: str, to: str | list[str]) -> Announcement:
         """The PUBLISH for the store to make with a new message."""

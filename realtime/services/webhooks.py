@@ -19,7 +19,7 @@ import pybreaker
 import requests
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
-from webhook.signing import sign
+from ..signing import sign
 
 from ..store import Store
 

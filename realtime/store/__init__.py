@@ -1,6 +1,7 @@
 """Backend choice happens here and nowhere else."""
 from __future__ import annotations
 
+from typing import Callable
 from urllib.parse import urlsplit
 
 from .base import (Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, RoomState, Store,
@@ -15,13 +16,13 @@ REDIS_SCHEMES = {"redis", "rediss", "unix", "redis+sentinel"}
 
 
 def create_store(url: str | None, socket_timeout: float = 5.0, wait_replicas: int = 0,
-                 wait_timeout: float = 1.0) -> Store:
+                 wait_timeout: float = 1.0, observe: Callable[[str, float, bool], None] | None = None) -> Store:
     """A store for `url`: memory:// (or nothing), redis://, rediss://, unix:// or redis+sentinel://."""
     scheme = urlsplit(url).scheme if url else "memory"
     if scheme == "memory":
         return MemoryStore()
     if scheme in REDIS_SCHEMES:
-        return RedisStore(create_redis(url, socket_timeout), wait_replicas=wait_replicas,
+        return RedisStore(create_redis(url, socket_timeout), observe=observe, wait_replicas=wait_replicas,
                           wait_timeout=wait_timeout)
     raise ValueError(f"unsupported store URL scheme {scheme!r} "
                      "(use memory://, redis:// or redis+sentinel://)")

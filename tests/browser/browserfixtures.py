@@ -15,7 +15,7 @@ import requests
 from playwright.sync_api import expect, sync_playwright
 
 from browserpages import ChatPage, DashboardPage
-from realtime.localcluster import wait_until
+from realtime.devcluster import wait_until
 
 STICKY_COOKIE = "realtime_sticky"
 REPORTS = pytest.StashKey[dict]()

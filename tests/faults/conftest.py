@@ -19,7 +19,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "integration"))
 
-from realtime.localcluster import (Nginx, RedisServer, Replica, WebhookReceiver,  # noqa: E402
+from realtime.devcluster import (Nginx, RedisServer, Replica, WebhookReceiver,  # noqa: E402
                                    clean_environ, free_port, free_ports, start_all, stop_all)
 from realtime.services.apikeys import hash_key  # noqa: E402
 

@@ -9,7 +9,7 @@ import requests
 import socketio
 
 from chatclient import ChatClient
-from realtime.localcluster import Replica, clean_environ, free_port, stop_all
+from realtime.devcluster import Replica, clean_environ, free_port, stop_all
 
 pytestmark = pytest.mark.integration
 NAMESPACE = "/socketio-admin"

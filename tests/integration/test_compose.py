@@ -7,13 +7,13 @@ import subprocess
 
 import pytest
 
-from realtime.localcluster import INTERNAL_NETWORKS, ROOT
+from realtime.devcluster import INTERNAL_NETWORKS, ROOT
 
 pytestmark = pytest.mark.integration
 
 # Directives allowed to differ between nginx.conf (docker) and local.conf.template: identity,
 # paths, listen address, upstream addresses and the internal networks (a placeholder locally, so
-# tests can leave loopback out; compared with localcluster.INTERNAL_NETWORKS below). Everything
+# tests can leave loopback out; compared with devcluster.INTERNAL_NETWORKS below). Everything
 # else must match line for line.
 NGINX_PER_ENVIRONMENT = {"user", "worker_processes", "pid", "error_log", "access_log", "listen", "allow",
                          "server", "client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path",

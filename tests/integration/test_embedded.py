@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from chatclient import ChatClient
-from realtime.localcluster import Replica, clean_environ, free_port, stop_all
+from realtime.devcluster import Replica, clean_environ, free_port, stop_all
 
 pytestmark = pytest.mark.integration
 

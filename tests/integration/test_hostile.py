@@ -18,7 +18,7 @@ import requests
 import websocket
 
 from chatclient import ChatClient, bound_session, wait_until
-from realtime.localcluster import Replica, clean_environ, free_port, stop_all
+from realtime.devcluster import Replica, clean_environ, free_port, stop_all
 
 pytestmark = pytest.mark.integration
 

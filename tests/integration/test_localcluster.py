@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from realtime.localcluster import (ClusterConfig, clean_environ, free_ports, group_members,
+from realtime.devcluster import (ClusterConfig, clean_environ, free_ports, group_members,
                                    load_processes, stop_processes, venv_script)
 
 pytestmark = [pytest.mark.integration, pytest.mark.nginx]

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from chatclient import ChatClient, wait_until
-from realtime.localcluster import EdgeLimits, Nginx, free_port
+from realtime.devcluster import EdgeLimits, Nginx, free_port
 
 OPERATOR_PATHS = ["/metrics", "/readyz", "/api/stats"]
 

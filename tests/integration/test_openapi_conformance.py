@@ -14,7 +14,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import positive_data_acceptance
 
-from realtime.localcluster import Replica, clean_environ, free_port
+from realtime.devcluster import Replica, clean_environ, free_port
 from realtime.services.apikeys import hash_key, new_key
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from chatclient import ChatClient, wait_until
-from realtime.localcluster import RedisServer, Replica, clean_environ, free_ports, stop_all
+from realtime.devcluster import RedisServer, Replica, clean_environ, free_ports, stop_all
 from realtime.services.apikeys import hash_key
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ import requests
 
 from chatclient import ChatClient, wait_until
 from realtime.emitter import Emitter
-from realtime.localcluster import (HOST, RedisServer, Replica, Server, clean_environ,
+from realtime.devcluster import (HOST, RedisServer, Replica, Server, clean_environ,
                                    find_executable, free_ports, stop_all)
 from realtime.store.redis import sentinel_address
 

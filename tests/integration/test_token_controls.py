@@ -11,7 +11,7 @@ import requests
 import socketio
 
 from chatclient import ChatClient, wait_until
-from realtime.localcluster import RedisServer, Replica, clean_environ, free_ports, stop_all
+from realtime.devcluster import RedisServer, Replica, clean_environ, free_ports, stop_all
 from realtime.services.apikeys import hash_key
 
 pytestmark = pytest.mark.integration

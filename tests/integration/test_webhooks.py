@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from chatclient import ChatClient, wait_until
-from realtime.localcluster import (RedisServer, Replica, WebhookReceiver, clean_environ, free_ports,
+from realtime.devcluster import (RedisServer, Replica, WebhookReceiver, clean_environ, free_ports,
                                    stop_all)
 from realtime.services.apikeys import hash_key
 

@@ -74,9 +74,9 @@ def test_socketio_event_contexts_skip_url_routing_and_http_requests_keep_it(app)
 
 
 def test_queue_adapter_hook_still_exists():
-    """realtime.queue overrides this private hook of python-socketio; fail loudly if it moves."""
+    """realtime.mq.queue overrides this private hook of python-socketio; fail loudly if it moves."""
     import socketio
-    from realtime.queue import RedisQueue
+    from realtime.mq.queue import RedisQueue
     for hook in ("_redis_listen_with_retries", "_handle_emit", "_redis_connect", "set_server"):
         assert hasattr(socketio.RedisManager, hook), hook
     assert RedisQueue._redis_listen_with_retries is not socketio.RedisManager._redis_listen_with_retries
@@ -86,8 +86,8 @@ def test_queue_adapter_hook_still_exists():
 def test_the_store_publishes_messages_unless_the_admin_ui_reports_every_emit(app_factory_with, redis_url):
     """(Apps with the Admin UI are not built here: its instrumentation patches engine.io for the
     whole process; tests/integration/test_admin_ui.py runs it in replicas.)"""
-    from realtime import adminui
-    from realtime.queue import StoreAnnounced
+    from realtime.ops import adminui
+    from realtime.mq.queue import StoreAnnounced
     relay = lambda app: app.extensions["realtime"].messages.relay  # noqa: E731
     assert isinstance(relay(app_factory_with(REDIS_URL=redis_url)), StoreAnnounced)
     assert relay(app_factory_with()) is None  # embedded: no queue
@@ -110,7 +110,7 @@ def test_queue_messages_are_decoded_with_the_standard_json_and_client_packets_ar
 @pytest.mark.parametrize("setting", [{"ADMIN_UI_MODE": "debug"}, {"ADMIN_UI_NAMESPACE": "/chat"},
                                      {"ADMIN_UI_NAMESPACE": "admin"}])
 def test_a_bad_admin_ui_setting_stops_the_start(setting):
-    from realtime import adminui
+    from realtime.ops import adminui
     settings = {"ADMIN_UI": True, "ADMIN_UI_NAMESPACE": "/socketio-admin", "ADMIN_UI_MODE": "production",
                 "ADMIN_UI_READ_ONLY": True, "INSTANCE_ID": "x", **setting}
     with pytest.raises(ValueError):

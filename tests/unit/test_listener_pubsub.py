@@ -7,7 +7,7 @@ import pytest
 import redis
 import redis._parsers.resp3
 
-from realtime.queue import ListenerPubSub, as_received
+from realtime.mq.queue import ListenerPubSub, as_received
 
 
 class CountingLock:

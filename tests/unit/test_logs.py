@@ -5,7 +5,7 @@ import subprocess
 import sys
 import logging
 
-from realtime import logs
+from realtime.ops import logs
 
 
 def settings(tmp_path, **overrides):

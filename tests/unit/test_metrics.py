@@ -2,7 +2,7 @@
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from realtime.metrics import url_label
+from realtime.ops.metrics import url_label
 from realtime.services.webhooks import WebhookWorker
 
 from test_chat import call

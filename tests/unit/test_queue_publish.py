@@ -6,7 +6,7 @@ import json
 import gevent
 import redis
 
-from realtime.queue import RedisQueue
+from realtime.mq.queue import RedisQueue
 
 
 class GeventServer:

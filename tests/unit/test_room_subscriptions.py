@@ -14,7 +14,7 @@ import time
 import pytest
 import redis
 
-from realtime.queue import RedisQueue
+from realtime.mq.queue import RedisQueue
 
 CHANNEL = "rt-subs"
 
@@ -230,8 +230,8 @@ def test_the_rolling_upgrade_mix_hears_every_publisher(replica, client):
 
 
 def test_a_message_the_store_publishes_arrives_as_the_stock_emit_of_it_would(replica, client):
-    """realtime.queue.StoreAnnounced: the append script publishes; others see an ordinary emit."""
-    from realtime.queue import StoreAnnounced
+    """realtime.mq.queue.StoreAnnounced: the append script publishes; others see an ordinary emit."""
+    from realtime.mq.queue import StoreAnnounced
     from realtime.store import Retention
     from realtime.store.redis import RedisStore
     one, two = replica(), replica()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import socketio
 
-from realtime import roomchannels
-from realtime.queue import RedisQueue
-from realtime.roomchannels import Subscriptions, channel_for, room_channel
-from realtime.sequencer import Sequencer
+from realtime.mq import roomchannels
+from realtime.mq.queue import RedisQueue
+from realtime.mq.roomchannels import Subscriptions, channel_for, room_channel
+from realtime.mq.sequencer import Sequencer
 
 SID = "AbCdEfGhIjKlMnOpQr-_"  # the shape of a python-engineio session id
 
@@ -113,7 +113,7 @@ def test_the_sequencer_forgets_a_room():
 
 
 def test_the_hooks_the_room_channels_override_still_exist():
-    """realtime.queue overrides these (python-socketio's and redis-py's); fail loudly if they move."""
+    """realtime.mq.queue overrides these (python-socketio's and redis-py's); fail loudly if they move."""
     import redis.client
     for hook in ("basic_enter_room", "basic_leave_room", "_listen", "_publish", "_thread"):
         assert hasattr(socketio.RedisManager, hook), hook

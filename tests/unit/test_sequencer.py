@@ -1,5 +1,5 @@
 """Per-room delivery order on one replica: gaps filled from the store, repeats dropped."""
-from realtime.sequencer import Sequencer
+from realtime.mq.sequencer import Sequencer
 
 
 def messages(room, *ids):

@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from realtime.sequencer import Sequencer
+from realtime.mq.sequencer import Sequencer
 from realtime.store import Retention, StoreUnavailable, create_redis
 from realtime.store import deadline
 from realtime.store.redis import RedisStore

@@ -16,11 +16,11 @@ import requests
 from flask.testing import FlaskClient
 from hypothesis import given, settings, strategies as st
 
-from realtime.localcluster import ROOT, free_port, wait_until
+from realtime.devcluster import ROOT, free_port, wait_until
 from realtime.store.redis import RedisStore
 from webhook.app import create_app
 from webhook.settings import ConfigError
-from webhook.signing import (SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, sign,
+from realtime.signing import (SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, sign,
                              signed_headers, verify)
 
 SECRET = "webhook-unit-test-secret"
@@ -567,7 +567,7 @@ def _healthy(base: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# signing properties (webhook/signing.py is shared with the realtime sender)
+# signing properties (realtime/signing.py, shared by the realtime sender and the webhook receiver)
 
 secrets_ = st.binary(min_size=1, max_size=64)
 bodies = st.binary(max_size=2048)

@@ -32,7 +32,7 @@ def install(worker: Any) -> None:
 
 def drain(app: Any, graceful_timeout: float) -> None:
     """Mark the replica draining, wait for the listener to close, then let every client go."""
-    from .extensions import socketio
+    from ..extensions import socketio
     services = app.extensions["realtime"]
     services.draining = True
     log.info("draining: %d connections", len(services.cluster.connections))

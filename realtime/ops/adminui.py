@@ -15,9 +15,9 @@ from typing import Any, Callable, Mapping
 from flask import Flask
 from socketio.exceptions import ConnectionRefusedError
 
-from . import auth
-from .errors import AppError
-from .store import StoreUnavailable
+from .. import auth
+from ..errors import AppError
+from ..store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

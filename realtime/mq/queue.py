@@ -17,7 +17,7 @@ tests/unit/test_roomchannels.py check they exist):
 - chat messages skip `_publish` altogether: the store's append script publishes them
   (`StoreAnnounced` builds the message-queue message around the stored one, and delivers the
   local half through `_handle_emit` like any emit);
-- per-room channels (realtime/roomchannels.py): an emit to one room is published on that room's
+- per-room channels (realtime/mq/roomchannels.py): an emit to one room is published on that room's
   channel, and `basic_enter_room`/`basic_leave_room` (every join, leave, close and disconnect
   passes there) subscribe a room's channel when its first local member enters, waiting for Redis
   to confirm, and unsubscribe it when the last one leaves. The listener owns the pub/sub
@@ -37,10 +37,10 @@ import redis
 import socketio
 
 from . import roomchannels
-from .roomindex import RoomIndex
+from ..roomindex import RoomIndex
 from .sequencer import Sequencer
-from .services.messages import audience
-from .store import Announcement, deadline
+from ..services.messages import audience
+from ..store import Announcement, deadline
 
 log = logging.getLogger(__name__)
 # Stands for the message while the message-queue message around it is encoded.
@@ -92,12 +92,12 @@ class RedisQueue(RoomIndex, socketio.RedisManager):
 
     def __init__(self, url: str, channel: str, retry_max: float = 2.0, write_only: bool = False,
                  sequencer: Sequencer | None = None, room_channels: Any = "on",
-                 subscribe_timeout: float = 5.0):
+                 subscribe_timeout: float = 5.0, metrics: Any = None):
         options = {"socket_keepalive": True, "health_check_interval": 10, "socket_connect_timeout": 5}
         super().__init__(url, channel=channel, write_only=write_only, redis_options=options)
         self.retry_max = retry_max
         self.sequencer = sequencer
-        self.metrics: Any = None
+        self.metrics = metrics  # realtime.ops.metrics.Metrics: deliveries counted here
         self.subscriptions = 0
         self.outbox: collections.deque = collections.deque()
         self.outbox_dropped = 0

@@ -6,8 +6,8 @@ import resource
 import time
 from typing import Any
 
-from . import greenlets
-from .store import StoreUnavailable
+from .. import greenlets
+from ..store import StoreUnavailable
 
 GONE_FOR = 300.0  # seconds a vanished replica stays listed as gone
 

@@ -11,7 +11,7 @@ import logging
 import threading
 from typing import Any, Callable
 
-from .store.deadline import Expired
+from ..store.deadline import Expired
 
 log = logging.getLogger(__name__)
 

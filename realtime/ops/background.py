@@ -6,11 +6,11 @@ from typing import Any, Callable
 
 from flask_socketio import SocketIO
 
-from .events.chat import leave_lost_rooms
-from .services import Services
-from .services.tokens import TokenWatch
-from .services.webhooks import WebhookWorker
-from .store import StoreUnavailable
+from ..events.chat import leave_lost_rooms
+from ..wiring import Services
+from ..services.tokens import TokenWatch
+from ..services.webhooks import WebhookWorker
+from ..store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Operations: drain on SIGTERM, background loops, metrics, JSON logs, the dashboard, the Admin UI."""
