@@ -15,8 +15,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY . /app
-# gunicorn runs from /app (wsgi.py, config/, static/, webhook/); the install brings the dependencies.
-RUN pip install . \
+# gunicorn runs from /app (wsgi.py, config/, static/, webhook/). The dependencies come from the
+# lock, every file checked against its hash (scripts/lock.sh writes it); then the project alone.
+RUN pip install --require-hashes -r requirements.lock \
+    && pip install --no-deps . \
     && useradd --create-home --uid 10001 realtime \
     && mkdir -p /data/uploads && chown realtime /data/uploads
 # Not root; the home directory is where gunicorn would put its control socket.

@@ -5,12 +5,14 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 HOST ?= 127.0.0.1
 
-.PHONY: run test venv system-deps
+.PHONY: run test venv system-deps lock
 
-$(BIN)/realtime: setup.cfg setup.py
+# The verified versions (constraints.txt, written by `make lock`): a change to it or to the
+# ranges rebuilds the venv.
+$(BIN)/realtime: setup.cfg setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
 	touch $@
 
 venv: $(BIN)/realtime
@@ -22,6 +24,11 @@ run: venv
 
 system-deps:
 	bash scripts/install-system-deps.sh
+
+## lock: re-resolve setup.cfg's ranges in fresh venvs; writes constraints.txt and requirements.lock
+## (hashed, for the Dockerfile). Run the tests on the result before committing it.
+lock:
+	PYTHON=$(PYTHON) bash scripts/lock.sh
 
 ## test: installs what the tests need (venv, redis-server, nginx, ...) and runs them all
 test: venv system-deps

@@ -1,7 +1,7 @@
 """A running count of live gevent greenlets, for /metrics and the dashboard.
 
-Counting them by walking the heap (`gc.get_objects()`) stalls the event loop for tens of
-milliseconds on a replica with a thousand connections, which every client feels as latency.
+Counting them by walking the heap (`gc.get_objects()`) stalls the event loop for as long as the
+heap is big, on a replica with many connections, which every client feels as latency.
 A spawn callback counts each gevent Greenlet as it starts and a link as it ends instead; the raw
 greenlets wsdirect keeps for its readers count themselves (`count_raw`).
 """

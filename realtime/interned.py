@@ -2,13 +2,13 @@
 
 Each handshake parses its request line and headers into new strings, though most clients of a
 replica send the same method, path, query, protocol, host, address and user agent; the kept
-environ and the access-line record of every connection held their own copies (~0.5 kB).
+environ and the access-line record of every connection held their own copies.
 """
 from __future__ import annotations
 
 from typing import Any
 
-LIMIT = 1024  # distinct strings shared, at most (~100 kB); past it a new value is kept as is
+LIMIT = 1024  # distinct strings shared, at most (bounded memory); past it a new value is kept as is
 _strings: dict[str, str] = {}
 
 

@@ -2,10 +2,10 @@
 
 Flask-SocketIO builds a request context from a connection's environ for every event, so
 python-socketio keeps it (`Server.environ`) for the connection's life. Slimmed (wsdirect), it is
-still a dict of ~20 WSGI keys, 464 bytes a connection, though a replica's connections differ only
+still a dict of some twenty WSGI keys per connection, though a replica's connections differ only
 in the client's address, port and query string and in their Flask-SocketIO session. A
 `KeptEnvirons` holds each as a `Kept` record of those and one dict of the rest, shared by every
-connection with equal rest; reading one builds a new dict (~0.7 µs, once per event), and the
+connection with equal rest; reading one builds a new dict (once per event, cheap next to the event), and the
 session Flask-SocketIO stores in it on a connection's first event is kept.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 OWN = ("REMOTE_ADDR", "REMOTE_PORT", "QUERY_STRING", "saved_session")  # per connection
-LIMIT = 256  # distinct shared parts at most (~0.2 MB); past it an environ is kept whole
+LIMIT = 256  # distinct shared parts at most (bounded memory); past it an environ is kept whole
 _shared: dict[tuple, dict[str, Any]] = {}
 
 

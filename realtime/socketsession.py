@@ -2,7 +2,7 @@
 
 Flask-SocketIO keeps one session per client for the connection's life (`_ManagedSession`, a
 dict with Flask's SessionMixin), and Flask sets `session.accessed = True` on every access. On a
-dict subclass that attribute grew an instance `__dict__`: 336 bytes per connection. The subclass
+dict subclass that attribute grew an instance `__dict__` per connection. The subclass
 installed here holds Flask's two flags in slots instead, with SessionMixin's defaults.
 """
 from __future__ import annotations

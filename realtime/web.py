@@ -37,7 +37,7 @@ class RealtimeFlask(Flask):
 
         engine.io answers every HTTP request under the Socket.IO path before Flask sees it, so a
         request context there is an event's: matching it against the routes only built a
-        NotFound each time (15 of its 25 µs).
+        NotFound each time (most of the context's cost).
         """
         if request is not None and request.path.startswith(SOCKETIO_PATH):
             return None
@@ -60,8 +60,8 @@ def limiter_release_where_kept(app: Flask, limiter: Any) -> None:
 
     Flask-SocketIO pushes a request context for every Socket.IO event and runs no before_request
     hook in it, so the limiter kept nothing there; its teardown still built its per-request state
-    (a dataclass holding a list, a dict and an ordered set) only to reset it: about 8 of the 25 µs
-    an event's context cost. Its state lives on the request context being torn down, so should
+    (a dataclass holding a list, a dict and an ordered set) only to reset it: a large share of
+    what an event's context cost. Its state lives on the request context being torn down, so should
     flask-limiter rename the attribute asked about here, skipping a reset loses nothing.
     """
     hooks = app.teardown_request_funcs.get(None, [])

@@ -21,8 +21,8 @@ and Socket.IO protocols byte for byte, and changes only how bytes reach an upgra
   greenlet per connection.
 
 And how bytes come from it. Stock, the pywsgi handler greenlet of every websocket stays blocked
-in a read for the connection's whole life, keeping its stack (~7 kB saved C stack plus a 16 KiB
-frame chunk, part of it touched), the request's headers and environ, the read buffer and
+in a read for the connection's whole life, keeping its stack (saved C stack and a frame chunk,
+part of it touched), the request's headers and environ, the read buffer and
 gevent-websocket's objects. When the handler can detach (realtime.worker.Handler.detach), once
 the handshake (and a polling client's upgrade probe) is done:
 
@@ -250,8 +250,8 @@ class DirectWriter:
 class ReaderGreenlets:
     """The greenlets that run detached readers' wake-ups, reused (at most KEEP wait idle).
 
-    A new greenlet per wake-up (gevent.spawn) cost ~11 µs of every client event: gevent's
-    Greenlet set-up, and the 16 KiB frame-stack chunk CPython 3.11 maps for a greenlet's first
+    A new greenlet per wake-up (gevent.spawn) was a visible share of every client event: gevent's
+    Greenlet set-up, and the frame-stack chunk CPython 3.11 maps for a greenlet's first
     frame and unmaps when it ends (an mmap and a munmap per message). Each wake-up runs in a fresh
     contextvars context, as in a new greenlet, so no context variable outlives its event.
     """
@@ -307,7 +307,7 @@ class Reader:
     def __init__(self, esock: Socket, sock: Any, writer: DirectWriter, ended: Any):
         self.esock, self.sock, self.writer, self.ended_cb = esock, sock, writer, ended
         self.parser: FrameParser | None = None  # only while a partial frame or message waits
-        # The gevent socket's own read watcher (120 bytes a connection): the reader alone reads
+        # The gevent socket's own read watcher (one per connection): the reader alone reads
         # the socket, with os.read, so gevent never waits on it; closing the socket closes it.
         self.watcher = sock._read_event
         self.timer: Any = None
@@ -646,7 +646,7 @@ def slim_stored_environ(self: Socket) -> None:
 
     It is kept for the connection's life only to be rebuilt into a request context per event;
     the rest (user agent, cookies, accept headers, websocket keys, ProxyFix's originals) was
-    about 2 kB per connection. (The admin UI's client list shows only the Host header then.)
+    most of its memory per connection. (The admin UI's client list shows only the Host header then.)
     What is left is held by a KeptEnvirons: one dict per distinct shared part, not per client.
     """
     connect = self.server.handlers.get("connect")

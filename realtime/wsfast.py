@@ -1,13 +1,13 @@
 """Three fixes to gevent-websocket 0.10 (small, tested adapters).
 
-- Frame unmasking: gevent-websocket unmasks every client frame byte by byte in Python: a 100 kB
-  frame costs tens of milliseconds of the replica's only worker. wsaccel's C masker does it in
-  microseconds; without wsaccel, one big-integer XOR does it in C too. The UTF-8 check already
+- Frame unmasking: gevent-websocket unmasks every client frame byte by byte in Python: a large
+  frame holds the replica's only worker for a long time. wsaccel's C masker does it at C speed;
+  without wsaccel, one big-integer XOR does it in C too. The UTF-8 check already
   uses wsaccel when it is installed (gevent-websocket looks for it itself).
 - `WebSocket.current_app`: when the WSGI application has no `current_app` (Flask has none),
   gevent-websocket defines a new `MockApp` class on every call, and calls it twice for every
   websocket as the object is dropped (its `__del__` closes it again): two class objects per
-  connection (13.7 µs each here), which only the cyclic collector frees. One shared stand-in
+  connection, which only the cyclic collector frees. One shared stand-in
   answers instead.
 - Message size: gevent-websocket reads a frame of whatever length its header announces, and
   joins any number of fragments, before engine.io checks the message against its size limit.

@@ -215,7 +215,7 @@ class ChatNamespace(AckNamespace):
         """A room this connection is in, or a structured refusal."""
         room = self.room(value)
         # One lookup in the room's members: flask_socketio.rooms() scans every room of the
-        # replica (each connection has its own), ~140 µs a send at 1000 connections.
+        # replica (each connection has its own): O(connections) per send.
         members = self.socketio.server.manager.rooms.get(self.namespace, {}).get(room)
         if members is None or request.sid not in members:
             raise AppError("not_joined", f"join {room!r} first", 403)
