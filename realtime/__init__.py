@@ -77,7 +77,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     services.metrics = metrics
     services.uploads = upload_store
     services.dashboard = DashboardFeed(services)
-    metrics.watch(replica_gauges(services, socketio.server))
+    metrics.watch(replica_gauges(services, socketio.server, queue))
     app.extensions["realtime"] = services
     services.revocations.listeners.append(background.RevokedConnections(socketio, services))
     if queue is not None:
