@@ -135,7 +135,15 @@ def replica_gauges(services: Any, server: Any, queue: Any = None) -> Callable[[]
 
 
 def queue_gauges(services: Any, queue: Any) -> Iterator[Metric]:
-    """The message-queue listener's state and the webhook dead letters (cluster-wide list)."""
+    """Readiness, the message-queue listener's state and the webhook dead letters (cluster-wide)."""
+    try:
+        # A scrape must not hang on a Redis that does not answer: bounded like /readyz.
+        with deadline.within(services.settings["READY_TIMEOUT"]):
+            services.store.ping()
+        ready = not services.draining
+    except StoreUnavailable:
+        ready = False
+    yield GaugeMetricFamily("realtime_ready", "1 while /readyz would answer 200", value=1 if ready else 0)
     if queue is not None:
         # Subscribed to the main channel: without it this replica misses other replicas' emits.
         up = queue.listening is not None and queue.main_confirmed
@@ -143,7 +151,6 @@ def queue_gauges(services: Any, queue: Any) -> Iterator[Metric]:
                                 "subscribed to Redis", value=1 if up else 0)
     if services.webhook_worker is not None:
         try:
-            # A scrape must not hang on a Redis that does not answer: bounded like /readyz.
             with deadline.within(services.settings["READY_TIMEOUT"]):
                 dead = services.store.webhook_backlog()["dead"]
         except StoreUnavailable:
