@@ -74,7 +74,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     services = build_services(settings, store, broadcaster(socketio, None if queue else metrics),
                               schemas(settings["MESSAGE_MAX_CHARS"], upload_store), relay,
                               sequencer=sequencer, metrics=metrics, uploads=upload_store)
-    metrics.watch(replica_gauges(services, socketio.server))
+    metrics.watch(replica_gauges(services, socketio.server, queue))
     app.extensions["realtime"] = services
     services.revocations.listeners.append(background.RevokedConnections(socketio, services))
     app.extensions["realtime.uploads"] = upload_store

@@ -1,4 +1,4 @@
-"""`realtime serve | cluster | emit`."""
+"""`realtime serve | cluster | emit | webhooks | smoke`, and `realtime --version`."""
 from __future__ import annotations
 
 import argparse
@@ -72,7 +72,9 @@ def webhooks(args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The command-line interface."""
+    from .version import VERSION
     root = argparse.ArgumentParser(prog="realtime", description=__doc__)
+    root.add_argument("--version", action="version", version=f"realtime {VERSION}")
     commands = root.add_subparsers(dest="command", required=True)
     run = commands.add_parser("serve", help="run one replica (gunicorn, gevent-websocket worker)")
     run.add_argument("--host", default=os.environ.get("REALTIME_HOST", "127.0.0.1"))
@@ -93,6 +95,8 @@ def parser() -> argparse.ArgumentParser:
     local = commands.add_parser("cluster", help="local cluster without Docker")
     local.add_argument("action", choices=["start", "stop", "status"])
     local.set_defaults(func=cluster)
+    from .smoke import add_parser as add_smoke
+    add_smoke(commands)
     return root
 
 

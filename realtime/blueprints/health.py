@@ -2,6 +2,7 @@
 from flask import Blueprint, current_app, jsonify
 
 from ..store import StoreUnavailable, deadline
+from ..version import VERSION
 
 bp = Blueprint("health", __name__)
 
@@ -9,7 +10,7 @@ bp = Blueprint("health", __name__)
 @bp.get("/healthz")
 def healthz():
     """The process is alive and serving."""
-    return jsonify(status="ok", instance=current_app.extensions["realtime"].cluster.instance_id)
+    return jsonify(status="ok", instance=current_app.extensions["realtime"].cluster.instance_id, version=VERSION)
 
 
 @bp.get("/readyz")

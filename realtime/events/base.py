@@ -37,14 +37,16 @@ def acked(handler: Callable) -> Callable:
         ack = answer(self, handler, event, payload)
         outcome = "ok" if ack["ok"] else ack["error"]["code"]
         metrics = getattr(getattr(self, "services", None), "metrics", None)
+        elapsed = time.perf_counter() - started
         if metrics is not None:
             metrics.events.labels(self.namespace, event, outcome).inc()
+            metrics.event_seconds.labels(self.namespace, event).observe(elapsed)
         room = payload.get("room") if isinstance(payload, dict) else None
         # One line per event: debug for the chatty ones, info for the rest.
         events_log.log(logging.DEBUG if event in QUIET else logging.INFO, "%s %s %s", self.namespace, event,
                        outcome, extra={"event": event, "namespace": self.namespace, "outcome": outcome,
                                        "room": room if isinstance(room, str) else None,
-                                       "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+                                       "duration_ms": round(elapsed * 1000, 2)})
         return ack
     return run
 

@@ -13,6 +13,7 @@ from ..services import validation
 from ..services.messages import now_ms, user_room
 from ..store import StoreUnavailable
 from ..wiring import Services
+from ..version import VERSION
 from .base import AckNamespace, authenticate, refreshed
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class ChatNamespace(AckNamespace):
         except StoreUnavailable as exc:
             log.warning("connection %s not tracked: %s", request.sid, exc)
         emit("welcome", {"instance": cluster.instance_id, "user": principal.user, "sid": request.sid,
-                         "server_time": now_ms()})
+                         "server_time": now_ms(), "server": {"version": VERSION}})
         self.services.webhooks.publish("client.connected", self.hook_data())
         if cluster.last_stats is not None:
             emit("stats", cluster.last_stats)

@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from .. import greenlets
+from ..store import StoreUnavailable, deadline
+from ..version import PYTHON, VERSION
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
@@ -26,6 +28,10 @@ class Metrics:
         self.latency = Histogram("realtime_delivery_latency_seconds", "From a message's server timestamp "
                                  "to its delivery on this replica", buckets=LATENCY_BUCKETS,
                                  registry=self.registry)
+        # How long a Socket.IO event's handler takes, ack included (the p99 alert reads it).
+        self.event_seconds = Histogram("realtime_event_seconds", "Socket.IO event handling time, "
+                                       "by namespace and event", ["namespace", "event"],
+                                       buckets=LATENCY_BUCKETS, registry=self.registry)
         self.store_calls = Histogram("realtime_store_call_seconds", "State store (Redis) call latency",
                                      ["operation"], buckets=LATENCY_BUCKETS, registry=self.registry)
         self.store_errors = Counter("realtime_store_errors", "State store calls that failed",
@@ -87,9 +93,13 @@ def url_label(url: str) -> str:
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def replica_gauges(services: Any, server: Any) -> Callable[[], Iterator[Metric]]:
-    """Connections by namespace and transport, greenlets, webhook backlog and breakers."""
+def replica_gauges(services: Any, server: Any, queue: Any = None) -> Callable[[], Iterator[Metric]]:
+    """Build info, connections, greenlets, webhook outcomes, breakers, dead letters, queue listener."""
     def read() -> Iterator[Metric]:
+        build = GaugeMetricFamily("realtime_build_info", "The running version (always 1)",
+                                  labels=["version", "python"])
+        build.add_metric([VERSION, PYTHON], 1)
+        yield build
         connections = GaugeMetricFamily("realtime_connections", "Open connections",
                                         labels=["namespace", "transport"])
         counts: dict[tuple[str, str], int] = {}
@@ -120,4 +130,30 @@ def replica_gauges(services: Any, server: Any) -> Callable[[], Iterator[Metric]]
                 # Webhook URLs may carry credentials or a token in the query: never in a label.
                 breakers.add_metric([url_label(endpoint)], 0 if breaker.current_state == "closed" else 1)
             yield breakers
+        yield from queue_gauges(services, queue)
     return read
+
+
+def queue_gauges(services: Any, queue: Any) -> Iterator[Metric]:
+    """Readiness, the message-queue listener's state and the webhook dead letters (cluster-wide)."""
+    try:
+        # A scrape must not hang on a Redis that does not answer: bounded like /readyz.
+        with deadline.within(services.settings["READY_TIMEOUT"]):
+            services.store.ping()
+        ready = not services.draining
+    except StoreUnavailable:
+        ready = False
+    yield GaugeMetricFamily("realtime_ready", "1 while /readyz would answer 200", value=1 if ready else 0)
+    if queue is not None:
+        # Subscribed to the main channel: without it this replica misses other replicas' emits.
+        up = queue.listening is not None and queue.main_confirmed
+        yield GaugeMetricFamily("realtime_queue_listener_up", "1 while the message-queue listener is "
+                                "subscribed to Redis", value=1 if up else 0)
+    if services.webhook_worker is not None:
+        try:
+            with deadline.within(services.settings["READY_TIMEOUT"]):
+                dead = services.store.webhook_backlog()["dead"]
+        except StoreUnavailable:
+            return  # the gauge is absent while Redis does not answer; RealtimeStoreErrors says why
+        yield GaugeMetricFamily("realtime_webhook_dead_letters", "Webhook deliveries in the dead-letter "
+                                "list (cluster-wide)", value=dead)

@@ -6,7 +6,8 @@ from realtime import create_app, cors_origins
 
 def test_factory_builds_an_embedded_replica(app, client):
     assert app.extensions["realtime"].store.name == "memory"
-    assert client.get("/healthz").get_json() == {"status": "ok", "instance": "unit-1"}
+    from realtime.version import VERSION
+    assert client.get("/healthz").get_json() == {"status": "ok", "instance": "unit-1", "version": VERSION}
     assert client.get("/readyz").get_json() == {"status": "ready", "store": "memory"}
 
 

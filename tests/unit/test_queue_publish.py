@@ -61,8 +61,8 @@ class StuckServer(GeventServer):
 
 
 def test_a_stuck_publisher_keeps_a_bounded_outbox_newest_first(redis_url):
-    from realtime.metrics import Metrics
-    from realtime.queue import OUTBOX_MAX
+    from realtime.ops.metrics import Metrics
+    from realtime.mq.queue import OUTBOX_MAX
     queue = RedisQueue(redis_url, "rt-test-3")
     queue.server, queue.metrics = StuckServer(), Metrics()
     for n in range(OUTBOX_MAX + 5):
