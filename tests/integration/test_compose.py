@@ -17,7 +17,10 @@ pytestmark = pytest.mark.integration
 # else must match line for line.
 NGINX_PER_ENVIRONMENT = {"user", "worker_processes", "pid", "error_log", "access_log", "listen", "allow",
                          "server", "client_body_temp_path", "proxy_temp_path", "fastcgi_temp_path",
-                         "uwsgi_temp_path", "scgi_temp_path"}
+                         "uwsgi_temp_path", "scgi_temp_path",
+                         # Edge limits: make cluster renders nginx.conf's values (localcluster.EdgeLimits,
+                         # held to nginx.conf by tests/integration/test_nginx.py); test clusters none.
+                         "limit_req_zone", "limit_conn", "limit_req", "limit_conn_status", "limit_req_status"}
 
 
 def service_blocks(config: str) -> dict[str, list[str]]:
