@@ -12,7 +12,7 @@
 - Message size: gevent-websocket reads a frame of whatever length its header announces, and
   joins any number of fragments, before engine.io checks the message against its size limit.
   Here a data frame that would take the message past MAX_MESSAGE bytes is refused from its
-  header (a protocol error: gevent-websocket closes with 1002), as realtime.wsframes refuses it
+  header (a protocol error: gevent-websocket closes with 1002), as realtime.transport.wsframes refuses it
   on the detached path (1009).
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - wsaccel is a dependency; this keeps it
     XorMaskerSimple = None
 
 MAX_MESSAGE = 4 * 1_000_000 + 4  # bytes a message may take; install() sets it from the settings
+_stock: dict[tuple[type, str], Any] = {}  # (class, attribute) -> gevent-websocket's own
 
 
 def xor_mask(payload: bytes, mask: bytes) -> bytearray:
@@ -132,8 +133,19 @@ def install(max_message: int | None = None) -> None:
     global MAX_MESSAGE
     if max_message:
         MAX_MESSAGE = max_message
+    if not _stock:
+        _stock.update({(Header, name): Header.__dict__[name] for name in ("mask_payload", "unmask_payload")})
+        _stock.update({(WebSocket, name): WebSocket.__dict__[name]
+                       for name in ("current_app", "read_frame", "read_message")})
     Header.mask_payload = _mask_payload
     Header.unmask_payload = _mask_payload
     WebSocket.current_app = property(_current_app)
     WebSocket.read_frame = _read_frame
     WebSocket.read_message = _read_message
+
+
+def uninstall() -> None:
+    """Put gevent-websocket's own attributes back."""
+    for (owner, name), stock in _stock.items():
+        setattr(owner, name, stock)
+    _stock.clear()

@@ -6,7 +6,7 @@ keeps gevent-websocket's handler (written for gevent-websocket 0.10.x and gunico
 routes its request log through gunicorn's `log.access`, which realtime.logs turns into JSON.
 Websocket sessions are logged too, when they end, with their duration.
 
-A websocket can be detached (`Handler.detach`, used by realtime.wsdirect): its connection goes to
+A websocket can be detached (`Handler.detach`, used by realtime.transport.wsdirect): its connection goes to
 an event-driven reader and the handler greenlet ends, taking its stack, the request's headers,
 environ and read buffer with it. The connection keeps its place in the server's pool (`Detached`
 stands in for the greenlet there), so `worker_connections` and gunicorn's graceful stop count it
@@ -199,6 +199,14 @@ class Detached:
 
 
 class Worker(GeventWebSocketWorker):
-    """The gevent-websocket worker with JSON access logs."""
+    """The gevent-websocket worker with JSON access logs; it applies the transport layer."""
 
     wsgi_handler = Handler
+
+    def load_wsgi(self) -> None:
+        """Apply the transport layer (or refuse to start), then build the app that reads its state."""
+        from realtime.settings import load_settings
+
+        from . import install
+        install(load_settings())
+        super().load_wsgi()

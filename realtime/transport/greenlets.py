@@ -23,6 +23,15 @@ def install() -> None:
     _installed = True
 
 
+def uninstall() -> None:
+    """Stop counting (tests): gevent's spawn callbacks as they were."""
+    global _installed
+    if _installed:
+        from gevent import Greenlet
+        Greenlet.remove_spawn_callback(_spawned)
+        _installed = False
+
+
 def live() -> int:
     """Greenlets spawned since `install()` that have not finished yet."""
     return _live

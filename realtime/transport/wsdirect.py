@@ -23,7 +23,7 @@ and Socket.IO protocols byte for byte, and changes only how bytes reach an upgra
 And how bytes come from it. Stock, the pywsgi handler greenlet of every websocket stays blocked
 in a read for the connection's whole life, keeping its stack (~7 kB saved C stack plus a 16 KiB
 frame chunk, part of it touched), the request's headers and environ, the read buffer and
-gevent-websocket's objects. When the handler can detach (realtime.worker.Handler.detach), once
+gevent-websocket's objects. When the handler can detach (realtime.transport.worker.Handler.detach), once
 the handshake (and a polling client's upgrade probe) is done:
 
 - the handler hands over the connection (its descriptor in a new socket, and any bytes its read
@@ -31,7 +31,7 @@ the handshake (and a polling client's upgrade probe) is done:
   so gunicorn's connection limit and graceful stop see it as before;
 - a `Reader` has the socket's libev read watcher and no greenlet: when bytes (or the end)
   arrive it reads them in a greenlet (reused: ReaderGreenlets), decodes the frames
-  (realtime.wsframes: the same frames accepted and refused as gevent-websocket's reader), passes
+  (realtime.transport.wsframes: the same frames accepted and refused as gevent-websocket's reader), passes
   each message to engine.io in order as engine.io's reader loop does (a message over
   max_http_buffer_size ends the connection, as there), answers websocket pings, and waits again;
 - every end goes through `Reader.end`: the client's close frame (echoed with its code), EOF or an
@@ -43,7 +43,7 @@ the handshake (and a polling client's upgrade probe) is done:
   event) is replaced by a copy with only what that needs (KEPT_ENVIRON: the request line, the
   server and client addresses, the Host header, Flask-SocketIO's keys): the other headers, and
   the handshake's connection objects (`wsgi.websocket`, `gunicorn.sock`, `wsgi.input`), go;
-  it is then held compactly (realtime.keptenviron: what is equal between clients is shared).
+  it is then held compactly (realtime.transport.keptenviron: what is equal between clients is shared).
 
 A dead client is found by engine.io's ping timeout (its service task closes the socket), not by
 a read timeout. Polling clients, and connections still upgrading, keep engine.io's own queue.
@@ -61,7 +61,6 @@ import logging
 import os
 import struct
 import time
-from importlib.metadata import version
 from typing import Any
 
 import gevent
@@ -81,12 +80,9 @@ from .wsframes import frame as wsframe
 
 log = logging.getLogger(__name__)
 
-SUPPORTED = {"python-engineio": ("4.13", "4.14", "4.15"), "gevent-websocket": ("0.10",)}
-EMIT_SUPPORTED = {"python-socketio": ("5.18",)}  # Manager.emit as `emit` below replaces it
 MAX_BUFFERED = 8 * 1024 * 1024  # bytes a slow client may fall behind before it is cut off
 # Detaching also leans on gevent: its Pool's member protocol (worker.Detached), socket.detach,
-# and the socket's read watcher (Reader).
-DETACH_SUPPORTED = {"gevent": ("26.",)}
+# and the socket's read watcher (Reader); realtime.transport.VERIFIED pins gevent too.
 DETACH = True  # detach websockets from their handler greenlet when the handler can (worker.py)
 READ_CHUNK = 65536  # bytes read per wake-up of a detached reader
 SEND_AT = 65536  # bytes a client is given in one turn before they go without waiting for its end
@@ -296,7 +292,7 @@ class Reader:
     """Reads a detached websocket with no greenlet of its own while the client is quiet.
 
     A libev io watcher on the socket wakes `run` in a greenlet (reused: ReaderGreenlets) when
-    bytes (or the end) arrive; it reads what is there, decodes the frames (realtime.wsframes),
+    bytes (or the end) arrive; it reads what is there, decodes the frames (realtime.transport.wsframes),
     hands each message to engine.io in order, as engine.io's own reader loop does, and re-arms the
     watcher. Every end of the connection passes through `end`, in such a greenlet.
     """
@@ -702,39 +698,21 @@ def queued(self: Socket) -> list[eio_packet.Packet]:
     return packets
 
 
-def supported(table: dict[str, tuple[str, ...]] = SUPPORTED, what: str = "direct websocket writes") -> bool:
-    """Whether the installed packages are the versions this was written for."""
-    for name, prefixes in table.items():
-        try:
-            installed = version(name)
-        except Exception:
-            return False
-        if not installed.startswith(prefixes):
-            log.warning("%s off: %s %s is not one of %s", what, name, installed, prefixes)
-            return False
-    return True
-
-
 def install() -> bool:
-    """Patch engine.io's Socket (idempotent); False, and the stock path, on other versions."""
+    """Patch engine.io's Socket and python-socketio's Manager.emit (idempotent; realtime.transport checks versions)."""
     if _stock:
         return True
-    if not supported():
-        return False
     for name in ("send", "close", "schedule_ping", "_websocket_handler"):
         _stock[name] = getattr(Socket, name)
     Socket.send, Socket.close, Socket.schedule_ping = send, close, schedule_ping
     Socket._websocket_handler = websocket_handler
-    if supported(EMIT_SUPPORTED, "direct broadcasts"):
-        _stock["emit"] = Manager.emit
-        Manager.emit = emit
-    global DETACH
-    DETACH = DETACH and supported(DETACH_SUPPORTED, "detached websocket reads")
+    _stock["emit"] = Manager.emit
+    Manager.emit = emit
     return True
 
 
 def uninstall() -> None:
-    """Put engine.io's own methods back (tests)."""
+    """Put engine.io's and python-socketio's own methods back."""
     for name, method in _stock.items():
         setattr(Manager if name == "emit" else Socket, name, method)
     _stock.clear()

@@ -1,6 +1,6 @@
 """Websocket frames from a client, decoded from bytes as they arrive (RFC 6455, no I/O here).
 
-The event-driven reader (realtime/wsdirect.py) feeds whatever a socket had ready and gets the
+The event-driven reader (realtime/transport/wsdirect.py) feeds whatever a socket had ready and gets the
 complete messages and control frames back; a partial frame waits in the parser. It accepts and
 refuses what gevent-websocket 0.10's reader does: reserved bits, unknown opcodes, fragmented or
 long control frames, stray continuations and bad close frames are protocol errors (1002), invalid

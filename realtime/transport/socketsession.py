@@ -7,12 +7,10 @@ installed here holds Flask's two flags in slots instead, with SessionMixin's def
 """
 from __future__ import annotations
 
-from importlib.metadata import version
 from typing import Any
 
 import flask_socketio
 
-SUPPORTED = ("5.",)  # flask-socketio versions whose _handle_event builds `_ManagedSession`
 _stock: dict[str, type] = {}
 
 
@@ -27,11 +25,9 @@ class SocketSession(flask_socketio._ManagedSession):
 
 
 def install() -> bool:
-    """Have Flask-SocketIO create SocketSession (idempotent); False on other versions."""
+    """Have Flask-SocketIO create SocketSession (idempotent; realtime.transport checks versions)."""
     if _stock:
         return True
-    if not version("flask-socketio").startswith(SUPPORTED):
-        return False
     _stock["_ManagedSession"] = flask_socketio._ManagedSession
     flask_socketio._ManagedSession = SocketSession
     return True
