@@ -117,7 +117,7 @@ def test_a_request_refused_before_parsing_is_logged_too(embedded):
 
 def test_events_and_later_namespace_connects_work_from_the_slimmed_environ(embedded_query_token):
     """Once a websocket detaches, python-socketio's kept environ holds only what a request
-    context needs (realtime.wsdirect.KEPT_ENVIRON); a later connect still reads the query token
+    context needs (realtime.transport.wsdirect.KEPT_ENVIRON); a later connect still reads the query token
     and the client address from it, and a connection's session carries over between events."""
     import websocket
     embedded = embedded_query_token
