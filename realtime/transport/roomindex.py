@@ -1,5 +1,12 @@
 """The rooms of each connection, indexed, for python-socketio's client managers.
 
+Replaces python-socketio's room bookkeeping in the client manager (chosen at app build time:
+create_app takes `LocalManager` and `RedisQueue` indexes its rooms only when realtime.transport is
+active; nothing patched). Verified against python-engineio 4.15.1, python-socketio 5.18.1,
+Flask-SocketIO 5.7.0, gevent 26.9.0, gevent-websocket 0.10.1 (realtime.transport.VERIFIED). Held to
+the stock behaviour by tests/unit/test_roomindex.py (the state it leaves against the stock
+manager's).
+
 python-socketio keeps room -> members only, so a disconnect copies the namespace's whole room
 dict and scans it for the connection (`basic_disconnect`), and `get_rooms` (Flask-SocketIO's
 `rooms()`) scans it too. Every connection has a room of its own, so that is O(connections) per
@@ -14,7 +21,7 @@ None room stays a bidict: python-socketio looks up a connection by its engine.io
 (`_invm`) and relies on its duplicate check. Of a room, python-socketio reads `_fwdm` (the
 members as a dict) and uses it as a mapping; nothing else.
 
-Written for python-socketio 5.18's BaseManager (wsdirect.EMIT_SUPPORTED pins the same version);
+Written for python-socketio 5.18's BaseManager (realtime.transport.VERIFIED pins the version);
 tests/unit/test_roomindex.py checks the state it leaves against the stock manager's.
 """
 from __future__ import annotations

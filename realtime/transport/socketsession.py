@@ -1,5 +1,10 @@
 """Flask-SocketIO's per-client session without an instance dict (a small, pinned adapter).
 
+Replaces Flask-SocketIO's `_ManagedSession` (realtime.transport.install; `uninstall` puts it back).
+Verified against python-engineio 4.15.1, python-socketio 5.18.1, Flask-SocketIO 5.7.0, gevent
+26.9.0, gevent-websocket 0.10.1 (realtime.transport.VERIFIED). Held to the stock behaviour by
+tests/unit/test_socketsession.py.
+
 Flask-SocketIO keeps one session per client for the connection's life (`_ManagedSession`, a
 dict with Flask's SessionMixin), and Flask sets `session.accessed = True` on every access. On a
 dict subclass that attribute grew an instance `__dict__`: 336 bytes per connection. The subclass

@@ -1,5 +1,11 @@
 """The gunicorn worker of a replica: gevent-websocket's, with requests in gunicorn's access log.
 
+Replaces gevent-websocket's gunicorn worker (gunicorn's `worker_class`), and applies the transport
+layer at worker start (`Worker.load_wsgi`: realtime.transport.install). Verified against
+python-engineio 4.15.1, python-socketio 5.18.1, Flask-SocketIO 5.7.0, gevent 26.9.0,
+gevent-websocket 0.10.1 (realtime.transport.VERIFIED) and gunicorn 27.0.1. Held by
+tests/unit/test_wsdetach.py and every integration test (they run it).
+
 gevent-websocket's handler writes its own plain-text request line to a private logger and never
 calls gunicorn's access logger, so `accesslog`/`logconfig_dict` would have no effect. This worker
 keeps gevent-websocket's handler (written for gevent-websocket 0.10.x and gunicorn 23-27) and only

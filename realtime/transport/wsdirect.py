@@ -1,5 +1,12 @@
 """Direct websocket writes and detached reads for engine.io sockets (a small, tested adapter).
 
+Replaces engine.io's `Socket.send`, `close`, `schedule_ping` and `_websocket_handler` and
+python-socketio's `Manager.emit` (applied by realtime.transport.install, only with the whole
+layer). Verified against python-engineio 4.15.1, python-socketio 5.18.1, Flask-SocketIO 5.7.0,
+gevent 26.9.0, gevent-websocket 0.10.1 (realtime.transport.VERIFIED). Held to the stock behaviour
+by tests/unit/test_wsdirect.py (frames byte for byte as gevent-websocket's, broadcasts as the stock
+emit), tests/unit/test_wsdetach.py and the integration suites run with the layer on and off.
+
 Stock engine.io (4.13-4.15) gives every websocket client a queue and a writer greenlet: a
 broadcast to N clients is N queue puts, N greenlet switches and N websocket frames built, and
 every idle connection keeps a writer and a ping greenlet alive. This adapter keeps the Engine.IO
@@ -7,7 +14,7 @@ and Socket.IO protocols byte for byte, and changes only how bytes reach an upgra
 
 - a packet's frame is built once and cached on the packet, so a broadcast (python-socketio sends
   the same packet object to every recipient) frames it once and writes the same bytes to all;
-- a broadcast (`emit`, replacing python-socketio's Manager.emit for EMIT_SUPPORTED) builds that
+- a broadcast (`emit`, replacing python-socketio's Manager.emit) builds that
   packet once and writes its frame straight to each upgraded websocket, without the four calls
   per recipient through python-socketio and engine.io; everything else takes the stock path;
 - the frames a client is given in one turn of the event loop leave in one non-blocking `send`
@@ -47,10 +54,9 @@ the handshake (and a polling client's upgrade probe) is done:
 
 A dead client is found by engine.io's ping timeout (its service task closes the socket), not by
 a read timeout. Polling clients, and connections still upgrading, keep engine.io's own queue.
-`install()` patches engine.io's Socket only for the versions it was written for (see SUPPORTED)
-and only under gevent-websocket; anything else keeps the stock path. Another gevent than
-DETACH_SUPPORTED, a handler without `detach`, or DETACH = False keep a blocking reader greenlet per
-connection, as before.
+`install()` patches engine.io's Socket and python-socketio's Manager.emit; realtime.transport
+calls it only with the whole layer, on the versions in its VERIFIED table. A handler without
+`detach`, or DETACH = False, keep a blocking reader greenlet per connection, as before.
 """
 from __future__ import annotations
 

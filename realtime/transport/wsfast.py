@@ -1,5 +1,12 @@
 """Three fixes to gevent-websocket 0.10 (small, tested adapters).
 
+Replaces gevent-websocket's `Header.mask_payload`/`unmask_payload` and
+`WebSocket.current_app`/`read_frame`/`read_message` (realtime.transport.install; `uninstall` puts
+them back). Verified against python-engineio 4.15.1, python-socketio 5.18.1, Flask-SocketIO 5.7.0,
+gevent 26.9.0, gevent-websocket 0.10.1 (realtime.transport.VERIFIED). Held to the stock behaviour
+by tests/unit/test_wire_adapters.py and tests/integration/test_hostile.py (run with the layer on
+and off).
+
 - Frame unmasking: gevent-websocket unmasks every client frame byte by byte in Python: a 100 kB
   frame costs tens of milliseconds of the replica's only worker. wsaccel's C masker does it in
   microseconds; without wsaccel, one big-integer XOR does it in C too. The UTF-8 check already

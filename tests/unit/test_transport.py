@@ -118,3 +118,26 @@ def test_metrics_and_the_dashboard_say_which_path_runs(stock, app_factory_with):
     assert 'realtime_fast_paths{state="on"} 1.0' in text
     view = app.extensions["realtime"].dashboard.local()["transport"]
     assert view["state"] == "on" and view["versions"]["python-engineio"] == transport.versions()["python-engineio"]
+
+
+def test_the_redis_queue_indexes_rooms_only_with_the_layer_on(stock, app_factory_with, redis_url):
+    from realtime.extensions import socketio as ext
+    app_factory_with(REDIS_URL=redis_url)
+    assert ext.server.manager.indexed is False
+    transport.install(ON)
+    app_factory_with(REDIS_URL=redis_url)
+    assert ext.server.manager.indexed is True
+
+
+def test_a_room_index_built_with_the_layer_off_is_the_stock_manager():
+    class Indexed(roomindex.RoomIndex, socketio.Manager):
+        """A manager with the mixin, as RedisQueue has it."""
+    manager = Indexed()
+    manager.set_server(socketio.Server())
+    assert manager.indexed is False
+    sid = manager.connect("e1", "/chat")
+    manager.enter_room(sid, "/chat", "lobby")
+    assert sorted(manager.get_rooms(sid, "/chat"), key=str) == sorted([sid, "lobby"], key=str)
+    assert type(manager.rooms["/chat"]["lobby"]) is not roomindex.Room and not manager.joined
+    manager.disconnect(sid, "/chat")
+    assert "lobby" not in manager.rooms.get("/chat", {})
