@@ -141,3 +141,14 @@ def test_a_room_index_built_with_the_layer_off_is_the_stock_manager():
     assert type(manager.rooms["/chat"]["lobby"]) is not roomindex.Room and not manager.joined
     manager.disconnect(sid, "/chat")
     assert "lobby" not in manager.rooms.get("/chat", {})
+
+
+def test_realtime_serve_refuses_on_with_an_unverified_version_before_starting_gunicorn(monkeypatch, capsys):
+    import argparse
+
+    from realtime import cli
+    monkeypatch.setitem(transport.VERIFIED, "python-socketio", ("0.0.1",))
+    monkeypatch.setenv("REALTIME_FAST_PATHS", "on")
+    monkeypatch.setattr(cli.os, "execv", lambda *args: pytest.fail("gunicorn started"))
+    assert cli.serve(argparse.Namespace(host="127.0.0.1", port=0)) == 2
+    assert "python-socketio" in capsys.readouterr().err
