@@ -30,9 +30,17 @@ system-deps:
 lock:
 	PYTHON=$(PYTHON) bash scripts/lock.sh
 
-## test: installs what the tests need (venv, redis-server, nginx, ...) and runs them all
+# The suites that exercise delivery, recovery, drain and polling: run again on the stock path.
+STOCK_PATH_TESTS ?= tests/integration/test_cluster_delivery.py tests/integration/test_messaging.py \
+	tests/integration/test_recovery_nginx.py tests/integration/test_drain.py \
+	tests/integration/test_embedded.py tests/integration/test_nginx.py
+
+## test: installs what the tests need (venv, redis-server, nginx, ...) and runs them all with the
+## transport layer as auto (on for the verified versions), then the delivery, recovery, drain and
+## polling suites again with it off (REALTIME_TEST_FAST_PATHS; docs/architecture.md "Transport layer")
 test: venv system-deps
-	$(BIN)/pytest $(PYTEST_ARGS)
+	REALTIME_TEST_FAST_PATHS=auto $(BIN)/pytest $(PYTEST_ARGS)
+	REALTIME_TEST_FAST_PATHS=off $(BIN)/pytest $(PYTEST_ARGS) $(STOCK_PATH_TESTS)
 
 .PHONY: cluster cluster-stop cluster-status
 

@@ -1,7 +1,7 @@
 """CPU per recipient of one broadcast in one process: python-socketio's stock path against ours.
 
 A python-socketio server (gevent) with N clients in one /chat room, each an upgraded websocket
-on realtime.wsdirect's DirectWriter over a Unix socket pair (its peer read after every emit,
+on realtime.transport.wsdirect's DirectWriter over a Unix socket pair (its peer read after every emit,
 outside the timed part). It times `manager.emit` of a chat-sized message, first with the stock
 python-socketio and engine.io send path (wsdirect's writer only), then with `wsdirect.install()`
 (the direct broadcast), alternating, and prints the best of the repetitions per recipient and the
@@ -30,7 +30,7 @@ import socketio  # noqa: E402
 from engineio.socket import Socket  # noqa: E402
 from gevent import socket as gsocket  # noqa: E402
 
-from realtime import wsdirect  # noqa: E402
+from realtime.transport import wsdirect  # noqa: E402
 
 MESSAGE = {"id": 1, "room": "lobby", "from": {"id": "ana", "name": "Ana"}, "type": "text",
            "body": "x" * 150, "ts": 1764000000000, "client_id": "c-1"}

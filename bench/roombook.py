@@ -2,7 +2,7 @@
 
 For N connections in one namespace (each in its own room, a user room and one shared room, as
 /chat's are), it times in one process, with python-socketio's stock `Manager` and with
-realtime.roomindex's `LocalManager`: the membership check a `send` makes (Flask-SocketIO's
+realtime.transport.roomindex's `LocalManager`: the membership check a `send` makes (Flask-SocketIO's
 `rooms()`, i.e. `get_rooms`, against one lookup in the room's members), and every connection
 disconnecting one after another (what a replica pays when its clients drop at once). Prints µs per
 operation and the ratio. No Redis, no network; no figure is checked against a threshold.
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import socketio  # noqa: E402
 
-from realtime.roomindex import LocalManager  # noqa: E402
+from realtime.transport.roomindex import LocalManager  # noqa: E402
 
 
 class Server:

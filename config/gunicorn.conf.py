@@ -10,8 +10,8 @@ bind = f"{os.environ.get('REALTIME_HOST', '127.0.0.1')}:{os.environ.get('REALTIM
 # One process per replica; scale by adding replicas behind nginx, not workers.
 workers = 1
 # gevent-websocket's worker (plain `-k gevent` breaks engine.io's websocket handshakes), with its
-# request lines sent to gunicorn's access log (realtime/worker.py).
-worker_class = "realtime.worker.Worker"
+# request lines sent to gunicorn's access log (realtime/transport/worker.py).
+worker_class = "realtime.transport.worker.Worker"
 # gunicorn caps a gevent worker at 1000 connections by default.
 worker_connections = int(os.environ.get("REALTIME_WORKER_CONNECTIONS", "10000"))
 # Preloading would import the app before gevent patches sockets (the Redis queue refuses that).

@@ -1,6 +1,7 @@
 """realtime: a horizontally scalable realtime messaging server."""
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Mapping
 
@@ -13,9 +14,7 @@ log = logging.getLogger(__name__)
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build a replica: settings, state store, extensions, services, blueprints, namespaces, loops."""
-    from . import demomode, greenlets, guard, jwt_keys, sendbound, socketsession
-    from . import web, wirejson
-    from . import wsdirect, wsfast
+    from . import demomode, guard, jwt_keys, sendbound, transport, web
     from .blueprints import admin, auth, demo, errors, health, metrics as metrics_bp, rooms, stats, uploads
     from .blueprints import apidocs
     from .events.admin import AdminNamespace
@@ -24,16 +23,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .mq.queue import RedisQueue, StoreAnnounced
     from .ops import adminui, background, logs
     from .ops.metrics import Metrics, replica_gauges
-    from .roomindex import LocalManager
+    from .transport import wirejson
+    from .transport.roomindex import LocalManager
     from .services.bodies import schemas
     from .services.uploads import upload_service
     from .store import create_store
     from .wiring import build_services, sequencer_for
 
+    import socketio as socketio_module
+
     settings = load_settings(config)
-    # Bytes bound a websocket message before engine.io's own check (in characters) runs on it.
-    wsfast.install(4 * settings["MAX_HTTP_BUFFER_SIZE"] + 4)
     logs.configure(settings)
+    log.info(transport.summary())  # which path this replica runs, with the library versions
     demomode.check(settings)
     app = web.RealtimeFlask(__name__, static_folder=settings["STATIC_DIR"], static_url_path="/static")
     app.config.update(REALTIME=settings, MAX_CONTENT_LENGTH=settings["MAX_HTTP_BUFFER_SIZE"],
@@ -55,15 +56,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
                        subscribe_timeout=settings["REDIS_SOCKET_TIMEOUT"]) if url else None
     # async_handlers=False: a client's events run one after another, in the order sent, in the
     # greenlet that read them (a greenlet per event less; a client's sends keep their order).
-    socketio.init_app(app, client_manager=queue or LocalManager(), async_mode=settings["ASYNC_MODE"], json=wirejson,
+    # The transport layer is applied (or not) at worker start; here its state picks the two
+    # adapters an app is built with: the manager's room index and the packet JSON module.
+    fast = transport.active()
+    manager = queue or (LocalManager() if fast else socketio_module.Manager())
+    socketio.init_app(app, client_manager=manager, async_mode=settings["ASYNC_MODE"], json=wirejson if fast else json,
                       cors_allowed_origins=web.socketio_origins(origins),
                       cors_credentials=web.socketio_credentials(origins),
                       max_http_buffer_size=settings["MAX_HTTP_BUFFER_SIZE"], async_handlers=False)
-    if socketio.server.eio.async_mode == "gevent":
-        greenlets.install()  # a running count for /metrics and the dashboard
-        if settings["FAST_PATHS"]:
-            wsdirect.install()  # one frame per broadcast, direct writes, no writer greenlets
-    socketsession.install()  # no instance dict per client session
     web.init_app(app, settings, origins)
     logs.init_app(app)
 

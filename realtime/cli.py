@@ -11,6 +11,13 @@ from .settings import PROJECT_ROOT
 
 def serve(args: argparse.Namespace) -> int:
     """Run one replica under gunicorn with the project's gunicorn.conf.py (replaces this process)."""
+    from .settings import load_settings
+    from .transport import decide
+    try:
+        decide(load_settings()["FAST_PATHS"])  # the worker checks again; refuse before exec
+    except RuntimeError as exc:
+        print(f"realtime serve: {exc}", file=sys.stderr)
+        return 2
     os.environ["REALTIME_HOST"] = args.host
     os.environ["REALTIME_PORT"] = str(args.port)
     conf = os.environ.get("REALTIME_GUNICORN_CONF", str(PROJECT_ROOT / "config" / "gunicorn.conf.py"))

@@ -11,7 +11,7 @@
 
 It wraps the Engine.IO server's `connect`, `disconnect` and `message` handlers (engine.io's public
 `handlers` table; each wrapper keeps the one it replaced as `__wrapped__`), so it holds for every
-transport, on the direct websocket path (realtime.wsdirect) and on the stock one alike. Every
+transport, on the direct websocket path (realtime.transport.wsdirect) and on the stock one alike. Every
 refusal is counted in `realtime_connections_refused{reason}` and logged once.
 """
 from __future__ import annotations

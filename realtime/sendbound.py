@@ -7,7 +7,7 @@ ping timeout closes the socket. Here the server's `create_queue` (engine.io's pu
 queue class) makes queues that count the bytes they hold; past MAX_SEND_BUFFER the queue drops
 its packets and the connection is closed (and, on the stock websocket path, its TCP connection
 shut down, which the writer blocked in a send needs to let go). The direct websocket path
-(realtime.wsdirect.DirectWriter) holds the same bound for its own buffer and reports through
+(realtime.transport.wsdirect.DirectWriter) holds the same bound for its own buffer and reports through
 `slow_reader` too. A cut-off client reconnects and recovers what it missed by id, as after
 any drop. Each cut is counted in `realtime_connections_refused{reason="slow_reader"}` and logged
 once.

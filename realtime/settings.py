@@ -108,9 +108,10 @@ DEFAULTS: dict[str, Any] = {
     "CONNECT_TIMEOUT": 45.0,
     "MAX_CONNECTIONS_PER_ADDRESS": 0,
     "MAX_SEND_BUFFER": 4 * 1024 * 1024,
-    # The transport adapters that patch engine.io/python-socketio internals (realtime/wsdirect.py:
-    # direct websocket writes and detached reads); off: the stock path, as on unverified versions.
-    "FAST_PATHS": True,
+    # The transport layer (realtime/transport/: adapters over private library internals): auto
+    # applies it on the versions in realtime.transport.VERIFIED only, else the stock path with a
+    # warning; on refuses to start on other versions; off is the stock path (true/false: on/off).
+    "FAST_PATHS": "auto",
     "STATIC_DIR": str(PROJECT_ROOT / "static"),
     "BACKGROUND_TASKS": True,
     # None lets Flask-SocketIO pick (gevent under gunicorn); tests use "threading".
@@ -183,6 +184,12 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
     return finalize(settings)
 
 
+def transport_mode(value: Any) -> str:
+    """REALTIME_FAST_PATHS as auto, on or off (ValueError otherwise)."""
+    from .transport import mode
+    return mode(value)
+
+
 def finalize(settings: dict[str, Any]) -> dict[str, Any]:
     """Derive the values that depend on others."""
     embedded = not settings["REDIS_URL"]
@@ -201,6 +208,7 @@ def finalize(settings: dict[str, Any]) -> dict[str, Any]:
     if settings["CONNECT_TIMEOUT"] < 0 or settings["MAX_CONNECTIONS_PER_ADDRESS"] < 0 or settings["MAX_SEND_BUFFER"] <= 0:
         raise ValueError("REALTIME_CONNECT_TIMEOUT and REALTIME_MAX_CONNECTIONS_PER_ADDRESS must be >= 0, "
                          "REALTIME_MAX_SEND_BUFFER > 0")
+    settings["FAST_PATHS"] = transport_mode(settings["FAST_PATHS"])
     if not (settings["EVENT_TIMEOUT"] > 0 and settings["READY_TIMEOUT"] > 0):
         raise ValueError("REALTIME_EVENT_TIMEOUT and REALTIME_READY_TIMEOUT must be > 0")
     return settings

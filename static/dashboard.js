@@ -347,6 +347,12 @@
       cell(tr, fmtInt(r.clients), "num");
       cell(tr, fmtMB(r.memory_rss), "num");
       cell(tr, fmtInt(r.greenlets), "num");
+      var paths = cell(tr, r.transport ? r.transport.state : "");
+      if (r.transport) {
+        paths.title = Object.keys(r.transport.versions).map(function (name) {
+          return name + " " + r.transport.versions[name];
+        }).join(", ");
+      }
       cell(tr, fmtRate(r.messages_in_per_s), "num");
       cell(tr, fmtRate(r.messages_out_per_s), "num");
       cell(tr, fmtRate(r.events_per_s), "num");
@@ -357,7 +363,7 @@
     if (!rows.length) {
       var tr = document.createElement("tr");
       var td = cell(tr, "No replicas reporting.", "muted");
-      td.colSpan = 10;
+      td.colSpan = 11;
       frag.appendChild(tr);
     }
     el.replicas.replaceChildren(frag);

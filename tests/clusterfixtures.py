@@ -7,10 +7,16 @@ login on and a short instance TTL so a killed replica drops out quickly. It has 
 same processes with nginx in front, plus `.url` (nginx) and `.nginx`. Every process is stopped by
 its own PID when the module ends; one an earlier test stopped or killed is started again before
 the next test (`_healed_cluster`, autouse wherever it is imported).
+
+Every replica these fixtures (and the suites that build their own, through `fast_paths_env`)
+start runs the transport layer as REALTIME_TEST_FAST_PATHS says: auto (the default: on for the
+versions in realtime.transport.VERIFIED), on or off. `make test` runs the suite once as auto and
+the delivery, recovery, drain and polling files again with off (the stock path).
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import secrets
 
 import pytest
@@ -20,6 +26,7 @@ from realtime.devcluster import (Nginx, RedisServer, Replica, StartupError, clea
                                    free_port, free_ports, start_all, stop_all)
 
 INSTANCE_TTL = 4
+FAST_PATHS = os.environ.get("REALTIME_TEST_FAST_PATHS", "auto")  # read before clean_environ drops it
 HEARTBEAT_INTERVAL = 1
 
 
@@ -54,9 +61,22 @@ class Cluster:
             start_all([p for p in group if not p.running()])
 
 
+def fast_paths_env() -> dict[str, str]:
+    """The replicas' REALTIME_FAST_PATHS for this test run."""
+    return {"REALTIME_FAST_PATHS": FAST_PATHS}
+
+
+def expected_fast_paths_state() -> str:
+    """What realtime_fast_paths{state} the replicas should report in this run."""
+    from realtime import transport
+    if transport.mode(FAST_PATHS) == "off":
+        return "off"
+    return "unverified" if transport.unverified(transport.versions()) else "on"
+
+
 def replica_env(redis_url: str, secret: str, workdir) -> dict[str, str]:
     """Environment shared by the replicas, isolated from the developer's REALTIME_* and .env."""
-    return {**clean_environ(), "REALTIME_REDIS_URL": redis_url,
+    return {**clean_environ(), **fast_paths_env(), "REALTIME_REDIS_URL": redis_url,
             "REALTIME_JWT_SECRET_KEY": secret, "REALTIME_DEMO_LOGIN": "1",
             # The dashboard tests sign in as the demo admin; the replicas listen on loopback only.
             "REALTIME_DEMO_ADMINS": "admin", "REALTIME_DEMO_ADMINS_UNSAFE": "acknowledged",

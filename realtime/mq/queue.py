@@ -37,7 +37,7 @@ import redis
 import socketio
 
 from . import roomchannels
-from ..roomindex import RoomIndex
+from ..transport.roomindex import RoomIndex
 from .sequencer import Sequencer
 from ..services.messages import audience
 from ..store import Announcement, deadline
@@ -116,7 +116,7 @@ class RedisQueue(RoomIndex, socketio.RedisManager):
     def set_server(self, server: Any) -> None:
         """Attach to the server, but decode queue messages with the standard JSON module.
 
-        The server's module (realtime.wirejson) guards against hostile client packets at a cost
+        The server's module (realtime.transport.wirejson) guards against hostile client packets at a cost
         on every decode; queue messages come from our replicas and emitters.
         """
         super().set_server(server)

@@ -6,8 +6,8 @@ import resource
 import time
 from typing import Any
 
-from .. import greenlets
 from ..store import StoreUnavailable
+from ..transport import greenlets, replica_view
 
 GONE_FOR = 300.0  # seconds a vanished replica stays listed as gone
 
@@ -60,7 +60,7 @@ class DashboardFeed:
                 "messages_in_per_s": round((totals["in"] - before["in"]) / span, 2) if before_at != now else 0.0,
                 "messages_out_per_s": round((totals["out"] - before["out"]) / span, 2) if before_at != now else 0.0,
                 "events_per_s": round((totals["events"] - before["events"]) / span, 2) if before_at != now else 0.0,
-                "errors_total": int(totals["errors"])}
+                "errors_total": int(totals["errors"]), "transport": replica_view()}
 
     def publish(self) -> dict[str, Any]:
         """Share this replica's figures (they expire like its registration); kept local if Redis is down."""

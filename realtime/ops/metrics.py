@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from .. import greenlets
 from ..store import StoreUnavailable, deadline
+from ..transport import greenlets, status as transport_status
 from ..version import PYTHON, VERSION
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -117,6 +117,11 @@ def replica_gauges(services: Any, server: Any, queue: Any = None) -> Callable[[]
         yield connections
         yield GaugeMetricFamily("realtime_greenlets", "Live greenlets in this process",
                                 value=greenlets.live())
+        paths = GaugeMetricFamily("realtime_fast_paths", "1 for the path this replica runs: on (the "
+                                  "transport layer), off (stock), unverified (stock: a version not verified)",
+                                  labels=["state"])
+        paths.add_metric([transport_status()["state"]], 1)
+        yield paths
         worker = services.webhook_worker
         if worker is not None:
             outcomes = GaugeMetricFamily("realtime_webhook_deliveries", "Webhook deliveries by outcome "

@@ -174,3 +174,18 @@ def test_metrics_of_a_real_replica(cluster, connect):
     assert second[("realtime_delivery_latency_seconds_count", ())] >= 1
     assert first[("realtime_greenlets", ())] > 0
     assert first[("realtime_store_call_seconds_count", (("operation", "append_message"),))] >= 1
+
+
+def test_the_replicas_run_the_path_the_test_run_asked_for(cluster):
+    """REALTIME_TEST_FAST_PATHS reaches every replica; the gauge, the dashboard and the log say so."""
+    from clusterfixtures import expected_fast_paths_state
+    expected = expected_fast_paths_state()
+    for replica in cluster.replicas:
+        text = requests.get(replica.url + "/metrics", timeout=5).text
+        assert f'realtime_fast_paths{{state="{expected}"}} 1.0' in text, text
+        log = replica.log_path.read_text(errors="replace")
+        assert ("fast paths on; python-engineio" if expected == "on" else "fast paths off, stock path (") in log
+    admin = requests.get(cluster.replicas[0].url + "/api/admin/dashboard", timeout=5,
+                         headers={"Authorization": f"Bearer {cluster.token('admin')}"}).json()
+    assert {r["transport"]["state"] for r in admin["replicas"]} == {expected}
+

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from chatclient import ChatClient
+from clusterfixtures import fast_paths_env
 from realtime.devcluster import Replica, clean_environ, free_port, stop_all
 
 pytestmark = pytest.mark.integration
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.integration
 def embedded(tmp_path_factory, start_processes):
     """One replica exactly as `make run` starts it (no REALTIME_REDIS_URL, no secret)."""
     workdir = tmp_path_factory.mktemp("embedded")
-    env = {**clean_environ(), "REALTIME_ENV_FILE": str(workdir / "no.env")}
+    env = {**clean_environ(), **fast_paths_env(), "REALTIME_ENV_FILE": str(workdir / "no.env")}
     replica = Replica(free_port(), env, workdir, instance_id="embedded")
     try:
         start_processes(replica)
@@ -30,7 +31,7 @@ def embedded(tmp_path_factory, start_processes):
 def embedded_query_token(tmp_path_factory, start_processes):
     """The same, with the opt-in `?token=` query parameter switched on (REALTIME_QUERY_TOKEN)."""
     workdir = tmp_path_factory.mktemp("embedded-query")
-    env = {**clean_environ(), "REALTIME_ENV_FILE": str(workdir / "no.env"), "REALTIME_QUERY_TOKEN": "1"}
+    env = {**clean_environ(), **fast_paths_env(), "REALTIME_ENV_FILE": str(workdir / "no.env"), "REALTIME_QUERY_TOKEN": "1"}
     replica = Replica(free_port(), env, workdir, instance_id="embedded-query")
     try:
         start_processes(replica)
@@ -117,7 +118,7 @@ def test_a_request_refused_before_parsing_is_logged_too(embedded):
 
 def test_events_and_later_namespace_connects_work_from_the_slimmed_environ(embedded_query_token):
     """Once a websocket detaches, python-socketio's kept environ holds only what a request
-    context needs (realtime.wsdirect.KEPT_ENVIRON); a later connect still reads the query token
+    context needs (realtime.transport.wsdirect.KEPT_ENVIRON); a later connect still reads the query token
     and the client address from it, and a connection's session carries over between events."""
     import websocket
     embedded = embedded_query_token

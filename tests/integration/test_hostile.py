@@ -2,7 +2,7 @@
 
 One embedded replica with short limits: a 2 s namespace-connect timeout, 4 connections per
 address, a 256 KiB send buffer, messages up to 50 000 characters (so a few fill the buffer); every
-test runs against a replica with the transport adapters (realtime/wsdirect.py) and one without.
+test runs against a replica with the transport adapters (realtime/transport/wsdirect.py) and one without.
 Each test talks from its own loopback source address, so per-address counts do not mix.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ def replica(request, tmp_path_factory, start_processes):
     """One embedded replica with the guards' limits set low, on the direct or the stock path."""
     workdir = tmp_path_factory.mktemp("hostile")
     env = {**clean_environ(), "REALTIME_ENV_FILE": str(workdir / "no.env"),
-           "REALTIME_FAST_PATHS": "1" if request.param == "fast" else "0",
+           "REALTIME_FAST_PATHS": "on" if request.param == "fast" else "off",
            "REALTIME_CONNECT_TIMEOUT": str(CONNECT_TIMEOUT),
            "REALTIME_MAX_CONNECTIONS_PER_ADDRESS": str(PER_ADDRESS),
            "REALTIME_MAX_SEND_BUFFER": str(SEND_BUFFER),
@@ -40,6 +40,7 @@ def replica(request, tmp_path_factory, start_processes):
            "REALTIME_RATE_LIMITS": "connect=10/minute; send=100000/minute; join=100000/minute",
            "REALTIME_HTTP_RATE_LIMIT": "100000/minute", "REALTIME_LOGIN_RATE_LIMIT": "100000/minute"}
     server = Replica(free_port(), env, workdir, instance_id="hostile")
+    server.fast_paths = env["REALTIME_FAST_PATHS"]
     try:
         start_processes(server)
         yield server
@@ -186,6 +187,10 @@ def test_binary_packets_close_a_polling_session(replica):
 
 
 def test_a_frame_over_the_size_limit_is_refused_from_its_header(replica):
+    if replica.fast_paths == "off":
+        # The header check is the transport layer's (wsfast, wsframes); stock gevent-websocket
+        # reads the frame whole before engine.io's size check (docs/security.md says so).
+        pytest.skip("REALTIME_FAST_PATHS=off: the stock reader has no header check")
     ws = raw_ws(replica, "127.0.0.26")
     join_chat(ws, token(replica, "Big"))
     # A text frame announcing 50 MB: refused before any of it arrives.

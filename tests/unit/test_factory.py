@@ -101,9 +101,14 @@ def test_queue_messages_are_decoded_with_the_standard_json_and_client_packets_ar
         app_factory_with, redis_url):
     import json
 
-    from realtime import wirejson
+    from realtime import transport
     from realtime.extensions import socketio
-    app_factory_with(REDIS_URL=redis_url)
+    from realtime.transport import wirejson
+    transport.install({"FAST_PATHS": "on"})  # wirejson is the layer's (off: the standard json)
+    try:
+        app_factory_with(REDIS_URL=redis_url)
+    finally:
+        transport.uninstall()
     assert socketio.server.manager.json is json
     assert socketio.server.packet_class.json is wirejson
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gevent
 from gevent.event import Event
 
-from realtime import greenlets
+from realtime.transport import greenlets
 
 
 def test_greenlets_are_counted_while_they_live():

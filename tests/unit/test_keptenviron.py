@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from realtime import keptenviron
-from realtime.keptenviron import Kept, KeptEnvirons
+from realtime.transport import keptenviron
+from realtime.transport.keptenviron import Kept, KeptEnvirons
 
 APP, ERRORS = object(), object()
 

@@ -8,7 +8,7 @@ import random
 import pytest
 import socketio
 
-from realtime.roomindex import LocalManager, OwnRoom, Room
+from realtime.transport.roomindex import LocalManager, OwnRoom, Room
 
 
 class Server:

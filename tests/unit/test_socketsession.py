@@ -1,10 +1,19 @@
-"""Flask-SocketIO's per-client session as realtime.socketsession installs it."""
+"""Flask-SocketIO's per-client session as realtime.transport.socketsession installs it."""
 from __future__ import annotations
 
 import flask_socketio
+import pytest
 
-from realtime import socketsession
 from realtime.extensions import socketio
+from realtime.transport import socketsession
+
+
+@pytest.fixture(autouse=True)
+def installed():
+    """The adapter on (the transport layer applies it at worker start; these apps run without)."""
+    socketsession.install()
+    yield
+    socketsession.uninstall()
 
 
 def kept_sessions():

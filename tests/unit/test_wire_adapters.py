@@ -5,7 +5,14 @@ import os
 import pytest
 from geventwebsocket.websocket import Header
 
-from realtime import wirejson, wsfast
+from realtime.transport import wirejson, wsfast
+
+
+@pytest.fixture(autouse=True)
+def stock_afterwards():
+    """gevent-websocket's own reader back after each test (wsfast.install patches it process-wide)."""
+    yield
+    wsfast.uninstall()
 
 
 def test_ordinary_packets_decode_unchanged():

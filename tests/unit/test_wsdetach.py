@@ -22,9 +22,10 @@ from gevent import socket as gsocket
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIServer
 
-from realtime import greenlets, interned, keptenviron, worker, wsdirect
-from realtime.worker import Handler
-from realtime.wsframes import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT
+from realtime import transport
+from realtime.transport import greenlets, interned, keptenviron, worker, wsdirect
+from realtime.transport.worker import Handler
+from realtime.transport.wsframes import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT
 
 from wsbytes import client_frame
 
@@ -71,7 +72,7 @@ class App:
 @pytest.fixture
 def app_with():
     """Start Apps with the given options; stop them and uninstall the adapter afterwards."""
-    assert wsdirect.install()
+    assert transport.install({"FAST_PATHS": "on", "MAX_HTTP_BUFFER_SIZE": 100_000}) == "on"
     started = []
 
     def start(**options) -> App:
@@ -83,7 +84,7 @@ def app_with():
     finally:
         for app in started:
             app.server.stop(timeout=1)
-        wsdirect.uninstall()
+        transport.uninstall()
 
 
 @pytest.fixture
@@ -443,13 +444,3 @@ def test_without_a_detaching_handler_the_blocking_reader_still_works(app, monkey
     assert [g for g in app.pool if g]  # the handler greenlet is still reading
     client.sock.close()
     wait_for(lambda: app.gone and len(app.pool) == 0)
-
-
-def test_another_gevent_keeps_the_blocking_reader(monkeypatch):
-    monkeypatch.setattr(wsdirect, "DETACH_SUPPORTED", {"gevent": ("0.",)})
-    monkeypatch.setattr(wsdirect, "DETACH", True)
-    try:
-        assert wsdirect.install()  # direct writes still on...
-        assert wsdirect.DETACH is False  # ...reads stay with the handler greenlet
-    finally:
-        wsdirect.uninstall()

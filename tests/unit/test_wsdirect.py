@@ -7,7 +7,10 @@ from engineio import packet as eio_packet
 from gevent import socket as gsocket
 from geventwebsocket.websocket import Header
 
-from realtime import wsdirect
+from realtime import transport
+from realtime.transport import wsdirect
+
+ON = {"FAST_PATHS": "on", "MAX_HTTP_BUFFER_SIZE": 100_000}
 
 
 @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])
@@ -186,17 +189,16 @@ def test_one_clock_pings_every_open_socket_once_per_interval():
     assert closed_one.sent == [] and clock.task is None
 
 
-def test_install_patches_engineio_for_the_pinned_versions():
+def test_the_layer_installs_the_direct_path_and_uninstall_restores_engineio():
     from engineio.socket import Socket
     from socketio.manager import Manager
     stock, stock_emit = Socket.send, Manager.emit
-    assert wsdirect.supported() and wsdirect.supported(wsdirect.EMIT_SUPPORTED)
     try:
-        assert wsdirect.install() and wsdirect.install()  # idempotent
+        assert transport.install(ON) == "on" and transport.install(ON) == "on"  # once per process
         assert Socket.send is wsdirect.send and Socket._websocket_handler is wsdirect.websocket_handler
         assert Manager.emit is wsdirect.emit
     finally:
-        wsdirect.uninstall()
+        transport.uninstall()
     assert Socket.send is stock and Manager.emit is stock_emit
 
 
@@ -206,8 +208,8 @@ def room():
     upgraded websockets on direct writers (socket pairs), one still on engine.io's queue."""
     import socketio
     from engineio.socket import Socket
-    installed = not wsdirect._stock
-    wsdirect.install()
+    installed = not transport.active()
+    transport.install(ON)
     server = socketio.Server(async_mode="gevent")
     clients = []
     for n in range(3):
@@ -224,7 +226,7 @@ def room():
         clients.append((sid, sock, peer))
     yield server, clients
     if installed:
-        wsdirect.uninstall()
+        transport.uninstall()
 
 
 def test_a_broadcast_writes_one_frame_to_each_websocket_and_queues_the_rest(room):

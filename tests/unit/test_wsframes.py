@@ -8,8 +8,8 @@ from geventwebsocket.websocket import WebSocket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from realtime import wsframes
-from realtime.wsframes import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, FrameError, FrameParser
+from realtime.transport import wsframes
+from realtime.transport.wsframes import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, FrameError, FrameParser
 from wsbytes import client_frame
 
 

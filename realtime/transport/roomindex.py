@@ -1,5 +1,12 @@
 """The rooms of each connection, indexed, for python-socketio's client managers.
 
+Replaces python-socketio's room bookkeeping in the client manager (chosen at app build time:
+create_app takes `LocalManager` and `RedisQueue` indexes its rooms only when realtime.transport is
+active; nothing patched). Verified against python-engineio 4.15.1, python-socketio 5.18.1,
+Flask-SocketIO 5.7.0, gevent 26.9.0, gevent-websocket 0.10.1 (realtime.transport.VERIFIED). Held to
+the stock behaviour by tests/unit/test_roomindex.py (the state it leaves against the stock
+manager's).
+
 python-socketio keeps room -> members only, so a disconnect copies the namespace's whole room
 dict and scans it for the connection (`basic_disconnect`), and `get_rooms` (Flask-SocketIO's
 `rooms()`) scans it too. Every connection has a room of its own, so that is O(connections) per
@@ -14,7 +21,7 @@ None room stays a bidict: python-socketio looks up a connection by its engine.io
 (`_invm`) and relies on its duplicate check. Of a room, python-socketio reads `_fwdm` (the
 members as a dict) and uses it as a mapping; nothing else.
 
-Written for python-socketio 5.18's BaseManager (wsdirect.EMIT_SUPPORTED pins the same version);
+Written for python-socketio 5.18's BaseManager (realtime.transport.VERIFIED pins the version);
 tests/unit/test_roomindex.py checks the state it leaves against the stock manager's.
 """
 from __future__ import annotations
@@ -83,15 +90,21 @@ class OwnRoom(MutableMapping):
 class RoomIndex:
     """Mixin for a python-socketio manager: each connection's other rooms, kept on enter/leave."""
 
+    always_indexed = False  # True: indexed whatever the layer's state (a class built only for it)
+
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        # Built while the transport layer is off (REALTIME_FAST_PATHS), it is python-socketio's own
+        # manager: every method below hands over to it (RedisQueue keeps this mixin either way).
+        from . import active
+        self.indexed = self.always_indexed or active()
         # namespace -> sid -> the rooms it entered besides None and its own (a tuple: most have one
         # or two, and one is kept per connection)
         self.joined: dict[str, dict[str, tuple]] = {}
 
     def basic_enter_room(self, sid: str, namespace: str, room: Any, eio_sid: Any = None) -> None:
         """Enter the room (python-socketio's checks, then a `Room` or `OwnRoom`), and note it."""
-        if room is None:
+        if room is None or not self.indexed:
             super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
             return
         if eio_sid is None and namespace not in self.rooms:
@@ -115,6 +128,8 @@ class RoomIndex:
     def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
         """Leave the room, and forget it."""
         super().basic_leave_room(sid, namespace, room)
+        if not self.indexed:
+            return
         index = self.joined.get(namespace)
         rooms = index.get(sid) if index is not None else None
         if rooms and room in rooms:
@@ -128,6 +143,8 @@ class RoomIndex:
 
     def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
         """What python-socketio's does, leaving the rooms the index names instead of a scan."""
+        if not self.indexed:
+            return super().basic_disconnect(sid, namespace, **kwargs)
         if namespace not in self.rooms:
             return
         for room in (*self._rooms_of(sid, namespace), None):
@@ -141,6 +158,8 @@ class RoomIndex:
 
     def get_rooms(self, sid: str, namespace: str) -> list:
         """The rooms `sid` is in (but None), from the index."""
+        if not self.indexed:
+            return super().get_rooms(sid, namespace)
         return self._rooms_of(sid, namespace)
 
     def _rooms_of(self, sid: str, namespace: str) -> list:
@@ -151,4 +170,6 @@ class RoomIndex:
 
 
 class LocalManager(RoomIndex, socketio.Manager):
-    """The single-process manager (no message queue), with the room index."""
+    """The single-process manager (no message queue), with the room index (create_app: layer on)."""
+
+    always_indexed = True

@@ -1,5 +1,11 @@
 """The JSON module Socket.IO packets are decoded with: hostile shapes become refusable values.
 
+Replaces the JSON module python-socketio encodes and decodes packets with (chosen by create_app,
+`json=` of `socketio.init_app`, when realtime.transport is active; nothing patched). Verified
+against python-engineio 4.15.1, python-socketio 5.18.1, Flask-SocketIO 5.7.0, gevent 26.9.0,
+gevent-websocket 0.10.1 (realtime.transport.VERIFIED). Held to the stock behaviour by
+tests/unit/test_wire_adapters.py and tests/unit/test_factory.py.
+
 python-engineio's own decoder raises on integers over 100 digits, which drops the packet
 without an ack; deep nesting can exhaust the recursion limit (and, with a binary attachment,
 wedge python-socketio's packet state). Here an over-long integer becomes `inf` and anything

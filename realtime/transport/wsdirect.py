@@ -1,5 +1,12 @@
 """Direct websocket writes and detached reads for engine.io sockets (a small, tested adapter).
 
+Replaces engine.io's `Socket.send`, `close`, `schedule_ping` and `_websocket_handler` and
+python-socketio's `Manager.emit` (applied by realtime.transport.install, only with the whole
+layer). Verified against python-engineio 4.15.1, python-socketio 5.18.1, Flask-SocketIO 5.7.0,
+gevent 26.9.0, gevent-websocket 0.10.1 (realtime.transport.VERIFIED). Held to the stock behaviour
+by tests/unit/test_wsdirect.py (frames byte for byte as gevent-websocket's, broadcasts as the stock
+emit), tests/unit/test_wsdetach.py and the integration suites run with the layer on and off.
+
 Stock engine.io (4.13-4.15) gives every websocket client a queue and a writer greenlet: a
 broadcast to N clients is N queue puts, N greenlet switches and N websocket frames built, and
 every idle connection keeps a writer and a ping greenlet alive. This adapter keeps the Engine.IO
@@ -7,7 +14,7 @@ and Socket.IO protocols byte for byte, and changes only how bytes reach an upgra
 
 - a packet's frame is built once and cached on the packet, so a broadcast (python-socketio sends
   the same packet object to every recipient) frames it once and writes the same bytes to all;
-- a broadcast (`emit`, replacing python-socketio's Manager.emit for EMIT_SUPPORTED) builds that
+- a broadcast (`emit`, replacing python-socketio's Manager.emit) builds that
   packet once and writes its frame straight to each upgraded websocket, without the four calls
   per recipient through python-socketio and engine.io; everything else takes the stock path;
 - the frames a client is given in one turn of the event loop leave in one non-blocking `send`
@@ -23,7 +30,7 @@ and Socket.IO protocols byte for byte, and changes only how bytes reach an upgra
 And how bytes come from it. Stock, the pywsgi handler greenlet of every websocket stays blocked
 in a read for the connection's whole life, keeping its stack (saved C stack and a frame chunk,
 part of it touched), the request's headers and environ, the read buffer and
-gevent-websocket's objects. When the handler can detach (realtime.worker.Handler.detach), once
+gevent-websocket's objects. When the handler can detach (realtime.transport.worker.Handler.detach), once
 the handshake (and a polling client's upgrade probe) is done:
 
 - the handler hands over the connection (its descriptor in a new socket, and any bytes its read
@@ -31,7 +38,7 @@ the handshake (and a polling client's upgrade probe) is done:
   so gunicorn's connection limit and graceful stop see it as before;
 - a `Reader` has the socket's libev read watcher and no greenlet: when bytes (or the end)
   arrive it reads them in a greenlet (reused: ReaderGreenlets), decodes the frames
-  (realtime.wsframes: the same frames accepted and refused as gevent-websocket's reader), passes
+  (realtime.transport.wsframes: the same frames accepted and refused as gevent-websocket's reader), passes
   each message to engine.io in order as engine.io's reader loop does (a message over
   max_http_buffer_size ends the connection, as there), answers websocket pings, and waits again;
 - every end goes through `Reader.end`: the client's close frame (echoed with its code), EOF or an
@@ -43,14 +50,13 @@ the handshake (and a polling client's upgrade probe) is done:
   event) is replaced by a copy with only what that needs (KEPT_ENVIRON: the request line, the
   server and client addresses, the Host header, Flask-SocketIO's keys): the other headers, and
   the handshake's connection objects (`wsgi.websocket`, `gunicorn.sock`, `wsgi.input`), go;
-  it is then held compactly (realtime.keptenviron: what is equal between clients is shared).
+  it is then held compactly (realtime.transport.keptenviron: what is equal between clients is shared).
 
 A dead client is found by engine.io's ping timeout (its service task closes the socket), not by
 a read timeout. Polling clients, and connections still upgrading, keep engine.io's own queue.
-`install()` patches engine.io's Socket only for the versions it was written for (see SUPPORTED)
-and only under gevent-websocket; anything else keeps the stock path. Another gevent than
-DETACH_SUPPORTED, a handler without `detach`, or DETACH = False keep a blocking reader greenlet per
-connection, as before.
+`install()` patches engine.io's Socket and python-socketio's Manager.emit; realtime.transport
+calls it only with the whole layer, on the versions in its VERIFIED table. A handler without
+`detach`, or DETACH = False, keep a blocking reader greenlet per connection, as before.
 """
 from __future__ import annotations
 
@@ -61,7 +67,6 @@ import logging
 import os
 import struct
 import time
-from importlib.metadata import version
 from typing import Any
 
 import gevent
@@ -81,12 +86,9 @@ from .wsframes import frame as wsframe
 
 log = logging.getLogger(__name__)
 
-SUPPORTED = {"python-engineio": ("4.13", "4.14", "4.15"), "gevent-websocket": ("0.10",)}
-EMIT_SUPPORTED = {"python-socketio": ("5.18",)}  # Manager.emit as `emit` below replaces it
 MAX_BUFFERED = 8 * 1024 * 1024  # bytes a slow client may fall behind before it is cut off
 # Detaching also leans on gevent: its Pool's member protocol (worker.Detached), socket.detach,
-# and the socket's read watcher (Reader).
-DETACH_SUPPORTED = {"gevent": ("26.",)}
+# and the socket's read watcher (Reader); realtime.transport.VERIFIED pins gevent too.
 DETACH = True  # detach websockets from their handler greenlet when the handler can (worker.py)
 READ_CHUNK = 65536  # bytes read per wake-up of a detached reader
 SEND_AT = 65536  # bytes a client is given in one turn before they go without waiting for its end
@@ -296,7 +298,7 @@ class Reader:
     """Reads a detached websocket with no greenlet of its own while the client is quiet.
 
     A libev io watcher on the socket wakes `run` in a greenlet (reused: ReaderGreenlets) when
-    bytes (or the end) arrive; it reads what is there, decodes the frames (realtime.wsframes),
+    bytes (or the end) arrive; it reads what is there, decodes the frames (realtime.transport.wsframes),
     hands each message to engine.io in order, as engine.io's own reader loop does, and re-arms the
     watcher. Every end of the connection passes through `end`, in such a greenlet.
     """
@@ -702,39 +704,21 @@ def queued(self: Socket) -> list[eio_packet.Packet]:
     return packets
 
 
-def supported(table: dict[str, tuple[str, ...]] = SUPPORTED, what: str = "direct websocket writes") -> bool:
-    """Whether the installed packages are the versions this was written for."""
-    for name, prefixes in table.items():
-        try:
-            installed = version(name)
-        except Exception:
-            return False
-        if not installed.startswith(prefixes):
-            log.warning("%s off: %s %s is not one of %s", what, name, installed, prefixes)
-            return False
-    return True
-
-
 def install() -> bool:
-    """Patch engine.io's Socket (idempotent); False, and the stock path, on other versions."""
+    """Patch engine.io's Socket and python-socketio's Manager.emit (idempotent; realtime.transport checks versions)."""
     if _stock:
         return True
-    if not supported():
-        return False
     for name in ("send", "close", "schedule_ping", "_websocket_handler"):
         _stock[name] = getattr(Socket, name)
     Socket.send, Socket.close, Socket.schedule_ping = send, close, schedule_ping
     Socket._websocket_handler = websocket_handler
-    if supported(EMIT_SUPPORTED, "direct broadcasts"):
-        _stock["emit"] = Manager.emit
-        Manager.emit = emit
-    global DETACH
-    DETACH = DETACH and supported(DETACH_SUPPORTED, "detached websocket reads")
+    _stock["emit"] = Manager.emit
+    Manager.emit = emit
     return True
 
 
 def uninstall() -> None:
-    """Put engine.io's own methods back (tests)."""
+    """Put engine.io's and python-socketio's own methods back."""
     for name, method in _stock.items():
         setattr(Manager if name == "emit" else Socket, name, method)
     _stock.clear()

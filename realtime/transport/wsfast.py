@@ -1,5 +1,12 @@
 """Three fixes to gevent-websocket 0.10 (small, tested adapters).
 
+Replaces gevent-websocket's `Header.mask_payload`/`unmask_payload` and
+`WebSocket.current_app`/`read_frame`/`read_message` (realtime.transport.install; `uninstall` puts
+them back). Verified against python-engineio 4.15.1, python-socketio 5.18.1, Flask-SocketIO 5.7.0,
+gevent 26.9.0, gevent-websocket 0.10.1 (realtime.transport.VERIFIED). Held to the stock behaviour
+by tests/unit/test_wire_adapters.py and tests/integration/test_hostile.py (run with the layer on
+and off).
+
 - Frame unmasking: gevent-websocket unmasks every client frame byte by byte in Python: a large
   frame holds the replica's only worker for a long time. wsaccel's C masker does it at C speed;
   without wsaccel, one big-integer XOR does it in C too. The UTF-8 check already
@@ -12,7 +19,7 @@
 - Message size: gevent-websocket reads a frame of whatever length its header announces, and
   joins any number of fragments, before engine.io checks the message against its size limit.
   Here a data frame that would take the message past MAX_MESSAGE bytes is refused from its
-  header (a protocol error: gevent-websocket closes with 1002), as realtime.wsframes refuses it
+  header (a protocol error: gevent-websocket closes with 1002), as realtime.transport.wsframes refuses it
   on the detached path (1009).
 """
 from __future__ import annotations
@@ -28,6 +35,7 @@ except ImportError:  # pragma: no cover - wsaccel is a dependency; this keeps it
     XorMaskerSimple = None
 
 MAX_MESSAGE = 4 * 1_000_000 + 4  # bytes a message may take; install() sets it from the settings
+_stock: dict[tuple[type, str], Any] = {}  # (class, attribute) -> gevent-websocket's own
 
 
 def xor_mask(payload: bytes, mask: bytes) -> bytearray:
@@ -132,8 +140,19 @@ def install(max_message: int | None = None) -> None:
     global MAX_MESSAGE
     if max_message:
         MAX_MESSAGE = max_message
+    if not _stock:
+        _stock.update({(Header, name): Header.__dict__[name] for name in ("mask_payload", "unmask_payload")})
+        _stock.update({(WebSocket, name): WebSocket.__dict__[name]
+                       for name in ("current_app", "read_frame", "read_message")})
     Header.mask_payload = _mask_payload
     Header.unmask_payload = _mask_payload
     WebSocket.current_app = property(_current_app)
     WebSocket.read_frame = _read_frame
     WebSocket.read_message = _read_message
+
+
+def uninstall() -> None:
+    """Put gevent-websocket's own attributes back."""
+    for (owner, name), stock in _stock.items():
+        setattr(owner, name, stock)
+    _stock.clear()

@@ -1,5 +1,10 @@
 """The environs python-socketio keeps, one per connection, held as what differs between clients.
 
+Replaces the WSGI environ python-socketio keeps per client with a compact one (used by wsdirect, so
+only with the layer on). Verified against python-engineio 4.15.1, python-socketio 5.18.1,
+Flask-SocketIO 5.7.0, gevent 26.9.0, gevent-websocket 0.10.1 (realtime.transport.VERIFIED). Held to
+the stock behaviour by tests/unit/test_keptenviron.py and tests/unit/test_wsdetach.py.
+
 Flask-SocketIO builds a request context from a connection's environ for every event, so
 python-socketio keeps it (`Server.environ`) for the connection's life. Slimmed (wsdirect), it is
 still a dict of some twenty WSGI keys per connection, though a replica's connections differ only

@@ -1,5 +1,10 @@
 """Flask-SocketIO's per-client session without an instance dict (a small, pinned adapter).
 
+Replaces Flask-SocketIO's `_ManagedSession` (realtime.transport.install; `uninstall` puts it back).
+Verified against python-engineio 4.15.1, python-socketio 5.18.1, Flask-SocketIO 5.7.0, gevent
+26.9.0, gevent-websocket 0.10.1 (realtime.transport.VERIFIED). Held to the stock behaviour by
+tests/unit/test_socketsession.py.
+
 Flask-SocketIO keeps one session per client for the connection's life (`_ManagedSession`, a
 dict with Flask's SessionMixin), and Flask sets `session.accessed = True` on every access. On a
 dict subclass that attribute grew an instance `__dict__` per connection. The subclass
@@ -7,12 +12,10 @@ installed here holds Flask's two flags in slots instead, with SessionMixin's def
 """
 from __future__ import annotations
 
-from importlib.metadata import version
 from typing import Any
 
 import flask_socketio
 
-SUPPORTED = ("5.",)  # flask-socketio versions whose _handle_event builds `_ManagedSession`
 _stock: dict[str, type] = {}
 
 
@@ -27,11 +30,9 @@ class SocketSession(flask_socketio._ManagedSession):
 
 
 def install() -> bool:
-    """Have Flask-SocketIO create SocketSession (idempotent); False on other versions."""
+    """Have Flask-SocketIO create SocketSession (idempotent; realtime.transport checks versions)."""
     if _stock:
         return True
-    if not version("flask-socketio").startswith(SUPPORTED):
-        return False
     _stock["_ManagedSession"] = flask_socketio._ManagedSession
     flask_socketio._ManagedSession = SocketSession
     return True

@@ -1,5 +1,10 @@
 """One string object for equal per-connection strings (request lines, hosts, user agents).
 
+Replaces equal per-connection strings (kept environs, access-line records) with one shared object
+(used by wsdirect and the worker; nothing patched). Verified against python-engineio 4.15.1,
+python-socketio 5.18.1, Flask-SocketIO 5.7.0, gevent 26.9.0, gevent-websocket 0.10.1
+(realtime.transport.VERIFIED). Held by tests/unit/test_wsdetach.py.
+
 Each handshake parses its request line and headers into new strings, though most clients of a
 replica send the same method, path, query, protocol, host, address and user agent; the kept
 environ and the access-line record of every connection held their own copies.

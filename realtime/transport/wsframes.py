@@ -1,6 +1,11 @@
 """Websocket frames from a client, decoded from bytes as they arrive (RFC 6455, no I/O here).
 
-The event-driven reader (realtime/wsdirect.py) feeds whatever a socket had ready and gets the
+Replaces gevent-websocket's frame reader for wsdirect's detached reader (nothing patched: wsdirect
+calls it). Verified against python-engineio 4.15.1, python-socketio 5.18.1, Flask-SocketIO 5.7.0,
+gevent 26.9.0, gevent-websocket 0.10.1 (realtime.transport.VERIFIED). Held to the stock behaviour
+by tests/unit/test_wsframes.py (the same frames accepted and refused as gevent-websocket's reader).
+
+The event-driven reader (realtime/transport/wsdirect.py) feeds whatever a socket had ready and gets the
 complete messages and control frames back; a partial frame waits in the parser. It accepts and
 refuses what gevent-websocket 0.10's reader does: reserved bits, unknown opcodes, fragmented or
 long control frames, stray continuations and bad close frames are protocol errors (1002), invalid
