@@ -30,10 +30,11 @@ system-deps:
 lock:
 	PYTHON=$(PYTHON) bash scripts/lock.sh
 
-# The suites that exercise delivery, recovery, drain and polling: run again on the stock path.
+# The suites that exercise delivery, recovery, drain and polling: run again on the stock path
+# (the browser ones too: the demo's chat and its failover recovery).
 STOCK_PATH_TESTS ?= tests/integration/test_cluster_delivery.py tests/integration/test_messaging.py \
 	tests/integration/test_recovery_nginx.py tests/integration/test_drain.py \
-	tests/integration/test_embedded.py tests/integration/test_nginx.py
+	tests/integration/test_embedded.py tests/integration/test_nginx.py tests/browser
 
 ## test: installs what the tests need (venv, redis-server, nginx, ...) and runs them all with the
 ## transport layer as auto (on for the verified versions), then the delivery, recovery, drain and
