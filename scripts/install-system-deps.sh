@@ -11,6 +11,9 @@ command -v docker-compose >/dev/null || need+=(docker-compose)
 # The benchmark's reference server and load generator (bench/node, run by the bench smoke test).
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+# promtool checks config/alerts.yml (tests/integration/test_alerts.py); Debian ships it with the
+# prometheus server, which is installed but never started here.
+command -v promtool >/dev/null || need+=(prometheus)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
