@@ -384,9 +384,16 @@ class RedisClusterNodes:
         return done.stdout
 
     def healthy(self) -> bool:
-        """Every running node reports cluster_state:ok and knows a master for each slot."""
+        """Every running node reports cluster_state:ok; every replica is in sync (WAIT can count it)."""
         running = [n for n in self.nodes if n.running()]
-        return bool(running) and all("cluster_state:ok" in self.cli(n, "cluster", "info") for n in running)
+        return bool(running) and all(self.node_ok(n) for n in running)
+
+    def node_ok(self, node: RedisServer) -> bool:
+        """The node sees the cluster as ok and, if it is a replica, is in sync with its master."""
+        if "cluster_state:ok" not in self.cli(node, "cluster", "info"):
+            return False
+        replication = self.cli(node, "info", "replication")
+        return "role:slave" not in replication or "master_link_status:up" in replication
 
     def master_of(self, key: str) -> RedisServer:
         """The node that serves `key`'s slot now."""

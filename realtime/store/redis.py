@@ -8,6 +8,7 @@ from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 import redis
+from redis import exceptions
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
@@ -238,6 +239,8 @@ return raw
 
 
 REFUSALS_FOR_NOW = {"READONLY", "NOREPLICAS", "MASTERDOWN", "LOADING", "TRYAGAIN"}
+CLUSTER_REFUSALS = (exceptions.ClusterError, exceptions.AskError, exceptions.TryAgainError,
+                    exceptions.RedisClusterException)
 
 
 # Writes a client asked for: one that times out may still have happened (its outcome is unknown).
@@ -263,6 +266,9 @@ def unavailable_on_error(method: Callable) -> Callable:
             error.outcome_unknown = write
             raise error from exc
         except redis.ConnectionError as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        except CLUSTER_REFUSALS as exc:
+            # Redis Cluster: a shard without a master (failing over), a slot moving, no node reachable.
             raise StoreUnavailable(str(exc)) from exc
         except redis.ResponseError as exc:
             # A replica being promoted or a master without enough replicas refuses writes for now.

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.crc import key_slot
 from redis.exceptions import AskError, MovedError
 from redis.retry import Retry
 
@@ -61,7 +62,8 @@ def cluster_address(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
     return seeds, options
 
 
-def create_redis_cluster(url: str, socket_timeout: float = 5.0, max_connections: int = 200) -> RedisCluster:
+def create_redis_cluster(url: str, socket_timeout: float = 5.0, max_connections: int = 200,
+                         **extra: Any) -> RedisCluster:
     """A RedisCluster client for the seed nodes of `url`: per-node pools, timeouts on every call.
 
     redis-py follows MOVED/ASK and refreshes its slot map after a connection error (a shard's
@@ -73,7 +75,7 @@ def create_redis_cluster(url: str, socket_timeout: float = 5.0, max_connections:
         socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, max_connections=max_connections,
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
-        **options)
+        **options, **extra)
 
 
 def limiter_storage(url: str) -> tuple[str, dict[str, Any]]:
@@ -126,7 +128,11 @@ class RedisClusterStore(RedisStore):
         ts = int(message.get("ts", now * 1000))
         args = [body, ts, retention.max_messages, int((now - retention.max_age) * 1000),
                 int(retention.idempotency_ttl * 1000), "1" if idempotency_key else "0", "[]", room]
-        announce = None if self.wait_replicas else announce
+        # The script may only SPUBLISH on its room's slot: other audiences (a direct room's, on
+        # the main channel) are broadcast by the caller once the append returns.
+        if self.wait_replicas or (announce is not None
+                                  and key_slot(announce.channel.encode()) != key_slot(keys[1].encode())):
+            announce = None
         args += ([announce.channel, announce.prefix, announce.suffix, json.dumps(room)] if announce
                  else ["", "", "", ""])
         args.append(new_epoch())
