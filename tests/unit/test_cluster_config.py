@@ -44,3 +44,13 @@ def test_a_cluster_url_builds_the_cluster_store_and_queue(app_factory_with, redi
     assert isinstance(app.extensions["realtime"].messages.relay, StoreAnnounced)
     assert app.config["RATELIMIT_STORAGE_URI"].startswith("redis+cluster://127.0.0.1:")
     assert "connection_pool" not in app.config["RATELIMIT_STORAGE_OPTIONS"]
+
+
+def test_make_cluster_runs_its_replicas_on_a_redis_cluster_url(tmp_path):
+    """`make cluster REDIS_URL=redis+cluster://...`: no Redis of its own, every process on that URL."""
+    from realtime.devcluster import ClusterConfig, RedisServer, cluster_plan
+    url = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001/"
+    config = ClusterConfig.from_env({"REDIS_URL": url, "CLUSTER_STATE_DIR": str(tmp_path)})
+    processes = [p for wave in cluster_plan(config) for p in wave]
+    assert config.redis_url == url and not any(isinstance(p, RedisServer) for p in processes)
+    assert all(p.env["REALTIME_REDIS_URL"] == url for p in processes if p.name.startswith("replica"))
