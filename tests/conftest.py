@@ -6,8 +6,8 @@ import os
 import pytest
 import redis
 
-from realtime.devcluster import (RedisClusterNodes, RedisServer, StartupError, find_executable, free_cluster_ports, free_port,
-                                 start_all)
+from realtime.devcluster import (RedisClusterNodes, RedisServer, StartupError, find_executable,
+                                 free_cluster_ports, free_port, start_all)
 
 
 def require(executable: str) -> str:

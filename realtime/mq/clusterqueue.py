@@ -15,6 +15,7 @@ python-socketio has no Redis Cluster manager. This one is RedisQueue with its tr
 """
 from __future__ import annotations
 
+import collections
 import logging
 import queue as queues
 import threading
@@ -42,6 +43,7 @@ class ShardListeners:
         self.inbox: queues.Queue = queues.Queue()
         self.by_node: dict[str, ListenerPubSub] = {}
         self.channels: dict[str, str] = {}  # channel -> node name it is subscribed on
+        self.leaving: collections.Counter = collections.Counter()  # our SUNSUBSCRIBEs not confirmed yet
         self.closed = False
 
     def _pubsub(self, node: Any) -> ListenerPubSub:
@@ -66,6 +68,7 @@ class ShardListeners:
         """SUNSUBSCRIBE a channel where it was subscribed."""
         name = self.channels.pop(channel, None)
         if name is not None and name in self.by_node:
+            self.leaving[channel] += 1
             self.by_node[name].sunsubscribe(channel)
 
     def fail(self, error: BaseException) -> None:
@@ -106,7 +109,9 @@ class ShardListeners:
                     yield {**item, "type": "subscribe"}
                 elif kind == "sunsubscribe":
                     channel = item["channel"].decode()
-                    if channel in self.channels:  # not ours to drop: the server did (slot moved)
+                    if self.leaving[channel] > 0:  # the confirmation of our own SUNSUBSCRIBE
+                        self.leaving[channel] -= 1
+                    elif channel in self.channels:  # not ours: the server dropped it (slot moved)
                         raise ShardsChanged(f"Redis dropped shard channel {channel}")
             if time.monotonic() - checked >= TOPOLOGY_CHECK:
                 checked = time.monotonic()

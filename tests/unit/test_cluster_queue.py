@@ -208,3 +208,59 @@ def test_a_shard_failover_loses_no_acknowledged_message(replica, redis_cluster, 
         if not master.running():
             master.start()
         wait_until(redis_cluster.healthy, 30)
+
+
+def test_the_revocation_feed_hears_every_node(cluster_client):
+    """Revocations and uninvitations are plain PUBLISH: the feed, on one node, hears them all."""
+    from realtime.store import Uninvited, UserCutoff
+    store = RedisClusterStore(cluster_client)
+    feed = store.revocation_feed()
+    try:
+        assert next(feed) is None  # subscribed
+        store.revoke_token("jti-1", 60)
+        assert next(feed) == ("jti-1", 60.0)
+        assert store.is_revoked("jti-1")
+        store.invite("secret", "bob")
+        assert store.uninvite("secret", "bob") is True
+        assert next(feed) == Uninvited("secret", "bob")
+        store.revoke_user("ana", 1000.0, 60)
+        cutoff = next(feed)
+        assert isinstance(cutoff, UserCutoff) and cutoff.user == "ana"
+        assert set(store.revoked_tokens()) == {"jti-1"} and set(store.revoked_users()) == {"ana"}
+    finally:
+        feed.close()
+
+
+def test_leaving_and_entering_again_keeps_the_listener_on(replica, cluster_client):
+    one = replica()
+    rounds = one.queue.subscriptions
+    for _ in range(5):
+        one.member("sid-1", "churn")
+        one.queue.basic_leave_room("sid-1", "/chat", "churn")
+    one.member("sid-1", "churn")
+    channel = one.queue.room_channel("/chat", "churn")
+    cluster_client.spublish(channel, json.dumps({"method": "emit", "n": "after"}))
+    wait_until(lambda: one.received)
+    assert one.queue.subscriptions == rounds, "no start-over for our own unsubscribes"
+
+
+def test_a_slot_moved_away_makes_the_listener_follow_it(replica, redis_cluster, cluster_client):
+    """Migrate the room's slot to another master: Redis drops the shard channel; the listener
+    subscribes it on the new owner and messages flow again."""
+    one = replica()
+    one.member("sid-1", "moving")
+    channel = one.queue.room_channel("/chat", "moving")
+    rounds = one.queue.subscriptions
+    source = redis_cluster.master_of(channel)
+    target = next(n for n in redis_cluster.nodes if n is not source and n.running()
+                  and redis_cluster.cli(n, "role").startswith("master"))
+    slot = redis_cluster.cli(source, "cluster", "keyslot", channel).strip()
+    target_id = redis_cluster.cli(target, "cluster", "myid").strip()
+    for node in redis_cluster.nodes:  # an empty slot moves by reassigning it
+        if node.running() and redis_cluster.cli(node, "role").startswith("master"):
+            redis_cluster.cli(node, "cluster", "setslot", slot, "node", target_id)
+    wait_until(lambda: one.queue.subscriptions > rounds, 15)
+    wait_until(lambda: one.queue.rooms_wanted.wanted[channel].ready.is_set(), 15)
+    cluster_client.nodes_manager.initialize()
+    cluster_client.spublish(channel, json.dumps({"method": "emit", "n": "moved"}))
+    wait_until(lambda: any(e.get("n") == "moved" for e in one.received))
