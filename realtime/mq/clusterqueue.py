@@ -29,6 +29,7 @@ from .queue import ListenerPubSub, RedisQueue
 log = logging.getLogger(__name__)
 
 TOPOLOGY_CHECK = 2.0  # seconds between comparisons of the masters listened to with the slot map
+CATCH_UP_TRIES = 5  # catch-ups after a start-over while a shard's reads still fail
 
 
 class ShardsChanged(Exception):
@@ -189,6 +190,21 @@ class RedisClusterQueue(RedisQueue):
             shards.fail(ShardsChanged(str(exc)))
 
     # -- listening ----------------------------------------------------------------------------
+
+    def catch_up(self) -> None:
+        """Deliver what was stored meanwhile; again, a few times, while a shard cannot answer yet.
+
+        After a failover the listener is back on every master before each shard answers reads
+        (CLUSTERDOWN while the cluster agrees on the promotion): a room skipped then would wait
+        for its next message to have its gap filled.
+        """
+        for attempt in range(CATCH_UP_TRIES):
+            super().catch_up()
+            if self.sequencer is None or not self.sequencer.unsettled:
+                return
+            time.sleep(min(self.retry_max, 0.5 * 2 ** attempt))
+        log.warning("could not catch up %d room(s) after %d tries; their next message fills the gap",
+                    len(self.sequencer.unsettled), CATCH_UP_TRIES)
 
     def confirmed(self, channel: str) -> None:
         """A shard channel is confirmed: wake its joins; once a whole (re)subscription is, catch up."""

@@ -17,18 +17,17 @@ import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import redis
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
-from redis.exceptions import AskError, MovedError
 from redis.retry import Retry
 
-from .base import Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, StoreUnavailable, new_epoch
+from .base import Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, new_epoch
 from .redis import (APPEND_SCRIPT, PRESENCE_JOIN_SCRIPT, RedisStore, decode_epoch, decode_message, room_key,
                     unavailable_on_error)
 
 CLUSTER_SCHEMES = {"redis+cluster", "rediss+cluster"}
+SLOT_REFRESH = 0.5  # seconds between slot-map refreshes after failed calls (a failover storms them)
 
 # The room's announcement goes to its shard only; its channel hashes to the room's slot.
 CLUSTER_APPEND_SCRIPT = APPEND_SCRIPT.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
@@ -104,6 +103,7 @@ class RedisClusterStore(RedisStore):
         super().__init__(client, **kwargs)
         self._append = client.register_script(CLUSTER_APPEND_SCRIPT)
         self._presence_join = client.register_script(CLUSTER_PRESENCE_JOIN_SCRIPT)
+        self._refreshed = 0.0  # monotonic time of the last slot-map refresh
 
     @staticmethod
     def limit_key(quota: Quota) -> str:
@@ -153,28 +153,34 @@ class RedisClusterStore(RedisStore):
         return Appended(appended, duplicate=bool(duplicate), broadcast_repeat=bool(duplicate))
 
     def _append_and_wait(self, room: str, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
-        """The append and a WAIT on one connection to the master of the room's shard."""
+        """The append and a WAIT on one connection to the master of the room's shard.
+
+        A slot that moved (MOVED) or a master that is gone fails the call (StoreUnavailable, with
+        a slot-map refresh): the client's retry goes where the room is now.
+        """
         cluster: RedisCluster = self._redis
         node = cluster.get_node_from_key(keys[1])
-        try:
-            # WAIT counts the writes of its own connection: both go to that master, pipelined.
-            with cluster.get_redis_connection(node).pipeline(transaction=False) as pipe:
-                self._append(keys=keys, args=args, client=pipe)
-                pipe.wait(self.wait_replicas, self.wait_timeout_ms)
-                (duplicate, message_id, stored, epoch), replicas = pipe.execute()
-        except (MovedError, AskError, redis.ConnectionError, redis.TimeoutError) as exc:
-            # The slot moved, or its master is gone: the next try asks the cluster where it is now.
-            self._refresh_slots()
-            if isinstance(exc, (MovedError, AskError)):
-                raise StoreUnavailable(f"room {room}'s slot moved: {exc}") from exc
-            raise
+        # WAIT counts the writes of its own connection: both go to that master, pipelined.
+        with cluster.get_redis_connection(node).pipeline(transaction=False) as pipe:
+            self._append(keys=keys, args=args, client=pipe)
+            pipe.wait(self.wait_replicas, self.wait_timeout_ms)
+            (duplicate, message_id, stored, epoch), replicas = pipe.execute()
         return duplicate, message_id, stored, epoch, replicas
 
+    def lost_connection(self) -> None:
+        """A call failed on a node: its shard may have a new master, so read the slot map again."""
+        self._refresh_slots()
+
     def _refresh_slots(self) -> None:
-        """Re-read the cluster's slot map (best effort: a cluster mid-failover may not answer yet)."""
+        """Re-read the cluster's slot map, at most every SLOT_REFRESH seconds (best effort: a
+        cluster mid-failover may not answer yet, and the next failed call tries again)."""
+        now = time.monotonic()
+        if now - self._refreshed < SLOT_REFRESH:
+            return
+        self._refreshed = now
         try:
             self._redis.nodes_manager.initialize()
-        except Exception:  # the next command's own refresh tries again
+        except Exception:  # no seed answers now; a later failed call refreshes again
             pass
 
     def _queue_hooks(self, room: str, message_id: int, webhooks: Any, created_at: int, duplicate: bool,

@@ -152,10 +152,10 @@ def test_the_append_script_announces_on_the_rooms_shard(replica, cluster_client)
     assert one.received[0]["data"][0]["id"] == appended.message["id"]
 
 
-def promoted(cluster, old):
-    """Whether another node serves the room's slot now."""
+def promoted(cluster, old, key="rt:room:{failover}:seq"):
+    """Whether another node serves `key`'s slot now."""
     try:
-        return cluster.master_of("rt:room:{failover}:seq") is not old
+        return cluster.master_of(key) is not old
     except LookupError:  # between the failure and the promotion no master serves it
         return False
 
@@ -264,3 +264,29 @@ def test_a_slot_moved_away_makes_the_listener_follow_it(replica, redis_cluster, 
     cluster_client.nodes_manager.initialize()
     cluster_client.spublish(channel, json.dumps({"method": "emit", "n": "moved"}))
     wait_until(lambda: any(e.get("n") == "moved" for e in one.received))
+
+
+def test_a_message_published_into_a_failing_shard_is_caught_up_from_the_stream(
+        replica, redis_cluster, cluster_client):
+    """A message stored (WAIT 1: on the replica) whose announcement never reached the listener:
+    after the master is killed and its replica promoted, the listener's start-over catches it up
+    from the history, with no later message to reveal the gap."""
+    store = RedisClusterStore(cluster_client, wait_replicas=1, wait_timeout=1.0)
+    one = replica()
+    one.queue.sequencer = Sequencer(lambda room, after, limit: store.messages_after(room, after, limit),
+                                    lambda room: store.room_state(room)[1:])
+    one.queue.server = server = DeliveringServer()
+    one.member("sid-1", "silent")
+    one.queue.sequencer.note("silent", 0)
+    message = {"type": "text", "body": "never announced", "ts": int(time.time() * 1000)}
+    stored = store.append_message("silent", message, "k-silent", KEEP).message  # no emit
+    key = "rt:room:{silent}:seq"
+    master = redis_cluster.master_of(key)
+    master.kill()
+    try:
+        wait_until(lambda: promoted(redis_cluster, master, key), 30)
+        wait_until(lambda: server.delivered == [stored["id"]], 30)
+    finally:
+        if not master.running():
+            master.start()
+        wait_until(redis_cluster.healthy, 30)
