@@ -47,7 +47,8 @@ test: venv system-deps
 
 ## cluster: redis + 3 replicas + nginx (sticky) + webhook on this machine, detached; prints the URLs.
 ## Ports: CLUSTER_HTTP_PORT (8080), CLUSTER_REPLICA_PORTS (8001,8002,8003), CLUSTER_REDIS_PORT
-## (6390), CLUSTER_WEBHOOK_PORT (8090); REDIS_URL uses that Redis instead of starting one.
+## (6390), CLUSTER_WEBHOOK_PORT (8090); REDIS_URL uses that Redis instead of starting one
+## (redis+cluster://h:p,h:p/ for a Redis Cluster).
 cluster: venv system-deps
 	$(BIN)/realtime cluster start
 

@@ -20,7 +20,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .events.admin import AdminNamespace
     from .events.chat import ChatNamespace
     from .extensions import jwt, limiter, socketio
-    from .mq.queue import RedisQueue, StoreAnnounced
+    from .mq import queue_for
+    from .mq.queue import StoreAnnounced
     from .ops import adminui, background, logs
     from .ops.metrics import Metrics, replica_gauges
     from .transport import wirejson
@@ -45,15 +46,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     store = create_store(url, settings["REDIS_SOCKET_TIMEOUT"], settings["REDIS_WAIT_REPLICAS"],
                          settings["REDIS_WAIT_TIMEOUT"], observe=metrics.observe_store)
     sequencer = sequencer_for(store)
-    app.config["RATELIMIT_STORAGE_OPTIONS"] = {"connection_pool": store.client.connection_pool} if url else {}
+    app.config["RATELIMIT_STORAGE_OPTIONS"] = limiter_storage_options(settings, store)
     jwt.init_app(app)
     jwt_keys.init_app(jwt)
     limiter.init_app(app)
     web.limiter_release_where_kept(app, limiter)
     origins = cors_origins(settings["CORS_ORIGINS"])
-    queue = RedisQueue(url, settings["MQ_CHANNEL"], settings["MQ_RETRY_MAX"],
-                       sequencer=sequencer, metrics=metrics, room_channels=settings["MQ_ROOM_CHANNELS"],
-                       subscribe_timeout=settings["REDIS_SOCKET_TIMEOUT"]) if url else None
+    queue = queue_for(url, settings["MQ_CHANNEL"], settings["MQ_RETRY_MAX"],
+                      sequencer=sequencer, metrics=metrics, room_channels=settings["MQ_ROOM_CHANNELS"],
+                      subscribe_timeout=settings["REDIS_SOCKET_TIMEOUT"],
+                      socket_timeout=settings["REDIS_SOCKET_TIMEOUT"]) if url else None
     # async_handlers=False: a client's events run one after another, in the order sent, in the
     # greenlet that read them (a greenlet per event less; a client's sends keep their order).
     # The transport layer is applied (or not) at worker start; here its state picks the two
@@ -98,11 +100,34 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
+def limiter_storage_uri(url: str | None) -> str:
+    """The `limits` storage URI for our Redis URL."""
+    from .store.rediscluster import is_cluster_url, limiter_storage
+    if not url:
+        return "memory://"
+    if is_cluster_url(url):
+        # limits' RedisClusterStorage builds its own RedisCluster from the seed nodes.
+        return limiter_storage(url)[0]
+    # Elsewhere the store's pool (RATELIMIT_STORAGE_OPTIONS) is the connection; the URI only picks
+    # limits' RedisStorage (its own redis+sentinel:// parser reads our URLs differently).
+    return "redis://"
+
+
+def limiter_storage_options(settings: Mapping[str, Any], store: Any) -> dict[str, Any]:
+    """RATELIMIT_STORAGE_OPTIONS: the store's pool on one Redis; TLS and timeouts on a cluster."""
+    from .store.rediscluster import is_cluster_url, limiter_storage
+    url = settings["REDIS_URL"]
+    if not url:
+        return {}
+    if is_cluster_url(url):
+        timeout = settings["REDIS_SOCKET_TIMEOUT"]
+        return {**limiter_storage(url)[1], "socket_timeout": timeout, "socket_connect_timeout": timeout}
+    return {"connection_pool": store.client.connection_pool}
+
+
 def limiter_config(settings: Mapping[str, Any]) -> dict[str, Any]:
     """flask-limiter settings: HTTP limits per client address on the shared storage."""
-    # With Redis the store's pool (RATELIMIT_STORAGE_OPTIONS) is the connection; the URI only picks
-    # limits' RedisStorage (its own redis+sentinel:// parser reads our URLs differently).
-    return {"RATELIMIT_STORAGE_URI": "redis://" if settings["REDIS_URL"] else "memory://",
+    return {"RATELIMIT_STORAGE_URI": limiter_storage_uri(settings["REDIS_URL"]),
             "RATELIMIT_DEFAULT": settings["HTTP_RATE_LIMIT"],
             "RATELIMIT_STRATEGY": "sliding-window-counter",
             "RATELIMIT_HEADERS_ENABLED": True,

@@ -72,6 +72,21 @@ def free_ports(count: int, host: str = HOST) -> list[int]:
             sock.close()
 
 
+def free_cluster_ports(count: int, host: str = HOST) -> list[int]:
+    """`count` ports for Redis Cluster nodes: each free, and its bus port (+10000) free too."""
+    import random
+    chosen: list[int] = []
+    candidates = random.sample(range(20000, 30000), 2000)  # below the ephemeral range, bus port valid
+    for port in candidates:
+        if len(chosen) == count:
+            break
+        if not port_in_use(port, host) and not port_in_use(port + 10000, host):
+            chosen.append(port)
+    if len(chosen) < count:
+        raise StartupError(f"found only {len(chosen)} of {count} free Redis Cluster ports")
+    return chosen
+
+
 def free_port(host: str = HOST) -> int:
     """One port the kernel reports free."""
     return free_ports(1, host)[0]
@@ -325,6 +340,87 @@ class RedisServer(Server):
                 return sock.recv(64).startswith(b"+PONG")
         except OSError:
             return False
+
+
+class RedisClusterNodes:
+    """A throwaway Redis Cluster on loopback: `masters` shards, each with `replicas` replicas.
+
+    redis-server processes in cluster mode (no persistence, files under `state_dir`), joined by
+    `redis-cli --cluster create`; `.url` is the redis+cluster:// URL with every node as a seed.
+    Each node is a RedisServer: stopped (or killed, for a failover) through its own PID.
+    """
+
+    def __init__(self, ports: list[int], state_dir: Path, host: str = HOST, replicas: int = 1,
+                 node_timeout_ms: int = 1000):
+        self.host, self.replicas = host, replicas
+        self.state_dir = Path(state_dir)
+        self.nodes = [RedisServer(port, self.state_dir / str(port), host, args=[
+            "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf",
+            "--cluster-node-timeout", str(node_timeout_ms), "--cluster-require-full-coverage", "no",
+            "--cluster-allow-reads-when-down", "no"]) for port in ports]
+
+    @property
+    def url(self) -> str:
+        """redis+cluster://host:port,... (every node a seed)."""
+        return "redis+cluster://" + ",".join(f"{n.host}:{n.port}" for n in self.nodes) + "/"
+
+    def start(self, timeout: float = 60.0) -> "RedisClusterNodes":
+        """Start the nodes, join them into a cluster, and wait until every slot is served."""
+        start_all(self.nodes, timeout)
+        create = [find_executable("redis-cli"), "--cluster", "create",
+                  *(f"{n.host}:{n.port}" for n in self.nodes),
+                  "--cluster-replicas", str(self.replicas), "--cluster-yes"]
+        done = subprocess.run(create, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise StartupError(f"redis-cli --cluster create failed:\n{done.stdout}\n{done.stderr}")
+        if not wait_until(self.healthy, timeout, 0.2):
+            raise StartupError(f"the Redis Cluster on {self.url} did not reach cluster_state:ok")
+        return self
+
+    def cli(self, node: RedisServer, *args: str) -> str:
+        """redis-cli against one node; its output."""
+        done = subprocess.run([find_executable("redis-cli"), "-h", node.host, "-p", str(node.port), *args],
+                              capture_output=True, text=True, timeout=10)
+        return done.stdout
+
+    def healthy(self) -> bool:
+        """Every running node reports cluster_state:ok; every replica is in sync (WAIT can count it)."""
+        running = [n for n in self.nodes if n.running()]
+        return bool(running) and all(self.node_ok(n) for n in running)
+
+    def node_ok(self, node: RedisServer) -> bool:
+        """The node sees the cluster as ok and, if it is a replica, is in sync with its master."""
+        if "cluster_state:ok" not in self.cli(node, "cluster", "info"):
+            return False
+        replication = self.cli(node, "info", "replication")
+        return "role:slave" not in replication or "master_link_status:up" in replication
+
+    def master_of(self, key: str) -> RedisServer:
+        """The node that serves `key`'s slot now."""
+        for node in self.nodes:
+            if node.running():
+                slot = self.cli(node, "cluster", "keyslot", key).strip()
+                for line in self.cli(node, "cluster", "nodes").splitlines():
+                    fields = line.split()
+                    if "master" in fields[2] and "fail" not in fields[2] and self.serves(fields[8:], int(slot)):
+                        port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+                        return next(n for n in self.nodes if n.port == port)
+        raise LookupError(f"no master serves {key!r}")
+
+    @staticmethod
+    def serves(ranges: list[str], slot: int) -> bool:
+        """Whether `slot` is in CLUSTER NODES slot ranges like ['0-5460', '7000']."""
+        for item in ranges:
+            if item.startswith("["):
+                continue  # a slot being migrated or imported
+            low, _, high = item.partition("-")
+            if int(low) <= slot <= int(high or low):
+                return True
+        return False
+
+    def stop(self) -> None:
+        """Stop every node through its PID."""
+        stop_all(self.nodes, timeout=10)
 
 
 class Replica(HealthCheckedServer):

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .mq.queue import RedisQueue
+from .mq import queue_for
 from .services import message_policy, webhook_policy
 from .services.messages import MessagePolicy, MessageService
 from .settings import load_settings
-from .store import create_redis
-from .store.redis import RedisStore
+from .store import create_redis, redis_store
 
 SYSTEM_SENDER = {"id": "system", "name": "system"}
 
@@ -23,13 +22,14 @@ class Emitter:
                  policy: MessagePolicy | None = None):
         settings = load_settings({"REDIS_URL": redis_url})
         self._redis = create_redis(redis_url, settings["REDIS_SOCKET_TIMEOUT"])
-        self._queue = RedisQueue(redis_url, channel or settings["MQ_CHANNEL"], write_only=True,
-                                 room_channels=settings["MQ_ROOM_CHANNELS"])
+        self._queue = queue_for(redis_url, channel or settings["MQ_CHANNEL"], write_only=True,
+                                room_channels=settings["MQ_ROOM_CHANNELS"],
+                                socket_timeout=settings["REDIS_SOCKET_TIMEOUT"])
         # Same outbox as the replicas: an emitted message queues its message.created webhooks.
         policy_hooks = webhook_policy(settings)
         hooks = policy_hooks.endpoints if "message.created" in policy_hooks.events else ()
-        store = RedisStore(self._redis, wait_replicas=settings["REDIS_WAIT_REPLICAS"],
-                           wait_timeout=settings["REDIS_WAIT_TIMEOUT"])
+        store = redis_store(self._redis, wait_replicas=settings["REDIS_WAIT_REPLICAS"],
+                            wait_timeout=settings["REDIS_WAIT_TIMEOUT"])
         self.messages = MessageService(store, self._publish,
                                        policy or message_policy(settings), webhooks=hooks)
 

@@ -6,7 +6,8 @@ import os
 import pytest
 import redis
 
-from realtime.devcluster import RedisServer, StartupError, find_executable, free_port, start_all
+from realtime.devcluster import (RedisClusterNodes, RedisServer, StartupError, find_executable,
+                                 free_cluster_ports, free_port, start_all)
 
 
 def require(executable: str) -> str:
@@ -63,3 +64,36 @@ def redis_url(redis_server):
     finally:
         client.close()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory, system_executable):
+    """A Redis Cluster for the session: 3 masters + 3 replicas on free loopback ports (`.url`, `.nodes`)."""
+    system_executable("redis-server")
+    system_executable("redis-cli")
+    cluster = RedisClusterNodes(free_cluster_ports(6), tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+    except StartupError as error:
+        cluster.stop()
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster):
+    """The session cluster's redis+cluster:// URL, every master emptied (FLUSHALL) for this test."""
+    from redis.cluster import RedisCluster
+
+    from realtime.store import create_redis
+    if not redis_cluster.healthy():
+        pytest.fail("an earlier test left the Redis Cluster unhealthy", pytrace=False)
+    client = create_redis(redis_cluster.url)
+    try:
+        client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    finally:
+        client.close()
+    return redis_cluster.url

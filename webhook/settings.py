@@ -98,5 +98,6 @@ def load_settings(overrides: Mapping[str, Any] | None = None,
                           "the service then makes one up and logs it)")
     settings["TRUSTED_HOSTS"] = host_list(settings["TRUSTED_HOSTS"] or DEFAULTS["TRUSTED_HOSTS"])
     check_url("REALTIME_URL", settings["REALTIME_URL"], ("http", "https"))
-    check_url("REDIS_URL", settings["REDIS_URL"], ("redis", "rediss", "unix", "redis+sentinel"), host=False)
+    check_url("REDIS_URL", settings["REDIS_URL"],
+              ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "rediss+cluster"), host=False)
     return settings

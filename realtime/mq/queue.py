@@ -178,6 +178,10 @@ class RedisQueue(RoomIndex, socketio.RedisManager):
                 "namespace": namespace, "room": to, "skip_sid": None, "callback": None,
                 "host_id": self.host_id}
 
+    def room_channel(self, namespace: str | None, room: Any) -> str | None:
+        """The channel of `room`'s own emits, or None when they go on the main channel."""
+        return roomchannels.room_channel(self.channel, namespace, room)
+
     def channel_of(self, data: Any) -> str:
         """The channel this message goes on (a single room's emit: its room channel, if on)."""
         if not self.room_publish or not isinstance(data, dict):
@@ -236,7 +240,7 @@ class RedisQueue(RoomIndex, socketio.RedisManager):
             return
         if namespace == "/chat" and self.sequencer is not None:
             self.sequencer.forget(room)  # what it last delivered here, before the room emptied, is stale
-        channel = roomchannels.room_channel(self.channel, namespace, room) if self.room_subscribe else None
+        channel = self.room_channel(namespace, room) if self.room_subscribe else None
         if channel is not None:
             self.listen_to(channel)
 
@@ -247,7 +251,7 @@ class RedisQueue(RoomIndex, socketio.RedisManager):
             return
         if namespace == "/chat" and self.sequencer is not None:
             self.sequencer.forget(room)
-        channel = roomchannels.room_channel(self.channel, namespace, room) if self.room_subscribe else None
+        channel = self.room_channel(namespace, room) if self.room_subscribe else None
         if channel is not None:
             self.stop_listening(channel)
 

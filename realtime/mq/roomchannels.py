@@ -34,10 +34,15 @@ def mode(value: Any) -> str:
     return text
 
 
-def room_channel(main: str, namespace: str | None, room: Any) -> str | None:
-    """The channel of `room`'s own emits, or None when they go on the main channel."""
+def room_channel(main: str, namespace: str | None, room: Any, tagged: bool = False) -> str | None:
+    """The channel of `room`'s own emits, or None when they go on the main channel.
+
+    `tagged` (Redis Cluster): the room is the channel's hash tag, so it hashes to the room's slot.
+    """
     if not isinstance(room, str) or not room or SID_RE.match(room):
         return None
+    if tagged:
+        return f"{main}:room:{namespace or '/'}:{{{room}}}"
     return f"{main}:room:{namespace or '/'}:{room}"
 
 

@@ -30,6 +30,7 @@ class Sequencer:
         self.epochs: dict[str, str | None] = {}  # the epoch of each room's last id (None: unknown)
         self._lock = threading.Lock()
         self._rooms: dict[str, threading.Lock] = {}
+        self.unsettled: set[str] = set()  # rooms the last `pending` could not read (their store failed)
 
     def ordered(self, room: str) -> threading.Lock:
         """The lock a caller holds from `admit` until it has handed the batch out.
@@ -111,7 +112,7 @@ class Sequencer:
         """Messages stored after the last one delivered in each known room (after a resubscribe)."""
         with self._lock:
             known = {room: (last, self.epochs.get(room)) for room, last in self.last.items()}
-        found = []
+        found, unsettled = [], set()
         for room, (last, epoch) in known.items():
             try:
                 newest, current = self.head(room) if self.head else (last, epoch)
@@ -131,6 +132,8 @@ class Sequencer:
                 found.extend(self.fetch_after(room, last, self.max_gap))
             except Exception as exc:
                 log.warning("could not catch up %s: %s", room, exc)
+                unsettled.add(room)
+        self.unsettled = unsettled
         return found
 
     def restart(self, room: str, last: int, epoch: str | None, new_last: int, new_epoch: str | None) -> None:

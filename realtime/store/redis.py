@@ -8,6 +8,7 @@ from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
 import redis
+from redis import exceptions
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
@@ -238,6 +239,8 @@ return raw
 
 
 REFUSALS_FOR_NOW = {"READONLY", "NOREPLICAS", "MASTERDOWN", "LOADING", "TRYAGAIN"}
+CLUSTER_REFUSALS = (exceptions.ClusterError, exceptions.AskError, exceptions.TryAgainError,
+                    exceptions.RedisClusterException)
 
 
 # Writes a client asked for: one that times out may still have happened (its outcome is unknown).
@@ -259,10 +262,16 @@ def unavailable_on_error(method: Callable) -> Callable:
             failed = False
             return result
         except redis.TimeoutError as exc:
+            self.lost_connection()
             error = StoreUnavailable(str(exc))
             error.outcome_unknown = write
             raise error from exc
         except redis.ConnectionError as exc:
+            self.lost_connection()
+            raise StoreUnavailable(str(exc)) from exc
+        except CLUSTER_REFUSALS as exc:
+            # Redis Cluster: a shard without a master (failing over), a slot moving, no node reachable.
+            self.lost_connection()
             raise StoreUnavailable(str(exc)) from exc
         except redis.ResponseError as exc:
             # A replica being promoted or a master without enough replicas refuses writes for now.
@@ -353,6 +362,9 @@ class RedisStore(Store):
         self._take = client.register_script(TAKE_SCRIPT)
         self._revoke_user = client.register_script(REVOKE_USER_SCRIPT)
         self._connection_ttl_ms = 15_000
+
+    def lost_connection(self) -> None:
+        """A call failed on its connection: nothing to do here (the pool reconnects)."""
 
     @unavailable_on_error
     def append_message(self, room, message, idempotency_key, retention: Retention,

@@ -94,8 +94,38 @@ def published(lines: list[str]) -> list[str]:
     return ports
 
 
+def profiled(lines: list[str]) -> bool:
+    """True if the service only runs under a profile (docker-compose 1.x lists it anyway)."""
+    return "profiles:" in lines
+
+
 def test_services(services):
-    assert set(services) == {"redis", "realtime", "nginx", "webhook"}
+    assert {name for name, lines in services.items() if not profiled(lines)} == {
+        "redis", "realtime", "nginx", "webhook"}
+
+
+def test_the_cluster_profile_runs_a_redis_cluster_the_replicas_can_use(compose):
+    url = "redis+cluster://redis-node-1:6379,redis-node-2:6379,redis-node-3:6379/"
+    clustered = resolve(compose, "docker-compose.yml", COMPOSE_PROFILES="cluster", REALTIME_REDIS_URL=url,
+                        REALTIME_REDIS_WAIT_REPLICAS="1")
+    nodes = [f"redis-node-{n}" for n in range(1, 7)]
+    assert {name for name, lines in clustered.items() if profiled(lines)} == {*nodes, "redis-cluster-init"}
+    for node in nodes:
+        command = " ".join(clustered[node])
+        assert "--cluster-enabled" in command and "--appendonly" in command
+        assert f"- {node}:/data:rw" in clustered[node]
+    init = " ".join(clustered["redis-cluster-init"])
+    assert "--cluster-replicas 1" in init and "--cluster-yes" in init
+    assert f"REALTIME_REDIS_URL: {url}" in clustered["realtime"]
+    assert "REALTIME_REDIS_WAIT_REPLICAS: '1'" in clustered["realtime"]
+    assert f"WEBHOOK_REDIS_URL: {url}" in clustered["webhook"]
+    from realtime.store.rediscluster import cluster_address
+    assert cluster_address(url)[0] == [(f"redis-node-{n}", 6379) for n in (1, 2, 3)]
+
+
+def test_one_redis_stays_the_default(services):
+    assert "REALTIME_REDIS_URL: redis://redis:6379/0" in services["realtime"]
+    assert "WEBHOOK_REDIS_URL: redis://redis:6379/0" in services["webhook"]
 
 
 def test_redis_keeps_an_append_only_file_and_is_health_checked(services):

@@ -11,6 +11,7 @@ from realtime.extensions import socketio
 from realtime.store import create_redis
 from realtime.store.memory import MemoryStore
 from realtime.store.redis import RedisStore
+from realtime.store.rediscluster import RedisClusterStore
 
 SECRET = "unit-test-secret-that-is-long-enough-0123456789"
 
@@ -72,11 +73,16 @@ def chat(app, token):
             sio.disconnect(namespace="/chat")
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-cluster"])
 def store(request):
-    """Each store backend in turn (Redis: a real redis-server, emptied for the test)."""
+    """Each store backend in turn (Redis: a real redis-server, or a real Redis Cluster, emptied for the test)."""
     if request.param == "memory":
         yield MemoryStore()
+        return
+    if request.param == "redis-cluster":
+        client = create_redis(request.getfixturevalue("redis_cluster_url"))
+        yield RedisClusterStore(client)
+        client.close()
         return
     client = create_redis(request.getfixturevalue("redis_url"))
     yield RedisStore(client)

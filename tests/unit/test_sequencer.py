@@ -176,3 +176,17 @@ def test_messages_without_an_epoch_keep_the_old_rules():
     seq.note("r", 2, "e")
     assert seq.admit(messages("r", 2)[0]) == []
     assert ids(seq.admit(messages("r", 3)[0])) == [3]
+
+
+def test_pending_names_the_rooms_it_could_not_read():
+    def fetch(room, after, limit):
+        if room == "down":
+            raise ConnectionError("shard failing over")
+        return []
+    seq = Sequencer(fetch)
+    seq.note("down", 3)
+    seq.note("up", 1)
+    assert seq.pending() == [] and seq.unsettled == {"down"}
+    seq.fetch_after = lambda room, after, limit: []
+    seq.pending()
+    assert seq.unsettled == set()

@@ -121,8 +121,10 @@ def test_refuses_bad_settings(make_app, monkeypatch, name, value):
         create_app({"SECRET": SECRET})
 
 
-def test_accepts_a_sentinel_redis_url(make_app, monkeypatch):
-    monkeypatch.setenv("WEBHOOK_REDIS_URL", "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/0/mymaster")
+@pytest.mark.parametrize("url", ["redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/0/mymaster",
+                                 "redis+cluster://127.0.0.1:7000,127.0.0.1:7001/"])
+def test_accepts_a_sentinel_or_cluster_redis_url(make_app, monkeypatch, url):
+    monkeypatch.setenv("WEBHOOK_REDIS_URL", url)
     client = make_app().test_client()
     assert client.get("/api/info").get_json()["send"]["redis"] is True
 
