@@ -13,6 +13,8 @@ import pytest
 import requests
 import yaml
 
+import realtime.version
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,4 +83,5 @@ def test_rules_read_metrics_a_replica_exports(cluster, connect):
             assert name in exported, f"{rule['alert']} reads {name}, which a replica does not export"
     for gauge in ("realtime_ready 1.0", "realtime_queue_listener_up 1.0"):
         assert gauge in text
-    assert re.search(r'realtime_build_info\{python="[^"]+",version="1\.24\.0"\} 1\.0', text), text[:400]
+    version = re.escape(realtime.version.VERSION)
+    assert re.search(r'realtime_build_info\{python="[^"]+",version="' + version + r'"\} 1\.0', text), text[:400]
