@@ -221,6 +221,19 @@ end
 return false
 """
 
+# The distinct user JSONs of a room's connections: a user with many tabs is sent (and decoded)
+# once, so a join's `online` list costs the room's users, not its connections, on the wire.
+ONLINE_SCRIPT = """
+local seen, out = {}, {}
+for _, user in ipairs(redis.call('HVALS', KEYS[1])) do
+  if not seen[user] then
+    seen[user] = true
+    out[#out + 1] = user
+  end
+end
+return out
+"""
+
 CLAIM_EXPIRED_SCRIPT = """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 for _, id in ipairs(expired) do redis.call('ZREM', KEYS[1], id) end
@@ -348,6 +361,7 @@ class RedisStore(Store):
         self._advance_read = client.register_script(ADVANCE_READ_SCRIPT)
         self._presence_join = client.register_script(PRESENCE_JOIN_SCRIPT)
         self._presence_leave = client.register_script(PRESENCE_LEAVE_SCRIPT)
+        self._online = client.register_script(ONLINE_SCRIPT)
         self._claim_expired = client.register_script(CLAIM_EXPIRED_SCRIPT)
         self._replay_one = client.register_script(REPLAY_SCRIPT)
         self._take = client.register_script(TAKE_SCRIPT)
@@ -541,7 +555,7 @@ class RedisStore(Store):
     def online(self, room):
         """Users with at least one connection in the room, sorted by id."""
         users = {}
-        for raw in self._redis.hvals(room_key(room, "members")):
+        for raw in self._online(keys=[room_key(room, "members")]):
             user = json.loads(raw)
             users[user["id"]] = user
         return [users[k] for k in sorted(users)]
