@@ -240,6 +240,8 @@ class Drive:
         self.latencies: list[float] = []
         self.frames = self.duplicates = self.refused = self.sent = 0
         self.returned: queue.Queue = queue.Queue()  # members reconnected by another thread
+        # client_id is an idempotency key: a Redis kept from an earlier run must not see repeats.
+        self.token = os.urandom(4).hex()
 
     def run(self, rate: float, duration: float, during: Any = None) -> dict[str, Any]:
         """One measured window (and `during(drive, elapsed)` called as it runs); the figures."""
@@ -269,7 +271,7 @@ class Drive:
         key = room * 10_000_000 + self.sent
         self.pending[(sender.index, self.sent)] = (room, key)
         payload = {"room": room_name(room), "type": "text", "body": body(room, self.sent),
-                   "client_id": f"bench-{self.sent}"}
+                   "client_id": f"bench-{self.token}-{self.sent}"}
         try:
             sender.client.send(f"{EVENT}{self.sent}" + json.dumps(["send", payload], separators=(",", ":")))
         except OSError:
