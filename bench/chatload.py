@@ -50,7 +50,7 @@ class RoomsPlan:
     rooms: int = 300
     senders: int = 20
     users: int = 200
-    start_rate: float = 300.0
+    start_rate: float = 450.0
     factor: float = 1.5
     steps: int = 8
     duration: float = 8.0
