@@ -221,8 +221,9 @@ end
 return false
 """
 
-# The distinct user JSONs of a room's connections: a user with many tabs is sent (and decoded)
-# once, so a join's `online` list costs the room's users, not its connections, on the wire.
+# The distinct user JSONs of a room's connections as one JSON array: a user with many tabs is
+# sent once, and the reply is decoded in one call, so a join's `online` list costs the room's
+# users, not its connections.
 ONLINE_SCRIPT = """
 local seen, out = {}, {}
 for _, user in ipairs(redis.call('HVALS', KEYS[1])) do
@@ -231,7 +232,7 @@ for _, user in ipairs(redis.call('HVALS', KEYS[1])) do
     out[#out + 1] = user
   end
 end
-return out
+return '[' .. table.concat(out, ',') .. ']'
 """
 
 CLAIM_EXPIRED_SCRIPT = """
@@ -555,8 +556,7 @@ class RedisStore(Store):
     def online(self, room):
         """Users with at least one connection in the room, sorted by id."""
         users = {}
-        for raw in self._online(keys=[room_key(room, "members")]):
-            user = json.loads(raw)
+        for user in json.loads(self._online(keys=[room_key(room, "members")])):
             users[user["id"]] = user
         return [users[k] for k in sorted(users)]
 
