@@ -240,6 +240,7 @@ class Drive:
         self.latencies: list[float] = []
         self.frames = self.duplicates = self.refused = self.sent = 0
         self.returned: queue.Queue = queue.Queue()  # members reconnected by another thread
+        self.recovering: set[int] = set()  # returned members not caught up yet (by index)
         # client_id is an idempotency key: a Redis kept from an earlier run must not see repeats.
         self.token = os.urandom(4).hex()
 
@@ -286,7 +287,9 @@ class Drive:
             now = time.time()
             for text in early:
                 self.delivered(member, text, now)
-            self.check_recovered(member)
+            self.recovering.add(member.index)
+        for index in list(self.recovering):
+            self.check_recovered(self.members[index])
         for key, _ in self.selector.select(max(0.0, timeout)):
             member = key.data
             try:
@@ -356,6 +359,7 @@ class Drive:
         room = member.rooms[0]
         if self.acked[room] <= member.got:
             member.recovered_at = time.monotonic()
+            self.recovering.discard(member.index)
 
     def missing(self, first_key: int = 0) -> int:
         """Expected deliveries (of messages sent since `first_key`) not received yet."""
