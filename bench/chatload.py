@@ -41,6 +41,7 @@ BODY_CHARS = 150
 PASS_P99_MS = 100.0
 DRAIN_TIMEOUT = 10.0
 RECOVERY_TIMEOUT = 60.0
+CATCH_UP_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class RoomsPlan:
     start_rate: float = 450.0
     factor: float = 1.5
     steps: int = 8
-    duration: float = 8.0
+    duration: float = 6.0
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class FailoverPlan:
     rate: float = 200.0
     duration: float = 12.0
     kill_after: float = 3.0
+    grace: float = CATCH_UP_GRACE  # how long a rejoined client may take to catch up
 
 
 def room_size(room: int) -> int:
@@ -121,6 +123,7 @@ class Member:
     connect_ms: float = 0.0
     join_ms: float = 0.0
     lost_connection_at: float | None = None
+    rejoined_at: float | None = None
     recovered_at: float | None = None
 
 
@@ -241,6 +244,7 @@ class Drive:
         self.frames = self.duplicates = self.refused = self.sent = 0
         self.returned: queue.Queue = queue.Queue()  # members reconnected by another thread
         self.recovering: set[int] = set()  # returned members not caught up yet (by index)
+        self.drain_timeout = DRAIN_TIMEOUT
         # client_id is an idempotency key: a Redis kept from an earlier run must not see repeats.
         self.token = os.urandom(4).hex()
 
@@ -256,7 +260,7 @@ class Drive:
                 if during:
                     during(self, time.monotonic() - start)
             self.send(k % self.rooms)
-        deadline = time.monotonic() + DRAIN_TIMEOUT
+        deadline = time.monotonic() + self.drain_timeout
         while (self.pending or self.missing(first_key)) and time.monotonic() < deadline:
             self.pump(0.05)
             if during:
@@ -479,6 +483,7 @@ def failover(stack: Stack, redis_pid: int, rooms: RoomsPlan, plan: FailoverPlan)
     if errors:
         raise ConnectionError(f"{stack.name}: {len(errors)} failover clients failed: {errors[:3]}")
     drive = Drive(stack.name, members, rooms.rooms, track=True)
+    drive.drain_timeout = 2.0  # the catch-up wait below takes over
     victim = stack.replicas[0]
     state: dict[str, Any] = {"killed_at": None}
     pool = ThreadPoolExecutor(200)
@@ -492,6 +497,7 @@ def failover(stack: Stack, redis_pid: int, rooms: RoomsPlan, plan: FailoverPlan)
             except (OSError, ConnectionError, ValueError):
                 time.sleep(0.1)
                 continue
+            member.rejoined_at = time.monotonic()
             drive.returned.put((member, early))
             return
 
@@ -507,13 +513,14 @@ def failover(stack: Stack, redis_pid: int, rooms: RoomsPlan, plan: FailoverPlan)
     try:
         result = drive.run(plan.rate, plan.duration, during)
         victims = [m for m in members if m.replica == 0]
+        # Until every victim caught up, or CATCH_UP_GRACE after the last one rejoined (a stack
+        # without recovery never delivers what was sent while a client was away).
         deadline = time.monotonic() + RECOVERY_TIMEOUT
         while any(m.recovered_at is None for m in victims) and time.monotonic() < deadline:
             drive.pump(0.05)
             during(drive, plan.duration)
-            for m in victims:
-                if m.client and m.recovered_at is None:
-                    drive.check_recovered(m)
+            if all(m.rejoined_at for m in victims):
+                deadline = min(deadline, max(m.rejoined_at for m in victims) + plan.grace)
         result = drive.figures(0)
         for m in victims:
             if m.recovered_at is None:
@@ -527,8 +534,11 @@ def failover(stack: Stack, redis_pid: int, rooms: RoomsPlan, plan: FailoverPlan)
         drive.close()
     killed = state["killed_at"]
     recovered = [m.recovered_at for m in victims if m.recovered_at is not None]
+    rejoined = [m.rejoined_at for m in victims if m.rejoined_at is not None]
     row = {"stack": stack.name, "clients": len(members), "victims": len(victims),
-           "recovered": len(recovered), "lost": result["lost"], "acked": result["acked"],
+           "rejoined": len(rejoined), "recovered": len(recovered), "lost": result["lost"],
+           "acked": result["acked"],
+           "rejoined_s": (max(rejoined) - killed) if rejoined and len(rejoined) == len(victims) else float("nan"),
            "duplicates": result["duplicates"],
            "recovery_s": (max(recovered) - killed) if recovered and len(recovered) == len(victims) else float("nan"),
            "recovery_p50_s": statistics.median(r - killed for r in recovered) if recovered else float("nan")}
@@ -563,7 +573,7 @@ class ChatPlan:
 CHAT_FULL = ChatPlan(RoomsPlan(), StormPlan(), FailoverPlan())
 CHAT_SMOKE = ChatPlan(RoomsPlan(rooms=12, senders=3, users=10, start_rate=20, steps=1, duration=2),
                       StormPlan(clients=60, concurrency=20, users=10),
-                      FailoverPlan(rate=20, duration=4, kill_after=1.0), repetitions=1)
+                      FailoverPlan(rate=20, duration=3, kill_after=1.0, grace=1.0), repetitions=1)
 REFERENCES = ("plain", "node", "node-streams")
 
 
@@ -621,11 +631,13 @@ def render(summaries: dict[str, list[dict]]) -> str:
              "join p99 ms", "server ms/conn", "failed"], lines, left=1))
     fails = summaries.get("failover") or []
     if fails:
-        lines = [[s["stack"], fmt(s.get("victims"), ".0f"), fmt(s.get("recovered"), ".0f"),
+        lines = [[s["stack"], fmt(s.get("victims"), ".0f"), fmt(s.get("rejoined_s"), ".2f"),
+                  fmt(s.get("recovered"), ".0f"),
                   fmt(s.get("recovery_p50_s"), ".2f"), fmt(s.get("recovery_s"), ".2f"),
                   f"{s.get('lost', 0)}", fmt(s.get("acked"), ".0f")] for s in fails]
         parts.append("failover storm (replica with a third of the clients SIGKILLed):\n\n" + report.markdown(
-            ["stack", "clients cut off", "caught up", "catch-up p50 s", "all caught up s", "lost",
+            ["stack", "clients cut off", "all rejoined s", "caught up", "catch-up p50 s",
+             "all caught up s", "lost",
              "acked"], lines, left=1))
     by = {what: {s["stack"]: s for s in summaries.get(what) or []} for what in summaries}
     mine = {what: by[what].get("realtime") for what in by}
