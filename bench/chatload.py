@@ -522,7 +522,7 @@ def failover(stack: Stack, redis_pid: int, rooms: RoomsPlan, plan: FailoverPlan)
             if all(m.rejoined_at for m in victims):
                 deadline = min(deadline, max(m.rejoined_at for m in victims) + plan.grace)
         result = drive.figures(0)
-        for m in victims:
+        for m in [m for m in victims if m.recovered_at is None][:3]:  # a sample, for the log
             if m.recovered_at is None:
                 room = m.rooms[0]
                 print(f"  failover {stack.name}: member {m.index} room {room} not caught up: "
