@@ -65,11 +65,12 @@ cluster-status:
 
 ## bench: realtime vs plain Flask-SocketIO vs Socket.IO 4 on Node, 3 replicas each, same run
 ## (own redis-server, replicas, nginx and a Node load generator on free loopback ports; `npm ci`
-## in bench/node when needed; ~15 minutes). Options: BENCH_ARGS="--help"
+## in bench/node when needed; ~15 minutes), then many small rooms, a connect storm and a failover
+## storm against plain, node and node with the streams adapter (~20 more). BENCH_ARGS="--help"
 bench: venv system-deps
 	$(BIN)/python bench/compare.py $(BENCH_ARGS)
 
-## bench-smoke: the same, all three stacks once at 50 clients (under a minute); the integration tests run it
+## bench-smoke: the same, all stacks once at 50 clients, the chat workloads tiny (~2 minutes); the integration tests run it
 bench-smoke: venv system-deps
 	$(BIN)/python bench/compare.py --smoke $(BENCH_ARGS)
 

@@ -5,8 +5,10 @@ ports (bench/stacks.py); bench/node/loadgen.js holds C subscribers in one room s
 replicas (directly, or through nginx) and publishers sending ~150-byte messages at a total rate.
 Each run reports deliveries/s, loss, latency, server and Redis CPU per delivery (/proc), RSS per idle
 connection and the generator's own CPU; stacks alternate order across repetitions; the external
-emitter path, the nginx path and a saturation search come after. Prints markdown tables, writes
-JSON. Every process it starts is stopped by PID. No figure is checked against a threshold.
+emitter path, the nginx path and a saturation search come after; then bench/chatload.py's
+chat-shaped workloads (many small rooms, a connect-and-join storm, a failover storm) for realtime,
+plain, node and node-streams (Socket.IO 4 with @socket.io/redis-streams-adapter and connection
+state recovery). Prints markdown tables, writes JSON. Every process it starts is stopped by PID. No figure is checked against a threshold.
 
     .venv/bin/python bench/compare.py            # full run, ~15 minutes (make bench)
     .venv/bin/python bench/compare.py --smoke    # all three stacks once, tiny (make bench-smoke)
@@ -28,6 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+import chatload  # noqa: E402
 import report  # noqa: E402
 from measure import (BenchError, LoadGen, pids, raise_fd_limit, rss_bytes,  # noqa: E402
                      settle, snapshot)
@@ -76,13 +79,14 @@ class Plan:
     saturation: Saturation | None
     stacks: tuple[str, ...] = ("realtime", "plain", "node")
     subscriber_client: str = "lite"       # or "socket.io" (see bench/node/loadgen.js)
+    chat: chatload.ChatPlan | None = None  # many rooms, storm, failover (bench/chatload.py)
 
 
 FULL = Plan(cells={300: (50, 100), 1000: (20, 50), 3000: (10, 20)}, duration=10, repetitions=2,
             publishers=4, users=50, emitter=(1000, 20), nginx=(1000, 20),
-            saturation=Saturation(1000, 20, 1.5, 10, 6))
+            saturation=Saturation(1000, 20, 1.5, 10, 6), chat=chatload.CHAT_FULL)
 SMOKE = Plan(cells={50: (10,)}, duration=2, repetitions=1, publishers=2, users=10,
-             emitter=(50, 10), nginx=(50, 10), saturation=None)
+             emitter=(50, 10), nginx=(50, 10), saturation=None, chat=chatload.CHAT_SMOKE)
 
 
 @dataclass
@@ -94,6 +98,7 @@ class Bench:
     redis: Any = None
     rows: list[dict] = field(default_factory=list)
     saturation: list[dict] = field(default_factory=list)
+    chat: list[dict] = field(default_factory=list)
     started: list[Stack] = field(default_factory=list)
     runs: int = 0
 
@@ -292,6 +297,32 @@ def saturation_step(session: Session, run: Run) -> dict:
     return row
 
 
+def run_chat(bench: Bench) -> None:
+    """bench/chatload.py's workloads, each on fresh replicas and a flushed Redis, stacks alternating."""
+    chat = bench.plan.chat
+    workloads = [(name, run) for name, run in (
+        ("rooms", lambda stack: chatload.rooms_search(stack, bench.redis.pid, chat.rooms)),
+        ("storm", lambda stack: chatload.storm(stack, chat.storm)),
+        ("failover", lambda stack: chatload.failover(stack, bench.redis.pid, chat.rooms, chat.failover)),
+    ) if name in chat.workloads]
+    for repetition in range(chat.repetitions):
+        for what, run in workloads:
+            for name in stack_order(chat.stacks, repetition):
+                bench.flush_redis()
+                stack = STACKS[name](name, bench.redis.url, bench.workdir / "logs")
+                bench.started.append(stack)
+                try:
+                    stack.start(REPLICAS, with_nginx=False)
+                    print(f"bench: {json.dumps(describe(stack))}", file=sys.stderr, flush=True)
+                    settle(pids(stack.replicas))
+                    row = run(stack)
+                except (ConnectionError, OSError) as error:
+                    raise BenchError(f"{what} {name}: {error}\n{report.evidence(stack)}") from error
+                finally:
+                    stop_all(stack.processes())
+                bench.chat.append({"workload": what, "repetition": repetition, **row})
+
+
 def passed(row: dict) -> bool:
     """The saturation bar: nothing lost or refused, p99 under PASS_P99_MS."""
     return not row["lost"] and not row["failures"] and (row["p99_ms"] or 0) <= PASS_P99_MS
@@ -325,6 +356,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-emitter", action="store_true", help="skip the external-emitter runs")
     parser.add_argument("--no-nginx", action="store_true", help="skip the runs through nginx")
     parser.add_argument("--no-saturation", action="store_true", help="skip the saturation search")
+    parser.add_argument("--no-chat", action="store_true",
+                        help="skip the many-rooms, storm and failover workloads (bench/chatload.py)")
+    parser.add_argument("--chat-only", action="store_true",
+                        help="only the many-rooms, storm and failover workloads")
+    parser.add_argument("--chat", help="comma-separated subset of rooms,storm,failover")
+    parser.add_argument("--chat-stacks", help="comma-separated subset of realtime,plain,node,node-streams")
+    parser.add_argument("--chat-repetitions", type=int, help="runs per stack of each chat workload")
     parser.add_argument("--realtime-root", type=Path,
                         help="run realtime from this tree instead of the checkout (e.g. an older "
                              "commit: git archive COMMIT | tar -x -C DIR)")
@@ -335,6 +373,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def chosen_plan(args: argparse.Namespace) -> Plan:
     """The full or smoke plan with the command line's overrides."""
     base = SMOKE if args.smoke else FULL
+    chat = None if args.no_chat else base.chat
+    if chat is not None:
+        chat = chatload.ChatPlan(
+            chat.rooms, chat.storm, chat.failover,
+            repetitions=args.chat_repetitions or chat.repetitions,
+            stacks=tuple(args.chat_stacks.split(",")) if args.chat_stacks else chat.stacks,
+            workloads=tuple(args.chat.split(",")) if args.chat else chat.workloads)
+    if args.chat_only:
+        return Plan(cells={}, duration=base.duration, repetitions=1, publishers=base.publishers,
+                    users=base.users, emitter=None, nginx=None, saturation=None, chat=chat)
     return Plan(cells=args.cells if args.cells is not None else base.cells,
                 duration=args.duration or base.duration,
                 repetitions=args.repetitions or base.repetitions,
@@ -343,7 +391,7 @@ def chosen_plan(args: argparse.Namespace) -> Plan:
                 nginx=None if args.no_nginx else base.nginx,
                 saturation=None if args.no_saturation else base.saturation,
                 stacks=tuple(args.stacks.split(",")) if args.stacks else base.stacks,
-                subscriber_client=args.subscriber_client or base.subscriber_client)
+                subscriber_client=args.subscriber_client or base.subscriber_client, chat=chat)
 
 
 def start_redis(bench: Bench) -> None:
@@ -374,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             run_nginx(bench)
         if plan.saturation:
             run_saturation(bench)
+        if plan.chat:
+            run_chat(bench)
     except (StartupError, BenchError, subprocess.SubprocessError) as error:
         print(f"bench failed: {error}\n(logs in {bench.workdir / 'logs'})", file=sys.stderr)
         return 1
@@ -383,8 +433,12 @@ def main(argv: list[str] | None = None) -> int:
         if bench.redis:
             stop_all([bench.redis])
     results = report.results(bench, argv, time.time() - started)
+    results["chat"] = {"runs": bench.chat, "summaries": chatload.summarize(bench.chat)}
     json_path.write_text(json.dumps(results, indent=2))
-    print(report.render(results))
+    if bench.rows or bench.saturation:
+        print(report.render(results))
+    if bench.chat:
+        print("\n" + chatload.render(results["chat"]["summaries"]))
     print(f"\nJSON: {json_path}")
     return 0
 

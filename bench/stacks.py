@@ -55,9 +55,9 @@ class PlainApp(Server):
 class NodeReplica(Server):
     """bench/node/server.js: ready once /healthz answers (after its Redis clients connected)."""
 
-    def __init__(self, port: int, redis_url: str, log_dir: Path):
+    def __init__(self, port: int, redis_url: str, log_dir: Path, adapter: str = "redis"):
         env = {**clean_environ(), "HOST": HOST, "PORT": str(port), "REDIS_URL": redis_url,
-               "NODE_ENV": "production"}
+               "NODE_ENV": "production", "ADAPTER": adapter}
         argv = [find_executable("node"), "--expose-gc", str(NODE_DIR / "server.js")]
         super().__init__(f"node-{port}", argv, Path(log_dir) / f"node-{port}.log", HOST, port,
                          env=env, cwd=NODE_DIR)
@@ -207,6 +207,8 @@ class PlainStack(Stack):
 class NodeStack(Stack):
     """Socket.IO 4 on Node with the Redis adapter."""
 
+    adapter = "redis"
+
     def collect_garbage(self) -> None:
         """A full V8 collection in every replica (GET /gc), so RSS shows what is kept alive."""
         for replica in self.replicas:
@@ -215,7 +217,7 @@ class NodeStack(Stack):
 
     def make_replicas(self, ports: list[int]) -> list[Server]:
         """bench/node/server.js per port."""
-        return [NodeReplica(port, self.redis_url, self.log_dir) for port in ports]
+        return [NodeReplica(port, self.redis_url, self.log_dir, self.adapter) for port in ports]
 
     def emitter_argv(self, room: str, run: str, rate: float, duration: float) -> list[str]:
         """@socket.io/redis-emitter (bench/node/emitter.js)."""
@@ -223,7 +225,15 @@ class NodeStack(Stack):
                 "--room", room, "--run", run, "--rate", str(rate), "--duration", str(duration)]
 
 
-STACKS = {"realtime": RealtimeStack, "plain": PlainStack, "node": NodeStack}
+class NodeStreamsStack(NodeStack):
+    """Socket.IO 4 on Node with @socket.io/redis-streams-adapter and connection state recovery:
+    every broadcast is appended to a Redis stream, as realtime persists every message."""
+
+    adapter = "streams"
+
+
+STACKS = {"realtime": RealtimeStack, "plain": PlainStack, "node": NodeStack,
+          "node-streams": NodeStreamsStack}
 
 
 def nginx_template(workdir: Path) -> Path:

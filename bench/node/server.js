@@ -1,5 +1,7 @@
 // The Node reference for bench/compare.py: Socket.IO 4 with the Redis adapter, the same event
-// shape as bench/plain_app.py. Clients `join {room}` and every `send` payload is broadcast to the
+// shape as bench/plain_app.py. ADAPTER=streams: @socket.io/redis-streams-adapter instead (every
+// broadcast appended to a Redis stream) with connection state recovery on, the Node deployment
+// that persists what it broadcasts. Clients `join {room}` and every `send` payload is broadcast to the
 // room as `message` (the sender included), on every replica through Redis; both events are acked.
 //
 //   PORT=8101 REDIS_URL=redis://127.0.0.1:6390/0 node server.js
@@ -14,6 +16,7 @@ const HOST = process.env.HOST || "127.0.0.1";
 const PORT = Number(process.env.PORT || 8100);
 const REDIS_URL = process.env.REDIS_URL || "redis://127.0.0.1:6379/0";
 const NAMESPACE = process.env.NAMESPACE || "/chat";
+const ADAPTER = process.env.ADAPTER || "redis";
 
 async function main() {
   const pub = createClient({ url: REDIS_URL });
@@ -32,7 +35,11 @@ async function main() {
     }
     res.writeHead(404).end();
   });
-  const io = new Server(httpServer, { adapter: createAdapter(pub, sub), serveClient: false });
+  const options = ADAPTER === "streams"
+    ? { adapter: require("@socket.io/redis-streams-adapter").createAdapter(pub),
+        connectionStateRecovery: { maxDisconnectionDuration: 2 * 60 * 1000, skipMiddlewares: true } }
+    : { adapter: createAdapter(pub, sub) };
+  const io = new Server(httpServer, { ...options, serveClient: false });
 
   io.of(NAMESPACE).on("connection", (socket) => {
     socket.on("join", (data, ack) => {

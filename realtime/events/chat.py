@@ -60,11 +60,13 @@ class ChatNamespace(AckNamespace):
             cluster.connected(request.sid, principal)
         except StoreUnavailable as exc:
             log.warning("connection %s not tracked: %s", request.sid, exc)
+        # The greetings go to this connection only, which is on this replica: straight to it, not
+        # through Redis to every replica (two PUBLISHes per connect, decoded by each replica).
         emit("welcome", {"instance": cluster.instance_id, "user": principal.user, "sid": request.sid,
-                         "server_time": now_ms(), "server": {"version": VERSION}})
+                         "server_time": now_ms(), "server": {"version": VERSION}}, ignore_queue=True)
         self.services.webhooks.publish("client.connected", self.hook_data())
         if cluster.last_stats is not None:
-            emit("stats", cluster.last_stats)
+            emit("stats", cluster.last_stats, ignore_queue=True)
 
     def on_disconnect(self, reason: Any = None) -> None:
         """Stop tracking the connection; it stops typing and leaves its rooms."""

@@ -222,6 +222,20 @@ end
 return false
 """
 
+# The distinct user JSONs of a room's connections as one JSON array: a user with many tabs is
+# sent once, and the reply is decoded in one call, so a join's `online` list costs the room's
+# users, not its connections.
+ONLINE_SCRIPT = """
+local seen, out = {}, {}
+for _, user in ipairs(redis.call('HVALS', KEYS[1])) do
+  if not seen[user] then
+    seen[user] = true
+    out[#out + 1] = user
+  end
+end
+return '[' .. table.concat(out, ',') .. ']'
+"""
+
 CLAIM_EXPIRED_SCRIPT = """
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 for _, id in ipairs(expired) do redis.call('ZREM', KEYS[1], id) end
@@ -357,6 +371,7 @@ class RedisStore(Store):
         self._advance_read = client.register_script(ADVANCE_READ_SCRIPT)
         self._presence_join = client.register_script(PRESENCE_JOIN_SCRIPT)
         self._presence_leave = client.register_script(PRESENCE_LEAVE_SCRIPT)
+        self._online = client.register_script(ONLINE_SCRIPT)
         self._claim_expired = client.register_script(CLAIM_EXPIRED_SCRIPT)
         self._replay_one = client.register_script(REPLAY_SCRIPT)
         self._take = client.register_script(TAKE_SCRIPT)
@@ -553,8 +568,7 @@ class RedisStore(Store):
     def online(self, room):
         """Users with at least one connection in the room, sorted by id."""
         users = {}
-        for raw in self._redis.hvals(room_key(room, "members")):
-            user = json.loads(raw)
+        for user in json.loads(self._online(keys=[room_key(room, "members")])):
             users[user["id"]] = user
         return [users[k] for k in sorted(users)]
 

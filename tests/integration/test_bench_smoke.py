@@ -51,6 +51,20 @@ def test_compare_smoke_runs_all_three_stacks_and_loses_nothing(tmp_path, system_
     assert sorted(r["path"] for r in results["ratios"]) == ["direct", "emitter", "nginx"]
     for entry in results["ratios"]:
         assert entry["node"]["server_us"] and entry["plain"]["server_us"], entry
+    # The chat-shaped workloads (bench/chatload.py) ran for all four stacks.
+    assert "many small rooms" in result.stdout and "connect-and-join storm" in result.stdout
+    assert "failover storm" in result.stdout
+    chat = results["chat"]["summaries"]
+    stacks = {"realtime", "plain", "node", "node-streams"}
+    for workload in ("rooms", "storm", "failover"):
+        assert {s["stack"] for s in chat[workload]} == stacks, chat[workload]
+    for summary in chat["rooms"]:
+        assert summary["highest_msg_per_s"] > 0, summary  # a passing step lost nothing
+    for summary in chat["storm"]:
+        assert summary["failed"] == 0 and summary["conn_per_s"] > 0, summary
+    # realtime recovers what its clients missed while their replica was down (join {since}).
+    realtime = next(s for s in chat["failover"] if s["stack"] == "realtime")
+    assert realtime["lost"] == 0 and realtime["recovered"] == realtime["victims"] > 0, realtime
 
 
 def test_rss_per_connection_is_the_least_squares_slope_over_the_readings():

@@ -191,3 +191,12 @@ def test_our_emitter_publishes_a_room_on_its_channel(cluster, connect, sniffer):
         assert client.wait_for("message", lambda m: m["room"] == "emitted") == sent
     wait_until(lambda: sniffer.emits(channel("emitted")))
     assert not [e for e in sniffer.emits(MAIN) if e.get("room") == "emitted"]
+
+
+def test_the_connect_greetings_reach_the_client_without_going_through_redis(connect, sniffer):
+    """welcome and stats go to the connecting client alone, on its own replica: not published to
+    every replica (two queue messages per connect, decoded by each, in a connection storm)."""
+    client = connect(2, "greeted")  # returns once the welcome arrived
+    assert client.events["welcome"][0]["user"]["id"] == "greeted"
+    time.sleep(0.5)  # what a publish would have taken to reach the sniffer
+    assert sniffer.emits(MAIN, "welcome") == [] and sniffer.emits(MAIN, "stats") == []

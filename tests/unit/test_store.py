@@ -1,6 +1,7 @@
 """One contract, run against both backends (Redis is a real redis-server)."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -409,3 +410,18 @@ def test_several_quotas_are_taken_all_or_none(store):
         store.take(Quota("upload_bytes", "ana", 100, 60.0, weight=1), count)
     assert full.value.quota == count
     store.take(Quota("upload_bytes", "ana", 100, 60.0, weight=20))  # 80 + 20: still all there
+
+
+def test_online_reads_each_user_once_however_many_connections(redis_url):
+    # A join's `online` list must cost the room's users, not its connections: one user with many
+    # tabs comes back from Redis once (the join storm of issue 22 read every connection's entry).
+    client = create_redis(redis_url)
+    client.flushdb()
+    store = RedisStore(client)
+    for n in range(50):
+        store.presence_join("big", f"i{n % 3}", f"s{n}", ANA)
+    store.presence_join("big", "i1", "bo", BO)
+    sent = []
+    client.set_response_callback("EVALSHA", lambda reply, **_: sent.append(reply) or reply)
+    assert store.online("big") == [ANA, BO]
+    assert len(json.loads(sent[0])) == 2 and len(sent) == 1
