@@ -1,18 +1,18 @@
 """Group commit: the appends greenlets start while Redis is busy go to it as one pipeline.
 
-Each send used to cost its own socket write, read and greenlet switches around one EVALSHA. Here
-the first caller of a hub turn spawns a flusher; the calls queued before it runs (the rest of the
-turn) go out as one pipeline, and the calls queued while that pipeline is in flight go out as the
-next one. One pipeline is in flight at a time, so the scripts reach Redis in the order they were
-queued, and Redis runs each one atomically as before: ids, idempotency and per-room order are the
-script's, unchanged. Every caller still waits for its own script's reply (or error) before it
-returns, so an ack still means the message is persisted.
+At most one round trip of appends is in flight per process. A call that finds none goes out at
+once, on its own, in its caller's greenlet (no added latency or work when sends do not overlap).
+Calls that arrive while one is in flight queue up; when it returns, a flusher greenlet sends the
+queue as one pipeline, and the calls queued meanwhile as the next one. So the scripts reach Redis
+in the order they were queued, and Redis runs each one atomically as before: ids, idempotency and
+per-room order are the script's, unchanged. Every caller still waits for its own script's reply
+(or error) before it returns, so an ack still means the message is persisted.
 
 Deadlines (store/deadline.py) hold per caller: a caller whose deadline passes while its call is
-still queued takes it back (nothing of it reaches Redis: the outcome is known); once its call is in
-a pipeline on its way, the outcome is unknown. The flusher bounds each pipeline by the latest
-deadline among its callers, so a Redis that hangs does not keep it (and the calls queued behind
-it) waiting for the socket timeout.
+still queued takes it back (nothing of it reaches Redis: the outcome is known); once its call is
+on its way, the outcome is unknown. The flusher bounds each pipeline by the latest deadline among
+its callers, so a Redis that hangs does not keep it (and the calls queued behind it) waiting for
+the socket timeout.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from gevent.hub import Waiter, get_hub
 
 from . import deadline
 
-# run(calls) -> one reply or exception per call, in order.
+# run_batch(calls) -> one reply or exception per call, in order.
 Runner = Callable[[Sequence[tuple[Any, ...]]], list[Any]]
 
 
@@ -43,23 +43,29 @@ class _Call:
 
 
 class GroupCommit:
-    """Queue calls from many greenlets; a flusher greenlet runs them in batches through `run`."""
+    """One call at a time through `run_one`; the calls that wait meanwhile go through `run_batch`."""
 
-    def __init__(self, run: Runner, spawn: Callable[..., Any] = gevent.spawn):
-        self._run = run
+    def __init__(self, run_one: Callable[..., Any], run_batch: Runner, spawn: Callable[..., Any] = gevent.spawn):
+        self._run_one = run_one
+        self._run = run_batch
         self._spawn = spawn
         self._queue: list[_Call] = []
-        self._flushing = False
-        self.batches = 0  # pipelines sent, and the calls in them: for tests and the profile notes
+        self._busy = False  # a call or a pipeline is in flight
+        self.batches = 0  # round trips (a call on its own or a pipeline), and the calls in them
         self.calls = 0
 
     def call(self, *args: Any) -> Any:
-        """Queue `args`, wait for its reply (raised if it is an exception); gevent greenlets only."""
+        """`run_one(*args)`, or queued for the next pipeline while one is in flight; gevent greenlets only."""
+        if not self._busy:
+            self._busy = True
+            self.batches += 1
+            self.calls += 1
+            try:
+                return self._run_one(*args)  # under the caller's own deadline, as without group commit
+            finally:
+                self._hand_over()
         queued = _Call(args, deadline.until())
         self._queue.append(queued)
-        if not self._flushing:
-            self._flushing = True
-            self._spawn(self._flush)
         try:
             queued.waiter.get()
         except BaseException as exc:  # the caller's deadline (a gevent.Timeout) or a kill
@@ -70,6 +76,13 @@ class GroupCommit:
         if isinstance(queued.reply, BaseException):
             raise queued.reply
         return queued.reply
+
+    def _hand_over(self) -> None:
+        """After a call in flight returned: the flusher takes what queued meanwhile, if anything."""
+        if self._queue:
+            self._spawn(self._flush)
+        else:
+            self._busy = False
 
     def _flush(self) -> None:
         """Send what is queued, one pipeline at a time, until the queue is empty."""
@@ -88,7 +101,7 @@ class GroupCommit:
                     queued.reply = reply
                     hub.loop.run_callback(queued.waiter.switch, None)
         finally:
-            self._flushing = False
+            self._busy = False
 
     def _bounded(self, batch: list[_Call]) -> list[Any]:
         """`run` over the batch's arguments, within the latest of its callers' deadlines."""

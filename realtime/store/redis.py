@@ -380,7 +380,7 @@ class RedisStore(Store):
         self._connection_ttl_ms = 15_000
         # Appends of many greenlets in one pipeline (gevent replicas; not with WAIT, whose count
         # is per connection and per call).
-        self._group_commit = GroupCommit(self._append_batch) if group_commit and not wait_replicas else None
+        self._group_commit = GroupCommit(self._append_one, self._append_batch) if group_commit and not wait_replicas else None
 
     def lost_connection(self) -> None:
         """A call failed on its connection: nothing to do here (the pool reconnects)."""
@@ -436,6 +436,10 @@ class RedisStore(Store):
         """The append script's reply: through group commit in a gevent replica, else on its own."""
         if self._group_commit is not None and deadline.bounded():
             return self._group_commit.call(keys, args)
+        return self._append(keys=keys, args=args)
+
+    def _append_one(self, keys: list[str], args: list[Any]) -> Any:
+        """The append script on its own (nothing else in flight)."""
         return self._append(keys=keys, args=args)
 
     def _append_batch(self, calls: Any) -> list[Any]:

@@ -48,7 +48,8 @@ def test_concurrent_appends_on_redis_cluster(redis_cluster_url):
 
 def test_a_script_that_fails_fails_only_its_own_send(redis_url):
     seen = probe("one_fails", redis_url)
-    assert seen["batch_delta"] == 1 and seen["call_delta"] == 21  # all in one pipeline
+    # The first goes out on its own, the 20 that arrive while it is in flight in one pipeline.
+    assert seen["batch_delta"] == 2 and seen["call_delta"] == 21
     results = seen["results"]
     assert results[10][0] == "error" and results[10][1] == "ResponseError"
     good = results[:10] + results[11:]
@@ -74,9 +75,10 @@ def test_a_quota_refusal_in_a_pipeline_writes_nothing(redis_url):
 def test_deadline_holds_while_redis_is_stopped(redis_url):
     bound = 1.0
     seen = probe("hung", redis_url, str(bound))
-    in_flight, queued = seen["results"][:20], seen["results"][20:]
+    first, rest, queued = seen["results"][0], seen["results"][1:20], seen["results"][20:]
     # Sent before Redis could answer: may have happened. Still queued at their deadline: did not.
-    assert all(r == ["unavailable", "Expired", True] for r in in_flight)
+    assert first == ["unavailable", "Expired", True]
+    assert all(r[:2] == ["unavailable", "Expired"] for r in rest)  # queued, or sent just before the deadline
     assert all(r == ["unavailable", "Expired", False] for r in queued)
     # The bound, with slack for a loaded machine: never the socket timeout (5 s) or a queue's wait.
     assert max(seen["took"]) < bound + 1.0
