@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..store import StoreUnavailable, deadline
 from ..transport import greenlets, status as transport_status
@@ -122,6 +122,12 @@ def replica_gauges(services: Any, server: Any, queue: Any = None) -> Callable[[]
                                   labels=["state"])
         paths.add_metric([transport_status()["state"]], 1)
         yield paths
+        commit = getattr(services.store, "group_commit", None)
+        if commit is not None and commit.calls:  # appends per round trip: how much group commit merges under this load
+            yield CounterMetricFamily("realtime_store_appends", "Message appends sent to the store",
+                                      value=commit.calls)
+            yield CounterMetricFamily("realtime_store_append_round_trips", "Round trips those appends "
+                                      "took (one per call on its own or per pipeline)", value=commit.batches)
         worker = services.webhook_worker
         if worker is not None:
             outcomes = GaugeMetricFamily("realtime_webhook_deliveries", "Webhook deliveries by outcome "

@@ -382,6 +382,11 @@ class RedisStore(Store):
         # is per connection and per call).
         self._group_commit = GroupCommit(self._append_one, self._append_batch) if group_commit and not wait_replicas else None
 
+    @property
+    def group_commit(self) -> GroupCommit | None:
+        """The appends' group commit (its counts), or None when appends go out one by one."""
+        return self._group_commit
+
     def lost_connection(self) -> None:
         """A call failed on its connection: nothing to do here (the pool reconnects)."""
 
