@@ -1,22 +1,23 @@
-"""Group commit: the appends greenlets start while Redis is busy go to it as one pipeline.
+"""Group commit: the appends greenlets start in one turn of the gevent hub go to Redis as one pipeline.
 
-At most one round trip of appends is in flight per process. A call that finds none goes out at
-once, on its own, in its caller's greenlet (no added latency or work when sends do not overlap).
-Calls that arrive while one is in flight queue up; when it returns, a flusher greenlet sends the
-queue as one pipeline, and the calls queued meanwhile as the next one. So the scripts reach Redis
-in the order they were queued, and Redis runs each one atomically as before: ids, idempotency and
-per-room order are the script's, unchanged. Every caller still waits for its own script's reply
-(or error) before it returns, so an ack still means the message is persisted.
+The first caller of a turn (the leader) opens a batch and yields once to the hub (`sleep(0)`): the
+greenlets that the same turn woke (the other sends read in it) run meanwhile, and a call of theirs
+joins the open batch instead of going out on its own. The leader then sends its own call and
+theirs as one pipeline, in its own greenlet, and hands each follower its script's reply. A leader
+that nobody joined sends its call alone, as without group commit. Batches of different turns may
+be in flight at once, on different connections, as single calls were.
 
-Deadlines (store/deadline.py) hold per caller: a caller whose deadline passes while its call is
-still queued takes it back (nothing of it reaches Redis: the outcome is known); once its call is
-on its way, the outcome is unknown. The flusher bounds each pipeline by the latest deadline among
-its callers, so a Redis that hangs does not keep it (and the calls queued behind it) waiting for
-the socket timeout.
+Redis runs each script of a pipeline atomically, in the pipeline's order: ids, idempotency and
+per-room order are the script's, unchanged. Every caller waits for its own script's reply (or
+error) before it returns, so an ack still means the message is persisted.
+
+Deadlines (store/deadline.py) hold per caller. The leader's pipeline runs under the leader's
+deadline; if that passes first, the followers it carried get `Expired` with an unknown outcome
+at once. A follower whose own deadline passes while it waits gives up then: before the pipeline
+left, its call is taken out (nothing of it reaches Redis: the outcome is known); after, unknown.
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Callable, Sequence
 
 import gevent
@@ -29,13 +30,12 @@ Runner = Callable[[Sequence[tuple[Any, ...]]], list[Any]]
 
 
 class _Call:
-    """One queued call: its arguments, its caller's deadline, and where its reply goes."""
+    """A follower's call: its arguments, and where its reply goes."""
 
-    __slots__ = ("args", "until", "waiter", "sent", "cancelled", "reply")
+    __slots__ = ("args", "waiter", "sent", "cancelled", "reply")
 
-    def __init__(self, args: tuple[Any, ...], until: float | None):
+    def __init__(self, args: tuple[Any, ...]):
         self.args = args
-        self.until = until
         self.waiter = Waiter()
         self.sent = False
         self.cancelled = False
@@ -43,84 +43,87 @@ class _Call:
 
 
 class GroupCommit:
-    """One call at a time through `run_one`; the calls that wait meanwhile go through `run_batch`."""
+    """Calls of one hub turn through `run_batch` together; a call alone through `run_one`."""
 
     def __init__(self, run_one: Callable[..., Any], run_batch: Runner, spawn: Callable[..., Any] = gevent.spawn):
         self._run_one = run_one
         self._run = run_batch
         self._spawn = spawn
-        self._queue: list[_Call] = []
-        self._busy = False  # a call or a pipeline is in flight
-        self.batches = 0  # round trips (a call on its own or a pipeline), and the calls in them
+        self._open: list[_Call] | None = None  # the batch of this turn, while its leader waits
+        self.batches = 0  # round trips (a call alone or a pipeline), and the calls in them
         self.calls = 0
 
     def call(self, *args: Any) -> Any:
-        """`run_one(*args)`, or queued for the next pipeline while one is in flight; gevent greenlets only."""
-        if not self._busy:
-            self._busy = True
-            self.batches += 1
-            self.calls += 1
-            try:
-                return self._run_one(*args)  # under the caller's own deadline, as without group commit
-            finally:
-                self._hand_over()
-        queued = _Call(args, deadline.until())
-        self._queue.append(queued)
+        """This call's reply (raised if it is an exception), sent with the turn's others; gevent only."""
+        if self._open is not None:
+            return self._follow(args)
+        followers: list[_Call] = []
+        self._open = followers
         try:
-            queued.waiter.get()
-        except BaseException as exc:  # the caller's deadline (a gevent.Timeout) or a kill
-            if not queued.sent:
-                queued.cancelled = True  # the flusher skips it: nothing of it reaches Redis
+            gevent.sleep(0)  # the rest of this turn runs; its calls join `followers`
+        except BaseException as exc:  # the leader's deadline passed here: nothing of its call was sent
+            self._open = None
+            deadline.mark_unsent(exc)
+            if followers:  # theirs still go
+                self._spawn(self._send_for, followers)
+            raise
+        self._open = None
+        followers = [c for c in followers if not c.cancelled]
+        self.batches += 1
+        self.calls += 1 + len(followers)
+        if not followers:
+            return self._run_one(*args)  # alone: under the caller's own deadline, as without group commit
+        return self._lead(args, followers)
+
+    def _follow(self, args: tuple[Any, ...]) -> Any:
+        """Join the open batch and wait for this call's reply."""
+        mine = _Call(args)
+        self._open.append(mine)  # type: ignore[union-attr]
+        try:
+            mine.waiter.get()
+        except BaseException as exc:  # this caller's deadline (a gevent.Timeout) or a kill
+            if not mine.sent:
+                mine.cancelled = True  # the leader leaves it out: nothing of it reaches Redis
                 deadline.mark_unsent(exc)
             raise
-        if isinstance(queued.reply, BaseException):
-            raise queued.reply
-        return queued.reply
+        if isinstance(mine.reply, BaseException):
+            raise mine.reply
+        return mine.reply
 
-    def _hand_over(self) -> None:
-        """After a call in flight returned: the flusher takes what queued meanwhile, if anything."""
-        if self._queue:
-            self._spawn(self._flush)
-        else:
-            self._busy = False
-
-    def _flush(self) -> None:
-        """Send what is queued, one pipeline at a time, until the queue is empty."""
-        hub = get_hub()
+    def _lead(self, args: tuple[Any, ...], followers: list[_Call]) -> Any:
+        """Send this call and the followers' as one pipeline; hand each follower its reply."""
+        for follower in followers:
+            follower.sent = True
         try:
-            while True:
-                batch = [c for c in self._queue if not c.cancelled]
-                self._queue = []
-                if not batch:
-                    return
-                for queued in batch:
-                    queued.sent = True
-                self.batches += 1
-                self.calls += len(batch)
-                for queued, reply in zip(batch, self._bounded(batch)):
-                    queued.reply = reply
-                    hub.loop.run_callback(queued.waiter.switch, None)
-        finally:
-            self._busy = False
+            mine, *theirs = self._run([args, *(f.args for f in followers)])
+        except BaseException as exc:  # the leader's deadline, or the pipeline as a whole failed
+            failure = exc if isinstance(exc, Exception) else deadline.Expired(outcome_unknown=True)
+            self._hand(followers, [failure] * len(followers))
+            raise
+        self._hand(followers, theirs)
+        if isinstance(mine, BaseException):
+            raise mine
+        return mine
 
-    def _bounded(self, batch: list[_Call]) -> list[Any]:
-        """`run` over the batch's arguments, within the latest of its callers' deadlines."""
-        untils = [c.until for c in batch]
-        limit = None if None in untils else max(untils) - time.monotonic()  # type: ignore[type-var]
-        timer = gevent.Timeout(max(limit, 0.0)) if limit is not None else None
-        if timer is not None:
-            timer.start()
+    def _send_for(self, followers: list[_Call]) -> None:
+        """Send the followers of a leader that gave up before sending (in a greenlet of their own)."""
+        followers = [c for c in followers if not c.cancelled]
+        if not followers:
+            return
+        for follower in followers:
+            follower.sent = True
         try:
-            replies = self._run([c.args for c in batch])
-        except gevent.Timeout as exc:
-            if exc is not timer:
-                raise
-            replies = [deadline.Expired(outcome_unknown=True) for _ in batch]
-        except Exception as exc:  # the pipeline as a whole failed (connection lost, ...): every call
-            replies = [exc] * len(batch)
-        finally:
-            if timer is not None:
-                timer.close()
-        if len(replies) != len(batch):  # never expected: fail each call rather than mismatch replies
-            replies = [RuntimeError("group commit: reply count mismatch")] * len(batch)
-        return replies
+            replies = self._run([f.args for f in followers])
+        except Exception as exc:  # noqa: BLE001 - each follower raises it as its own call's failure
+            replies = [exc] * len(followers)
+        self.batches += 1
+        self.calls += len(followers)
+        self._hand(followers, replies)
+
+    @staticmethod
+    def _hand(followers: list[_Call], replies: Sequence[Any]) -> None:
+        """Wake each follower with its reply (from the hub: a Waiter is switched to from there)."""
+        loop = get_hub().loop
+        for follower, reply in zip(followers, replies):
+            follower.reply = reply
+            loop.run_callback(follower.waiter.switch, None)

@@ -93,8 +93,8 @@ def over_quota(store) -> dict:
 
 
 def hung(store, client, bound: float) -> dict:
-    """Redis SIGSTOPped: a call in flight and calls queued behind it (deadline `bound`), then calls
-    queued with a shorter deadline; every append answers unavailable by its deadline; then SIGCONT and retries."""
+    """Redis SIGSTOPped: one turn's calls in flight (deadline `bound`), then another turn's with a
+    shorter deadline; every append answers unavailable by its deadline; then SIGCONT and retries."""
     pid = int(client.info("server")["process_id"])
     results: list = [None] * 40
     took = [0.0] * 40
@@ -109,9 +109,9 @@ def hung(store, client, bound: float) -> dict:
     os.kill(pid, signal.SIGSTOP)
     try:
         in_flight = [gevent.spawn(send, i, bound) for i in range(20)]
-        gevent.sleep(bound / 10)  # the first call is on its way: these queue behind it
-        queued = [gevent.spawn(send, i, bound / 2) for i in range(20, 40)]
-        gevent.joinall(in_flight + queued)
+        gevent.sleep(bound / 10)  # the first pipeline is on its way
+        later = [gevent.spawn(send, i, bound / 2) for i in range(20, 40)]
+        gevent.joinall(in_flight + later)
     finally:
         os.kill(pid, signal.SIGCONT)
     stored = [m["body"] for m in store.messages_after("hung", 0, 100)]

@@ -48,8 +48,7 @@ def test_concurrent_appends_on_redis_cluster(redis_cluster_url):
 
 def test_a_script_that_fails_fails_only_its_own_send(redis_url):
     seen = probe("one_fails", redis_url)
-    # The first goes out on its own, the 20 that arrive while it is in flight in one pipeline.
-    assert seen["batch_delta"] == 2 and seen["call_delta"] == 21
+    assert seen["batch_delta"] == 1 and seen["call_delta"] == 21  # one turn, one pipeline
     results = seen["results"]
     assert results[10][0] == "error" and results[10][1] == "ResponseError"
     good = results[:10] + results[11:]
@@ -75,14 +74,12 @@ def test_a_quota_refusal_in_a_pipeline_writes_nothing(redis_url):
 def test_deadline_holds_while_redis_is_stopped(redis_url):
     bound = 1.0
     seen = probe("hung", redis_url, str(bound))
-    first, rest, queued = seen["results"][0], seen["results"][1:20], seen["results"][20:]
-    # Sent before Redis could answer: may have happened. Still queued at their deadline: did not.
-    assert first == ["unavailable", "Expired", True]
-    assert all(r[:2] == ["unavailable", "Expired"] for r in rest)  # queued, or sent just before the deadline
-    assert all(r == ["unavailable", "Expired", False] for r in queued)
-    # The bound, with slack for a loaded machine: never the socket timeout (5 s) or a queue's wait.
-    assert max(seen["took"]) < bound + 1.0
-    assert not set(seen["stored"]) & {f"u:{n}" for n in range(20, 40)}
+    # Sent before Redis could answer: may have happened (the client retries with its client_id).
+    assert all(r == ["unavailable", "Expired", True] for r in seen["results"])
+    # The bound of each caller's own deadline, with slack for a loaded machine: never the socket
+    # timeout (5 s), and the later callers (a shorter deadline) not held by the first pipeline.
+    assert max(seen["took"][:20]) < bound + 1.0
+    assert max(seen["took"][20:]) < bound / 2 + 1.0
     # Retried with the same client_ids once Redis is back: each message once.
     assert all(r[0] == "ok" for r in seen["retried"])
     assert Counter(seen["history"]) == Counter(f"u:{n}" for n in range(40))
