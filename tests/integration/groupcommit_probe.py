@@ -121,6 +121,14 @@ def hung(store, client, bound: float) -> dict:
             "history": [m["body"] for m in store.messages_after("hung", 0, 100)]}
 
 
+def noscript(store, client) -> dict:
+    """Redis forgot its scripts (a restart, SCRIPT FLUSH) between two turns of concurrent appends."""
+    first = concurrent(store, senders=20, rooms=3, each=1)
+    client.script_flush()
+    second = concurrent(store, senders=20, rooms=3, each=2)
+    return {"first": first, "second": second}
+
+
 def main() -> None:
     scenario, url = sys.argv[1], sys.argv[2]
     store = create_store(url, socket_timeout=5.0, group_commit=True)
@@ -133,6 +141,8 @@ def main() -> None:
         observed = repeats(store)
     elif scenario == "over_quota":
         observed = over_quota(store)
+    elif scenario == "noscript":
+        observed = noscript(store, client)
     elif scenario == "hung":
         observed = hung(store, client, float(sys.argv[3]))
     else:

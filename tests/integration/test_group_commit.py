@@ -29,6 +29,11 @@ def check_concurrent(seen: dict) -> None:
     """Every append acked once, ids contiguous per room, each sender's messages in its order."""
     assert seen["calls"] == 1000
     assert seen["batches"] < seen["calls"] / 10  # they did share pipelines
+    check_stored(seen)
+
+
+def check_stored(seen: dict) -> None:
+    """Ids contiguous per room, each sender's in its order, history exactly what was acked."""
     for sender, sent in seen["sent"].items():
         ids = [message_id for _, message_id, _ in sent]
         assert ids == sorted(ids), sender  # a sender's later message has a later id
@@ -44,6 +49,14 @@ def test_concurrent_appends_share_pipelines_and_keep_ids_and_order(redis_url):
 
 def test_concurrent_appends_on_redis_cluster(redis_cluster_url):
     check_concurrent(probe("concurrent", redis_cluster_url))
+
+
+def test_a_pipeline_after_redis_forgot_the_script_loads_it_and_runs_every_call(redis_url):
+    seen = probe("noscript", redis_url)
+    check_stored(seen["first"])
+    check_stored(seen["second"])  # the second history includes the first's messages, then its own
+    assert sum(len(sent) for sent in seen["second"]["sent"].values()) == 40
+    assert seen["batches"] < seen["calls"]  # they went as pipelines
 
 
 def test_a_script_that_fails_fails_only_its_own_send(redis_url):
