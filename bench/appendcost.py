@@ -75,21 +75,20 @@ def main() -> int:
         print("|--:|---|--:|--:|--:|")
         for concurrency in (int(c) for c in args.concurrency.split(",")):
             figures: dict[str, list[tuple[float, float]]] = {"on": [], "off": []}
-            batches_before = (stores["on"]._group_commit.batches, stores["on"]._group_commit.calls)
             one_run(stores["on"], client, concurrency, min(args.appends, 500), "warm")  # scripts loaded, pools filled
             one_run(stores["off"], client, concurrency, min(args.appends, 500), "warm")
-            batches_before = (stores["on"]._group_commit.batches, stores["on"]._group_commit.calls)
+            batches_before = (stores["on"].group_commit.batches, stores["on"].group_commit.calls)
             for round_ in range(args.rounds):
                 for mode in (("on", "off") if round_ % 2 == 0 else ("off", "on")):
                     client.flushall()
                     figures[mode].append(one_run(stores[mode], client, concurrency, args.appends, f"r{round_}{mode}"))
-            gc = stores["on"]._group_commit
+            gc = stores["on"].group_commit
             per_batch = (gc.calls - batches_before[1]) / max(1, gc.batches - batches_before[0])
             for mode in ("off", "on"):
                 ours = statistics.median(f[0] for f in figures[mode])
                 theirs = statistics.median(f[1] for f in figures[mode])
-                print(f"| {concurrency} | {mode} | {ours:.1f} | {theirs:.1f} | {per_batch:.1f} |"
-                      if mode == "on" else f"| {concurrency} | {mode} | {ours:.1f} | {theirs:.1f} | 1 |", flush=True)
+                merged = f"{per_batch:.1f}" if mode == "on" else "1"
+                print(f"| {concurrency} | {mode} | {ours:.1f} | {theirs:.1f} | {merged} |", flush=True)
     finally:
         server.stop()
     return 0

@@ -52,7 +52,7 @@ def concurrent(store, senders: int, rooms: int, each: int) -> dict:
 def one_fails(store, client) -> dict:
     """A batch of good appends with one whose script fails (its room's id counter is not a number)."""
     client.set("rt:room:{bad}:seq", "not a number")
-    before = (store._group_commit.batches, store._group_commit.calls)
+    before = (store.group_commit.batches, store.group_commit.calls)
     calls = [("good", n) for n in range(10)] + [("bad", 0)] + [("good", n) for n in range(10, 20)]
     results = [None] * len(calls)
 
@@ -60,7 +60,7 @@ def one_fails(store, client) -> dict:
         results[index] = outcome(lambda: store.append_message(room, text("u", n), None, KEEP).message["id"])
 
     gevent.joinall([gevent.spawn(send, i, room, n) for i, (room, n) in enumerate(calls)])
-    after = (store._group_commit.batches, store._group_commit.calls)
+    after = (store.group_commit.batches, store.group_commit.calls)
     return {"results": results, "batch_delta": after[0] - before[0], "call_delta": after[1] - before[1],
             "history": [m["body"] for m in store.messages_after("good", 0, 100)]}
 
@@ -147,7 +147,7 @@ def main() -> None:
         observed = hung(store, client, float(sys.argv[3]))
     else:
         raise SystemExit(f"unknown scenario {scenario}")
-    observed["batches"], observed["calls"] = store._group_commit.batches, store._group_commit.calls
+    observed["batches"], observed["calls"] = store.group_commit.batches, store.group_commit.calls
     print(json.dumps(observed))
 
 
