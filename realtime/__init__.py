@@ -44,7 +44,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     url = settings["REDIS_URL"]
     metrics = Metrics()
     store = create_store(url, settings["REDIS_SOCKET_TIMEOUT"], settings["REDIS_WAIT_REPLICAS"],
-                         settings["REDIS_WAIT_TIMEOUT"], observe=metrics.observe_store)
+                         settings["REDIS_WAIT_TIMEOUT"], observe=metrics.observe_store,
+                         group_commit=settings["GROUP_COMMIT"])
     sequencer = sequencer_for(store)
     app.config["RATELIMIT_STORAGE_OPTIONS"] = limiter_storage_options(settings, store)
     jwt.init_app(app)

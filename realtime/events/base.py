@@ -39,8 +39,7 @@ def acked(handler: Callable) -> Callable:
         metrics = getattr(getattr(self, "services", None), "metrics", None)
         elapsed = time.perf_counter() - started
         if metrics is not None:
-            metrics.events.labels(self.namespace, event, outcome).inc()
-            metrics.event_seconds.labels(self.namespace, event).observe(elapsed)
+            metrics.event_handled(self.namespace, event, outcome, elapsed)
         room = payload.get("room") if isinstance(payload, dict) else None
         # One line per event: debug for the chatty ones, info for the rest.
         events_log.log(logging.DEBUG if event in QUIET else logging.INFO, "%s %s %s", self.namespace, event,

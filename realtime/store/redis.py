@@ -14,6 +14,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from . import deadline
+from .groupcommit import GroupCommit
 from .base import (Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, RoomState, Store,
                    StoreUnavailable, Uninvited, UserCutoff, new_epoch)
 
@@ -359,7 +360,7 @@ class RedisStore(Store):
     FEED_PING = 1.0  # seconds of silence before the revocation feed checks that Redis is there
 
     def __init__(self, client: redis.Redis, observe: Callable[[str, float, bool], None] | None = None,
-                 wait_replicas: int = 0, wait_timeout: float = 1.0):
+                 wait_replicas: int = 0, wait_timeout: float = 1.0, group_commit: bool = False):
         self.client = client
         self.observe = observe
         # With wait_replicas, an append counts only once that many replicas have it (WAIT): a
@@ -377,6 +378,14 @@ class RedisStore(Store):
         self._take = client.register_script(TAKE_SCRIPT)
         self._revoke_user = client.register_script(REVOKE_USER_SCRIPT)
         self._connection_ttl_ms = 15_000
+        # Appends of many greenlets in one pipeline (gevent replicas; not with WAIT, whose count
+        # is per connection and per call).
+        self._group_commit = GroupCommit(self._append_one, self._append_batch) if group_commit and not wait_replicas else None
+
+    @property
+    def group_commit(self) -> GroupCommit | None:
+        """The appends' group commit (its counts), or None when appends go out one by one."""
+        return self._group_commit
 
     def lost_connection(self) -> None:
         """A call failed on its connection: nothing to do here (the pool reconnects)."""
@@ -407,7 +416,7 @@ class RedisStore(Store):
             keys.append(limit_key(quota))
             args += [quota.limit, quota.window]
         if not self.wait_replicas:
-            duplicate, message_id, stored, epoch = self._append(keys=keys, args=args)
+            duplicate, message_id, stored, epoch = self._run_append(keys, args)
             if duplicate == -1:
                 raise OverLimit(quota, message_id / 1000)
             return Appended(decode_message(room, int(message_id), stored, decode_epoch(epoch)),
@@ -427,6 +436,36 @@ class RedisStore(Store):
         # replica's sequencer drops what it already delivered).
         return Appended(decode_message(room, int(message_id), stored, decode_epoch(epoch)),
                         duplicate=bool(duplicate), broadcast_repeat=bool(duplicate))
+
+    def _run_append(self, keys: list[str], args: list[Any]) -> Any:
+        """The append script's reply: through group commit in a gevent replica, else on its own."""
+        if self._group_commit is not None and deadline.bounded():
+            return self._group_commit.call(keys, args)
+        return self._append(keys=keys, args=args)
+
+    def _append_one(self, keys: list[str], args: list[Any]) -> Any:
+        """The append script on its own (nothing else in flight)."""
+        return self._append(keys=keys, args=args)
+
+    def _append_batch(self, calls: Any) -> list[Any]:
+        """The append script for each (keys, args) in one pipeline: each reply or error in place."""
+        replies = self._evalsha_all(calls)
+        missing = [n for n, reply in enumerate(replies) if isinstance(reply, exceptions.NoScriptError)]
+        if missing:
+            # Redis restarted or flushed its scripts: none of these ran, so run them again in order.
+            self._redis.script_load(self._append.script)
+            for n, reply in zip(missing, self._evalsha_all([calls[n] for n in missing])):
+                replies[n] = reply
+        return replies
+
+    def _evalsha_all(self, calls: Any) -> list[Any]:
+        """One EVALSHA of the append script per call, pipelined (a Script object in a pipeline
+        would cost a SCRIPT EXISTS round trip per pipeline)."""
+        sha = self._append.sha
+        with self._redis.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+            return pipe.execute(raise_on_error=False)
 
     def _entries_with_epoch(self, room: str, read: Callable[[Any], Any]) -> tuple[list, str | None]:
         """Stream entries (`read` queues the XRANGE/XREVRANGE) and the room's epoch, read atomically."""

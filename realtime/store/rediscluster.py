@@ -137,7 +137,7 @@ class RedisClusterStore(RedisStore):
                  else ["", "", "", ""])
         args.append(new_epoch())
         if not self.wait_replicas:
-            duplicate, message_id, stored, epoch = self._append(keys=keys, args=args)
+            duplicate, message_id, stored, epoch = self._run_append(keys, args)
             replicas = None
         else:
             duplicate, message_id, stored, epoch, replicas = self._append_and_wait(room, keys, args)
