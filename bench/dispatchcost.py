@@ -11,6 +11,7 @@ No figure is checked against a threshold.
 
     .venv/bin/python bench/dispatchcost.py                          # send, 5 rounds x 20 000
     .venv/bin/python bench/dispatchcost.py --event typing --rounds 3
+    .venv/bin/python bench/dispatchcost.py --components             # the changed pieces alone
     .venv/bin/python bench/dispatchcost.py --profile off            # where a send's time goes
 """
 from gevent import monkey
@@ -27,6 +28,7 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+import timeit  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,6 +110,32 @@ def one_round(server, eio_sid: str, sink: list, event: str, count: int, tag: str
     return spent / count * 1e6
 
 
+def components(server, eio_sid: str, ours: logging.Formatter, stock: logging.Formatter) -> None:
+    """µs per call of the pieces the switch changes, stock against this tree, the minimum of
+    alternated repeats: Flask-SocketIO's dispatch of an event to a handler that does nothing,
+    and the formatting of one event log line."""
+    flask_sio = socketio
+    sid = server.manager.sid_from_eio_sid(eio_sid, "/chat")
+    noop = lambda payload: None  # noqa: E731
+    dispatch_one = lambda: flask_sio._handle_event(noop, "look", "/chat", sid, {"room": "lobby"})  # noqa: E731
+    record = logging.getLogger("realtime.events").makeRecord(
+        "realtime.events", logging.INFO, "", 0, "/chat send ok", (), None,
+        extra={"event": "send", "namespace": "/chat", "outcome": "ok", "room": "lobby", "duration_ms": 0.12,
+               "instance": "bench-1", "request_id": None, "sid": sid, "user": "ana"})
+    pieces = {"dispatch to a no-op handler": (dispatch_one, dispatch.uninstall, dispatch.install),
+              "JSON event log line (format)": ((lambda: ours.format(record)), lambda: None, lambda: None)}
+    for name, (call, to_stock, to_ours) in pieces.items():
+        best = {"stock": float("inf"), "ours": float("inf")}
+        for _ in range(80):
+            for label, switch in (("stock", to_stock), ("ours", to_ours)):
+                switch()
+                fn = call if name.startswith("dispatch") or label == "ours" else (lambda: stock.format(record))
+                best[label] = min(best[label], timeit.timeit(fn, number=500) / 500 * 1e6)
+        print(f"{name}: stock {best['stock']:.2f} µs, this tree {best['ours']:.2f} µs, "
+              f"{best['ours'] / best['stock']:.2f}x")
+    dispatch.install()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Alternate off/on rounds; print medians (or a profile)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -116,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--parts", default="dispatch,logging",
                         help="what on switches: dispatch (the adapter), logging (the line formatter)")
+    parser.add_argument("--components", action="store_true",
+                        help="time the two pieces alone (min of alternated repeats) instead")
     parser.add_argument("--profile", choices=("off", "on"), help="cProfile one round of this state")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-dispatchcost-"))
@@ -134,6 +164,9 @@ def main(argv: list[str] | None = None) -> int:
             handler.setFormatter(ours if state == "on" else stock_formatter)
     switch = {"off": lambda: switch_to("off"), "on": lambda: switch_to("on")}
     one_round(server, eio_sid, sink, args.event, 2000, "warm")
+    if args.components:
+        components(server, eio_sid, handler.formatter, stock_formatter)
+        return 0
     if args.profile:
         switch[args.profile]()
         profile = cProfile.Profile()
