@@ -161,8 +161,10 @@ def test_the_packet_class_finds_binary_data_exactly_where_stock_does():
         assert wirepacket.WirePacket.data_is_binary(payload) == Packet.data_is_binary(payload), payload
 
 
-@pytest.mark.parametrize("data, binary", [([{"ok": True, "online": [{"id": "a", "name": "A"}], "reads": {"a": 3}}], False),
-                                          ([{"ok": True, "file": b"\x00\x01"}], True)])
+ACK_OF_A_JOIN = [{"ok": True, "online": [{"id": "a", "name": "A"}], "reads": {"a": 3}}]
+
+
+@pytest.mark.parametrize("data, binary", [(ACK_OF_A_JOIN, False), ([{"ok": True, "file": b"\x00\x01"}], True)])
 def test_the_packet_class_encodes_acks_and_events_as_stock(data, binary):
     for kind in (ACK, EVENT):
         ours = wirepacket.WirePacket(kind, namespace="/chat", id=7, data=data)
