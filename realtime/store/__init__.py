@@ -4,14 +4,14 @@ from __future__ import annotations
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from .base import (Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, RoomState, Store,
+from .base import (Announcement, Appended, Joined, NotReplicated, OverLimit, Quota, Retention, RoomState, Store,
                    StoreUnavailable, Uninvited, UserCutoff)
 from .memory import MemoryStore
 from .redis import RedisStore, create_redis as create_single_redis
 from .rediscluster import CLUSTER_SCHEMES, RedisClusterStore, create_redis_cluster, is_cluster_url
 
-__all__ = ["Announcement", "Appended", "NotReplicated", "OverLimit", "Quota", "Retention", "RoomState", "Store",
-           "StoreUnavailable", "Uninvited", "UserCutoff", "create_store", "create_redis", "redis_store",
+__all__ = ["Announcement", "Appended", "Joined", "NotReplicated", "OverLimit", "Quota", "Retention", "RoomState",
+           "Store", "StoreUnavailable", "Uninvited", "UserCutoff", "create_store", "create_redis", "redis_store",
            "is_cluster_url"]
 
 REDIS_SCHEMES = {"redis", "rediss", "unix", "redis+sentinel"}
