@@ -41,14 +41,11 @@ def acked(handler: Callable) -> Callable:
         if metrics is not None:
             metrics.event_handled(self.namespace, event, outcome, elapsed)
         room = payload.get("room") if isinstance(payload, dict) else None
-        # One line per event: debug for the chatty ones, info for the rest. The message is
-        # formatted here: its parts are our own names, so the filter's redaction has one string.
-        level = logging.DEBUG if event in QUIET else logging.INFO
-        if events_log.isEnabledFor(level):
-            events_log.log(level, f"{self.namespace} {event} {outcome}",
-                           extra={"event": event, "namespace": self.namespace, "outcome": outcome,
-                                  "room": room if isinstance(room, str) else None,
-                                  "duration_ms": round(elapsed * 1000, 2)})
+        # One line per event: debug for the chatty ones, info for the rest.
+        events_log.log(logging.DEBUG if event in QUIET else logging.INFO, "%s %s %s", self.namespace, event,
+                       outcome, extra={"event": event, "namespace": self.namespace, "outcome": outcome,
+                                       "room": room if isinstance(room, str) else None,
+                                       "duration_ms": round(elapsed * 1000, 2)})
         return ack
     return run
 

@@ -1,13 +1,11 @@
 """Logging: JSON lines (or text for a terminal), rotation, context on every line, no secrets."""
 from __future__ import annotations
 
-import json
 import logging
 import logging.handlers
 import os
 import re
 import sys
-import time
 import uuid
 from typing import Any, Mapping
 
@@ -113,45 +111,11 @@ class SizeRotatingFileHandler(logging.handlers.RotatingFileHandler):
             self.handleError(record)
 
 
-class LineFormatter(JsonFormatter):
-    """python-json-logger's JsonFormatter, the same line for less work per record.
-
-    The time string of one second is formatted once (stock: `localtime` and `strftime` per
-    record), and one JSON encoder serves every line (stock `json.dumps(cls=...)` builds one per
-    record). Both only through the attributes logging.Formatter and JsonFormatter document.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._second: tuple[int, str] = (-1, "")
-        self._encoder = None
-        if self.json_serializer is json.dumps and isinstance(self.json_encoder, type):
-            self._encoder = self.json_encoder(default=self.json_default, indent=self.json_indent,
-                                              ensure_ascii=self.json_ensure_ascii)
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        """logging.Formatter's default time string (to the millisecond), its second cached."""
-        if datefmt or self.converter is not time.localtime or not self.default_msec_format:
-            return super().formatTime(record, datefmt)
-        second = int(record.created)  # localtime() floors a positive timestamp the same way
-        cached, text = self._second
-        if second != cached:
-            text = time.strftime(self.default_time_format, time.localtime(second))
-            self._second = (second, text)
-        return self.default_msec_format % (text, record.msecs)
-
-    def jsonify_log_record(self, log_data: dict[str, Any]) -> str:
-        """The line, as json.dumps with the formatter's encoder class would give it."""
-        if self._encoder is None:
-            return super().jsonify_log_record(log_data)
-        return self._encoder.encode(log_data)
-
-
 def formatter(kind: str) -> logging.Formatter:
     """JSON lines by default; plain text when asked (a terminal)."""
     if kind == "text":
         return logging.Formatter(TEXT)
-    return LineFormatter(FIELDS, rename_fields={"asctime": "time", "levelname": "level", "name": "logger"})
+    return JsonFormatter(FIELDS, rename_fields={"asctime": "time", "levelname": "level", "name": "logger"})
 
 
 def handler(settings: Mapping[str, Any]) -> logging.Handler:

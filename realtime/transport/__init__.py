@@ -3,19 +3,17 @@
 The adapters below change how bytes reach and leave a client, never what they are: each keeps
 the Engine.IO and Socket.IO protocols byte for byte and has a test holding it to the stock
 behaviour. They lean on private code of python-engineio, python-socketio, Flask-SocketIO, gevent
-and gevent-websocket (and on Flask's request context), so they are applied only on the exact
-versions in VERIFIED, all together or none (`REALTIME_FAST_PATHS`: auto, on, off), once per
-worker process at worker start (realtime.transport.worker.Worker.load_wsgi), before the app is
-built. `create_app` patches nothing: it only reads `active()` to pick the client manager's room
-index and the packet JSON.
+and gevent-websocket, so they are applied only on the exact versions in VERIFIED, all together
+or none (`REALTIME_FAST_PATHS`: auto, on, off), once per worker process at worker start
+(realtime.transport.worker.Worker.load_wsgi), before the app is built. `create_app` patches
+nothing: it only reads `active()` to pick the client manager's room index and the packet JSON.
 
 Process-wide patches (install/uninstall): wsfast (gevent-websocket's reader), wsdirect
 (engine.io's Socket, python-socketio's Manager.emit; with wsframes, keptenviron, interned),
-socketsession (Flask-SocketIO's session class), dispatch (Flask-SocketIO's event dispatch).
-Chosen at app build time: roomindex (the client manager's rooms), wirepacket (the packet class),
-wirejson (the packet JSON module). The gunicorn worker (worker.py) can detach websockets; it does
-so only when wsdirect asks. greenlets counts live greenlets through gevent's public spawn callback,
-in every state (the /metrics gauge reads it).
+socketsession (Flask-SocketIO's session class). Chosen at app build time: roomindex (the client
+manager's rooms), wirepacket (the packet class), wirejson (the packet JSON module). The gunicorn
+worker (worker.py) can detach websockets; it does so only when wsdirect asks. greenlets counts live greenlets through gevent's
+public spawn callback, in every state (the /metrics gauge reads it).
 """
 from __future__ import annotations
 
@@ -28,7 +26,6 @@ log = logging.getLogger(__name__)
 # The exact library versions the adapters were verified against (their tests pass on them, with
 # the layer on and off). A version not listed keeps the stock path (auto) or stops the start (on).
 VERIFIED: dict[str, tuple[str, ...]] = {
-    "Flask": ("3.1.3",),
     "python-engineio": ("4.15.1",),
     "python-socketio": ("5.18.1",),
     "Flask-SocketIO": ("5.7.0",),
@@ -102,18 +99,16 @@ def install(settings: Mapping[str, Any]) -> str:
 
 def apply(settings: Mapping[str, Any]) -> None:
     """Patch the libraries (every adapter; the caller undoes a partial apply)."""
-    from . import dispatch, socketsession, wsdirect, wsfast
+    from . import socketsession, wsdirect, wsfast
     # Bytes bound a websocket message before engine.io's own check (in characters) runs on it.
     wsfast.install(4 * int(settings.get("MAX_HTTP_BUFFER_SIZE", 1_000_000)) + 4)
     wsdirect.install()  # one frame per broadcast, direct writes, detached reads, one ping clock
     socketsession.install()  # no instance dict per client session
-    dispatch.install()  # an event's request context given the client's kept session
 
 
 def remove() -> None:
     """Put back every attribute the adapters replaced."""
-    from . import dispatch, socketsession, wsdirect, wsfast
-    dispatch.uninstall()
+    from . import socketsession, wsdirect, wsfast
     socketsession.uninstall()
     wsdirect.uninstall()
     wsfast.uninstall()

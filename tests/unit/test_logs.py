@@ -190,31 +190,3 @@ def test_the_quick_check_never_lets_a_secret_through():
             full = pattern.sub(replacement, full)
         assert logs.redact(text) == full
     check()
-
-
-def test_the_line_formatter_writes_python_json_loggers_line_exactly():
-    """LineFormatter caches the second's time string and one encoder: the same text, record for record."""
-    import datetime
-    from pythonjsonlogger.json import JsonFormatter
-    fields = {"rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}}
-    ours, stock = logs.formatter("json"), JsonFormatter(logs.FIELDS, **fields)
-    assert type(ours) is logs.LineFormatter
-    log = logging.getLogger("realtime.events")
-
-    def record(created, msg="%s %s", args=("/chat", "send"), **extra):
-        made = log.makeRecord(log.name, logging.INFO, "", 0, msg, args, None, extra=extra or None)
-        made.created, made.msecs = created, (created - int(created)) * 1000
-        return made
-    try:
-        raise ValueError("boom ü")
-    except ValueError:
-        import sys
-        failed = log.makeRecord(log.name, logging.ERROR, "", 0, "failed", (), sys.exc_info())
-    records = [record(1_700_000_000.0012), record(1_700_000_000.9999, room="lobby ü", duration_ms=0.12),
-               record(1_700_000_001.5, msg={"dict": "message", "n": 1}, args=()),
-               record(1_700_000_001.5, when=datetime.datetime(2026, 1, 2, 3, 4, 5), raw=b"\x00bytes",
-                      nested={"a": [1, None, float("inf")]}, _private="skipped"),
-               record(1_699_999_999.25, msg="plain ✓", args=()), failed]
-    for made in records:
-        assert ours.format(made) == stock.format(made)
-    assert ours.formatTime(records[0], "%H") == stock.formatTime(records[0], "%H")  # a datefmt: stock's own
