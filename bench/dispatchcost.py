@@ -1,18 +1,20 @@
-"""CPU per /chat event dispatched in one gevent-patched process, the dispatch adapter on against off.
+"""CPU per /chat event dispatched in one gevent-patched process, and the pieces of it around the handler.
 
 One app from the factory on the memory store (INFO JSON logging to a file, metrics, rate limits
-evaluated, as bench/compare.py runs a replica), one client connected and joined through
-Flask-SocketIO's test client; then N encoded Socket.IO packets of one event are handed to
-python-socketio's `_handle_eio_message` as a websocket message would be, and every packet the
-server sends back (the ack, the sender's own copy) is encoded and dropped. Rounds alternate the
-dispatch adapter (realtime.transport.dispatch) off and on in the same process; medians of µs per
-event (time.process_time), and their minima (other work on the machine only ever adds). `--profile` prints cProfile's top functions of one more round instead.
-No figure is checked against a threshold.
+evaluated, the transport layer on: as bench/compare.py runs a replica, without Redis), one client
+connected and joined through Flask-SocketIO's test client, its environ then kept as a served
+websocket's (the Socket.IO path, realtime.transport.wsdirect's KEPT_ENVIRON, a KeptEnvirons).
+Encoded Socket.IO packets of one event are handed to python-socketio's `_handle_eio_message` as
+a websocket message would be; every packet the server sends back (the ack, the sender's own copy)
+is encoded and dropped. Prints µs of this process's CPU per event (time.process_time; median and
+minimum of the rounds), then the pieces around the handler timed alone (the minimum of many short
+repeats: other work on the machine only ever adds). `--profile` prints cProfile's top functions of
+one round instead. No figure is checked against a threshold.
 
-    .venv/bin/python bench/dispatchcost.py                          # send, 5 rounds x 20 000
-    .venv/bin/python bench/dispatchcost.py --event typing --rounds 3
-    .venv/bin/python bench/dispatchcost.py --components             # the changed pieces alone
-    .venv/bin/python bench/dispatchcost.py --profile off            # where a send's time goes
+    .venv/bin/python bench/dispatchcost.py                          # send, 12 rounds x 5 000
+    .venv/bin/python bench/dispatchcost.py --event typing
+    .venv/bin/python bench/dispatchcost.py --profile                # where a send's time goes
+    .venv/bin/python bench/dispatchcost.py --smoke                  # seconds, for CI
 """
 from gevent import monkey
 
@@ -37,18 +39,15 @@ sys.path[:0] = [str(ROOT)]
 from flask_jwt_extended import create_access_token  # noqa: E402
 
 from realtime import create_app, transport  # noqa: E402
-from pythonjsonlogger.json import JsonFormatter  # noqa: E402
-
 from realtime.extensions import socketio  # noqa: E402
-from realtime.ops import logs  # noqa: E402
-from realtime.transport import dispatch, wsdirect  # noqa: E402
+from realtime.transport import wsdirect  # noqa: E402
 from realtime.transport.keptenviron import KeptEnvirons  # noqa: E402
 
 BODY = "x" * 150
 
 
 def build(workdir: Path) -> tuple:
-    """The app, its python-socketio server and one connected, joined client's engine.io sid."""
+    """The app, its python-socketio server, one connected, joined client's engine.io sid, the sink."""
     for name in list(os.environ):
         if name.startswith("REALTIME_"):
             del os.environ[name]
@@ -66,7 +65,7 @@ def build(workdir: Path) -> tuple:
     assert ack["ok"], ack
     server = socketio.server
     keep_as_served(server, client.eio_sid)
-    sink = []
+    sink: list = []
     server._send_packet = lambda eio_sid, pkt: sink.append(pkt.encode())
     server._send_eio_packet = lambda eio_sid, pkt: sink.append(pkt.encode())
     return app, server, client.eio_sid, sink
@@ -110,82 +109,67 @@ def one_round(server, eio_sid: str, sink: list, event: str, count: int, tag: str
     return spent / count * 1e6
 
 
-def components(server, eio_sid: str, ours: logging.Formatter, stock: logging.Formatter) -> None:
-    """µs per call of the pieces the switch changes, stock against this tree, the minimum of
-    alternated repeats: Flask-SocketIO's dispatch of an event to a handler that does nothing,
-    and the formatting of one event log line."""
-    flask_sio = socketio
+def fastest(call, number: int = 500, repeat: int = 80) -> float:
+    """µs per call: the minimum over `repeat` runs of `number` calls."""
+    return min(timeit.repeat(call, number=number, repeat=repeat)) / number * 1e6
+
+
+def components(app, server, eio_sid: str, repeat: int = 80) -> dict[str, float]:
+    """µs per call of the pieces around a handler, each alone."""
     sid = server.manager.sid_from_eio_sid(eio_sid, "/chat")
-    noop = lambda payload: None  # noqa: E731
-    dispatch_one = lambda: flask_sio._handle_event(noop, "look", "/chat", sid, {"room": "lobby"})  # noqa: E731
-    record = logging.getLogger("realtime.events").makeRecord(
-        "realtime.events", logging.INFO, "", 0, "/chat send ok", (), None,
-        extra={"event": "send", "namespace": "/chat", "outcome": "ok", "room": "lobby", "duration_ms": 0.12,
-               "instance": "bench-1", "request_id": None, "sid": sid, "user": "ana"})
-    pieces = {"dispatch to a no-op handler": (dispatch_one, dispatch.uninstall, dispatch.install),
-              "JSON event log line (format)": ((lambda: ours.format(record)), lambda: None, lambda: None)}
-    for name, (call, to_stock, to_ours) in pieces.items():
-        best = {"stock": float("inf"), "ours": float("inf")}
-        for _ in range(80):
-            for label, switch in (("stock", to_stock), ("ours", to_ours)):
-                switch()
-                fn = call if name.startswith("dispatch") or label == "ours" else (lambda: stock.format(record))
-                best[label] = min(best[label], timeit.timeit(fn, number=500) / 500 * 1e6)
-        print(f"{name}: stock {best['stock']:.2f} µs, this tree {best['ours']:.2f} µs, "
-              f"{best['ours'] / best['stock']:.2f}x")
-    dispatch.install()
+    log = logging.getLogger("realtime.events")
+    handler = next(h for h in logging.getLogger().handlers if getattr(h, "realtime", False))
+    extra = {"event": "send", "namespace": "/chat", "outcome": "ok", "room": "lobby", "duration_ms": 0.12}
+    record = log.makeRecord(log.name, logging.INFO, "", 0, "%s %s %s", ("/chat", "send", "ok"), None, extra=extra)
+    handler.filter(record)
+
+    encoded = packets("send", 1, "c")[0]
+
+    def context() -> None:
+        with app.request_context(server.environ[eio_sid]):
+            pass
+
+    def best_of(call) -> float:
+        return fastest(call, repeat=repeat)
+    return {
+        "packet decode (python-socketio)": best_of(lambda: server.packet_class(encoded_packet=encoded)),
+        "Flask-SocketIO dispatch to a no-op handler": best_of(
+            lambda: socketio._handle_event(lambda payload: None, "look", "/chat", sid, {"room": "lobby"})),
+        "of it: request context push + pop": best_of(context),
+        "event log line, whole (Logger.log)": best_of(lambda: log.log(logging.INFO, "%s %s %s", "/chat", "send",
+                                                                       "ok", extra=extra)),
+        "of it: JSON format": best_of(lambda: handler.format(record)),
+        "of it: context filter (outside a request context)": best_of(lambda: handler.filter(record)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Alternate off/on rounds; print medians (or a profile)."""
+    """Rounds of one event, then its pieces (or a profile)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--event", default="send", choices=("send", "typing"))
     parser.add_argument("--events", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--parts", default="dispatch,logging",
-                        help="what on switches: dispatch (the adapter), logging (the line formatter)")
-    parser.add_argument("--components", action="store_true",
-                        help="time the two pieces alone (min of alternated repeats) instead")
-    parser.add_argument("--profile", choices=("off", "on"), help="cProfile one round of this state")
+    parser.add_argument("--profile", action="store_true", help="cProfile one round instead")
+    parser.add_argument("--smoke", action="store_true", help="one short round, few repeats (CI)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.events = 1, 200
     workdir = Path(tempfile.mkdtemp(prefix="bench-dispatchcost-"))
     state = transport.install({"FAST_PATHS": "on", "MAX_HTTP_BUFFER_SIZE": 1_000_000})
     app, server, eio_sid, sink = build(workdir)
-    print(f"transport layer: {state}", file=sys.stderr)
-    handler = next(h for h in logging.getLogger().handlers if getattr(h, "realtime", False))
-    stock_formatter = JsonFormatter(logs.FIELDS, rename_fields={"asctime": "time", "levelname": "level",
-                                                                "name": "logger"})
-    ours = handler.formatter
-
-    def switch_to(state: str) -> None:
-        if "dispatch" in args.parts:
-            (dispatch.install if state == "on" else dispatch.uninstall)()
-        if "logging" in args.parts:
-            handler.setFormatter(ours if state == "on" else stock_formatter)
-    switch = {"off": lambda: switch_to("off"), "on": lambda: switch_to("on")}
     one_round(server, eio_sid, sink, args.event, 2000, "warm")
-    if args.components:
-        components(server, eio_sid, handler.formatter, stock_formatter)
-        return 0
     if args.profile:
-        switch[args.profile]()
         profile = cProfile.Profile()
         profile.enable()
         one_round(server, eio_sid, sink, args.event, args.events, "profile")
         profile.disable()
         pstats.Stats(profile).sort_stats("cumulative").print_stats(45)
         return 0
-    results: dict[str, list[float]] = {"off": [], "on": []}
-    for n in range(args.rounds):
-        for label in (("off", "on") if n % 2 == 0 else ("on", "off")):
-            switch[label]()
-            results[label].append(one_round(server, eio_sid, sink, args.event, args.events, f"{label}{n}"))
-            print(f"  round {n} {label}: {results[label][-1]:.1f} µs/event", file=sys.stderr, flush=True)
-    off, on = statistics.median(results["off"]), statistics.median(results["on"])
-    low_off, low_on = min(results["off"]), min(results["on"])
-    print(f"{args.event} ({args.parts}): {args.rounds} rounds x {args.events} events, alternated; medians: "
-          f"off {off:.1f} µs/event, on {on:.1f}, on/off {on / off:.2f}x; minima: off {low_off:.1f}, "
-          f"on {low_on:.1f}, on/off {low_on / low_off:.2f}x")
+    spent = [one_round(server, eio_sid, sink, args.event, args.events, f"r{n}") for n in range(args.rounds)]
+    print(f"{args.event}, transport layer {state}: {args.rounds} rounds x {args.events} events; "
+          f"median {statistics.median(spent):.1f} µs/event, minimum {min(spent):.1f}")
+    for name, micros in components(app, server, eio_sid, repeat=2 if args.smoke else 80).items():
+        print(f"  {name}: {micros:.2f} µs")
     return 0
 
 
