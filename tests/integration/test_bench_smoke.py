@@ -65,6 +65,28 @@ def test_compare_smoke_runs_all_three_stacks_and_loses_nothing(tmp_path, system_
     # realtime recovers what its clients missed while their replica was down (join {since}).
     realtime = next(s for s in chat["failover"] if s["stack"] == "realtime")
     assert realtime["lost"] == 0 and realtime["recovered"] == realtime["victims"] > 0, realtime
+    # The Redis-bound cell (bench/shards.py): one Redis and a 3-shard Redis Cluster.
+    assert "Redis as the limit" in result.stdout
+    assert_shards(results["shards"]["summaries"])
+
+
+def assert_shards(summaries: list[dict]) -> None:
+    """Both targets ran, stored every acknowledged append, and every shard served some."""
+    assert sorted(s["shards"] for s in summaries) == [1, 3], summaries
+    for summary in summaries:
+        assert summary["acked"] > 0, summary
+        assert (summary["lost"], summary["refused"], summary["errors"]) == (0, 0, 0), summary
+    three = next(s for s in summaries if s["shards"] == 3)
+    assert len(three["shard_cpu_pct"]) == 3 and all(share > 0 for share in three["evalsha_share_pct"]), three
+
+
+def test_shards_smoke_runs_one_redis_and_a_cluster(tmp_path, system_executable):
+    for executable in ("redis-server", "redis-cli"):
+        system_executable(executable)
+    result = run_bench("shards.py", tmp_path / "shards.json", timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ceiling msg/s" in result.stdout and "3 shards / one Redis" in result.stdout
+    assert_shards(json.loads((tmp_path / "shards.json").read_text())["summaries"])
 
 
 def test_rss_per_connection_is_the_least_squares_slope_over_the_readings():

@@ -1,0 +1,397 @@
+"""Redis as the limit: what a send costs Redis on one Redis against a 3-shard Redis Cluster, same run.
+
+On this 2-core machine the Python replicas run out of CPU long before one Redis does, so the
+product-level many-rooms cell (bench/chatload.py) cannot show a Redis limit. This cell takes the
+replicas out: driver processes make exactly the Redis calls a send makes (the store's append
+script with a send's keys and arguments: per-user quota, idempotency key, history with trimming,
+epoch, the announcement PUBLISH on one Redis / SPUBLISH on the room's shard; on a cluster the
+quota is its own call on the user's slot, as RedisClusterStore makes it), pipelined, over many
+rooms, as fast as Redis answers (closed loop). Both targets run with AOF (`appendfsync everysec`)
+and no automatic AOF rewrite (a rewrite's forked child would escape the CPU accounting); the
+cluster has no replicas (neither has the one Redis).
+
+Per run: acknowledged appends per second, each Redis process's CPU (% of one core, /proc), Redis
+CPU per message (µs, all shards), Redis's own time in EVALSHA (INFO commandstats), the share of
+the appends each shard served, the drivers' CPU and everyone else's. `ceiling` is the rate at which
+the busiest Redis would use a whole core, extrapolated linearly from the run: what the shards
+could take on machines with a core each, not a measurement. Afterwards every room's counter is
+read back: the stored messages must equal the acknowledged ones (`lost`).
+
+    .venv/bin/python bench/shards.py            # ~1 minute; compare.py runs it too (make bench)
+    .venv/bin/python bench/shards.py --smoke    # a few seconds
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from measure import BenchError, cpu_seconds, machine_busy_seconds, settle  # noqa: E402
+from stacks import aof_on, redis_with_aof  # noqa: E402
+from realtime.devcluster import (RedisClusterNodes, StartupError, free_cluster_ports,  # noqa: E402
+                                   free_port, stop_all)
+
+CHANNEL = "realtime"  # the default REALTIME_MQ_CHANNEL
+QUOTA_LIMIT = 10**9   # never refuses, still counted on every append
+QUOTA_WINDOW = 60
+
+
+@dataclass(frozen=True)
+class ShardsPlan:
+    """One Redis against `shards` masters; `workers` driver processes of `threads` pipelines each."""
+
+    rooms: int = 3000
+    users: int = 200
+    shards: int = 3
+    workers: int = 2
+    threads: int = 3
+    batch: int = 50
+    duration: float = 8.0
+    repetitions: int = 3
+    body: int = 150
+
+
+SHARDS_FULL = ShardsPlan()
+SHARDS_SMOKE = ShardsPlan(rooms=30, users=5, workers=1, threads=2, batch=5, duration=1.0, repetitions=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# the driver (a child process per worker)
+
+
+def send_calls(store: Any, cluster: bool, room: str, user: str, n: int, body: str) -> list[tuple]:
+    """The Redis calls of one send to `room` by `user`: [(routing key, sha, keys, args)]."""
+    from realtime.mq.roomchannels import room_channel
+    from realtime.store.base import Quota, Retention, new_epoch
+    from realtime.store.redis import limit_key, room_key
+    keep, now = Retention(), time.time()
+    message = json.dumps({"type": "text", "body": body, "user": {"id": user}, "ts": int(now * 1000),
+                          "client_id": n}, separators=(",", ":"))
+    idem = f"{user}:{os.getpid()}-{n}"
+    channel = room_channel(CHANNEL, "/chat", room, tagged=cluster)
+    prefix = '{"method":"emit","event":"message","data":'
+    suffix = f',"namespace":"/chat","room":{json.dumps(room)},"skip_sid":null,"callback":null,"host_id":"bench"}}'
+    args = [message, int(now * 1000), keep.max_messages, int((now - keep.max_age) * 1000),
+            int(keep.idempotency_ttl * 1000), "1", "[]", room, channel, prefix, suffix, json.dumps(room),
+            new_epoch()]
+    quota = Quota("send", user, QUOTA_LIMIT, QUOTA_WINDOW)
+    keys = [room_key(room, "messages"), room_key(room, "seq"), room_key(room, f"idem:{idem}")]
+    if cluster:  # RedisClusterStore.append_message: the quota first, on the user's slot
+        return [(store.limit_key(quota), store._take.sha, [store.limit_key(quota)], [QUOTA_LIMIT, QUOTA_WINDOW, 1]),
+                (keys[1], store._append.sha, keys + [room_key(room, "unused"), room_key(room, "epoch")], args)]
+    return [(keys[1], store._append.sha, keys + [store.WEBHOOKS, room_key(room, "epoch"), limit_key(quota)],
+             args + [QUOTA_LIMIT, QUOTA_WINDOW])]
+
+
+def drive(client: Any, rooms: list[str], users: int, batch: int, duration: float, body_chars: int,
+          out: dict[str, int]) -> None:
+    """Pipelines of `batch` sends over `rooms` until `duration` is over; counts into `out`."""
+    from realtime.store import is_cluster_client, redis_store
+    store = redis_store(client)
+    cluster = is_cluster_client(client)
+    body = "x" * body_chars
+    rng = random.Random()
+    deadline = time.monotonic() + duration
+    n = 0
+    while time.monotonic() < deadline:
+        pipes: dict[str, Any] = {}
+        for _ in range(batch):
+            n += 1
+            room = rooms[rng.randrange(len(rooms))]
+            for key, sha, keys, args in send_calls(store, cluster, room, f"u{rng.randrange(users)}", n, body):
+                node = client.get_node_from_key(key).name if cluster else ""
+                if node not in pipes:
+                    target = client.get_redis_connection(client.get_node_from_key(key)) if cluster else client
+                    pipes[node] = target.pipeline(transaction=False)
+                pipes[node].evalsha(sha, len(keys), *keys, *args)
+        for pipe in pipes.values():
+            for answer in pipe.execute(raise_on_error=False):
+                if isinstance(answer, Exception):
+                    out["errors"] += 1
+                elif isinstance(answer, list) and len(answer) == 4:
+                    out["acked" if answer[0] == 0 else "refused"] += 1
+
+
+def worker(url: str, rooms: int, users: int, threads: int, batch: int, duration: float, body: int) -> None:
+    """A driver process: load the scripts, say ready, wait for `go`, drive, print the counts."""
+    import threading
+
+    from realtime.store import create_redis, is_cluster_client, redis_store
+    from realtime.store.redis import room_key
+    client = create_redis(url)
+    store = redis_store(client)
+    names = [f"room-{r:05d}" for r in range(rooms)]
+    cluster = is_cluster_client(client)
+    for node_client in ([client.get_redis_connection(n) for n in client.get_primaries()] if cluster else [client]):
+        for script in (store._append, store._take):
+            node_client.script_load(script.script)
+    # One pipeline per thread; on a cluster each thread keeps to one shard's rooms, as a replica's
+    # concurrent sends reach every shard at once (on one Redis the rooms are split as many ways).
+    if cluster:
+        by_node: dict[str, list[str]] = {}
+        for name in names:
+            by_node.setdefault(client.get_node_from_key(room_key(name, "seq")).name, []).append(name)
+        groups = [group for _, group in sorted(by_node.items())]
+    else:
+        groups = [names[t::threads] for t in range(threads)]
+    client.close()
+    # A client per pipeline, connected before the clock starts.
+    clients = [create_redis(url) for _ in groups]
+    for each in clients:
+        each.ping(target_nodes=each.get_primaries()) if cluster else each.ping()
+    print(json.dumps({"ready": True}), flush=True)
+    sys.stdin.readline()
+    counts = [{"acked": 0, "refused": 0, "errors": 0} for _ in groups]
+    runners = [threading.Thread(target=drive, args=(each, group, users, batch, duration, body, out))
+               for each, group, out in zip(clients, groups, counts)]
+    for runner in runners:
+        runner.start()
+    for runner in runners:
+        runner.join()
+    for each in clients:
+        each.close()
+    print(json.dumps({key: sum(c[key] for c in counts) for key in counts[0]}), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the targets and one measured run
+
+
+@dataclass
+class Target:
+    """One Redis, or a cluster's masters: the URL the drivers use and the processes to bill."""
+
+    name: str
+    url: str
+    masters: list[Any]
+    client: Any = None
+
+    def clients(self) -> list[Any]:
+        """A plain client per master."""
+        import redis
+        return [redis.Redis(host=m.host, port=m.port) for m in self.masters]
+
+    def reset(self) -> None:
+        """Empty every master and shrink its AOF, so no run inherits the one before's data."""
+        for client in self.clients():
+            client.flushall()
+            client.bgrewriteaof()
+            deadline = time.monotonic() + 30
+            while client.info("persistence")["aof_rewrite_in_progress"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            client.close()
+
+    def evalsha_stats(self) -> list[tuple[int, int]]:
+        """(calls, µs) of EVALSHA per master so far (INFO commandstats)."""
+        stats = []
+        for client in self.clients():
+            entry = client.info("commandstats").get("cmdstat_evalsha", {})
+            stats.append((int(entry.get("calls", 0)), int(entry.get("usec", 0))))
+            client.close()
+        return stats
+
+    def stored(self, rooms: int) -> int:
+        """Messages the rooms' counters say were appended (each append INCRs its room's counter)."""
+        from realtime.store import create_redis
+        from realtime.store.redis import room_key
+        client = create_redis(self.url)
+        try:
+            keys = [room_key(f"room-{r:05d}", "seq") for r in range(rooms)]
+            values = client.mget_nonatomic(keys) if hasattr(client, "mget_nonatomic") else client.mget(keys)
+            return sum(int(v) for v in values if v is not None)
+        finally:
+            client.close()
+
+
+def start_targets(workdir: Path, shards: int) -> tuple[Target, Target, list[Any]]:
+    """One redis-server and a `shards`-master cluster, both with AOF and no automatic rewrite."""
+    one = redis_with_aof(free_port(), workdir / "one")
+    one.argv += ["--auto-aof-rewrite-percentage", "0"]
+    nodes = RedisClusterNodes(free_cluster_ports(shards), workdir / "cluster", replicas=0)
+    for node in nodes.nodes:
+        aof_on(node)
+        node.argv += ["--auto-aof-rewrite-percentage", "0"]
+    started = [one, *nodes.nodes]
+    try:
+        one.start(timeout=30)
+        nodes.start()
+    except StartupError:
+        stop_all(started)
+        raise
+    return (Target("one Redis", one.url, [one]),
+            Target(f"{shards} shards", nodes.url, nodes.nodes),
+            started)
+
+
+def measure(target: Target, plan: ShardsPlan) -> dict[str, Any]:
+    """One closed-loop run of the drivers against `target`; its row."""
+    target.reset()
+    redis_pids = [m.pid for m in target.masters]
+    settle(redis_pids)
+    argv = [sys.executable, str(Path(__file__).resolve()), "--worker", target.url, "--rooms", str(plan.rooms),
+            "--users", str(plan.users), "--threads", str(plan.threads), "--batch", str(plan.batch),
+            "--duration", str(plan.duration), "--body", str(plan.body)]
+    workers = [subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                start_new_session=True) for _ in range(plan.workers)]
+    try:
+        for process in workers:
+            if not json.loads(process.stdout.readline() or "{}").get("ready"):
+                raise BenchError(f"a driver of {target.name} did not start")
+        per_master = [cpu_seconds([pid]) for pid in redis_pids]
+        drivers, machine, stats = cpu_seconds(p.pid for p in workers), machine_busy_seconds(), target.evalsha_stats()
+        started = time.monotonic()
+        for process in workers:
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        counts = [json.loads(process.stdout.readline()) for process in workers]
+        # The clock stops at the last answer: the drivers' own process exit is not billed.
+        wall = time.monotonic() - started
+        per_master = [cpu_seconds([pid]) - before for pid, before in zip(redis_pids, per_master)]
+        drivers = cpu_seconds(p.pid for p in workers) - drivers
+        machine = machine_busy_seconds() - machine
+        stats = [(c - c0, u - u0) for (c, u), (c0, u0) in zip(target.evalsha_stats(), stats)]
+    finally:
+        for process in workers:
+            process.stdin.close()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+    acked = sum(c["acked"] for c in counts)
+    calls = sum(c for c, _ in stats) or 1
+    shard_pct = [cpu / wall * 100 for cpu in per_master]
+    busiest = max(shard_pct)
+    rate = acked / wall
+    return {"target": target.name, "shards": len(target.masters), "msg_per_s": rate, "acked": acked,
+            "refused": sum(c["refused"] for c in counts), "errors": sum(c["errors"] for c in counts),
+            "lost": acked - target.stored(plan.rooms), "seconds": wall,
+            "shard_cpu_pct": shard_pct, "busiest_cpu_pct": busiest,
+            "redis_cpu_pct": sum(shard_pct),
+            "redis_us_per_msg": sum(per_master) / max(1, acked) * 1e6,
+            "evalsha_us_per_msg": sum(u for _, u in stats) / max(1, acked),
+            "evalsha_share_pct": [c / calls * 100 for c, _ in stats],
+            "ceiling_msg_per_s": rate / (busiest / 100) if busiest else float("nan"),
+            "driver_cpu_pct": drivers / wall * 100,
+            "other_cpu_pct": max(0.0, machine - sum(per_master) - drivers) / wall * 100}
+
+
+def run(plan: ShardsPlan, workdir: Path) -> list[dict[str, Any]]:
+    """Every repetition, the one Redis and the cluster in alternating order; every run's row."""
+    one, cluster, started = start_targets(workdir, plan.shards)
+    rows = []
+    try:
+        for repetition in range(plan.repetitions):
+            for target in ((one, cluster) if repetition % 2 == 0 else (cluster, one)):
+                row = {"repetition": repetition, **measure(target, plan)}
+                rows.append(row)
+                shown = {k: (round(v, 1) if isinstance(v, float) else
+                             [round(x, 1) for x in v] if isinstance(v, list) else v) for k, v in row.items()}
+                print(f"  shards: {json.dumps(shown)}", file=sys.stderr, flush=True)
+    finally:
+        stop_all(started)
+    return rows
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Medians per target (lost, refused and errors summed); lists by the median run's."""
+    import statistics
+    out = []
+    for name in dict.fromkeys(r["target"] for r in rows):
+        mine = sorted((r for r in rows if r["target"] == name), key=lambda r: r["msg_per_s"])
+        middle = mine[(len(mine) - 1) // 2]
+        summary = {"target": name, "runs": len(mine), "shards": middle["shards"],
+                   "shard_cpu_pct": middle["shard_cpu_pct"], "evalsha_share_pct": middle["evalsha_share_pct"]}
+        for key in ("msg_per_s", "busiest_cpu_pct", "redis_cpu_pct", "redis_us_per_msg", "evalsha_us_per_msg",
+                    "ceiling_msg_per_s", "driver_cpu_pct", "other_cpu_pct"):
+            summary[key] = statistics.median(r[key] for r in mine)
+        for key in ("lost", "refused", "errors", "acked"):
+            summary[key] = sum(r[key] for r in mine)
+        out.append(summary)
+    return out
+
+
+def render(summaries: list[dict[str, Any]], plan: ShardsPlan) -> str:
+    """The table, and the cluster's figures over the one Redis's."""
+    import report
+    fmt = report.fmt
+    lines = [[s["target"], fmt(s["msg_per_s"], ".0f"), " / ".join(f"{p:.0f}" for p in s["shard_cpu_pct"]),
+              fmt(s["redis_us_per_msg"]), fmt(s["evalsha_us_per_msg"]),
+              " / ".join(f"{p:.0f}" for p in s["evalsha_share_pct"]), fmt(s["ceiling_msg_per_s"], ".0f"),
+              fmt(s["driver_cpu_pct"], ".0f"), fmt(s["other_cpu_pct"], ".0f"), str(s["lost"]),
+              str(s["refused"] + s["errors"])] for s in summaries]
+    text = (f"Redis as the limit: a send's Redis calls, pipelined, {plan.rooms} rooms, {plan.users} users, "
+            f"{plan.body}-character bodies, AOF everysec ({plan.workers} driver processes x {plan.threads} "
+            f"pipelines of {plan.batch}; medians of {plan.repetitions}):\n\n" + report.markdown(
+                ["target", "msg/s", "Redis cpu% per process", "redis µs/msg", "EVALSHA µs/msg",
+                 "EVALSHA % per shard", "ceiling msg/s", "driver cpu%", "other cpu%", "lost",
+                 "refused+errors"], lines, left=1))
+    by = {s["shards"]: s for s in summaries}
+    one, many = by.get(1), next((s for k, s in by.items() if k > 1), None)
+    if one and many:
+        text += (f"\n\n{many['target']} / one Redis: msg/s {many['msg_per_s'] / one['msg_per_s']:.2f}x, "
+                 f"busiest Redis cpu {many['busiest_cpu_pct'] / one['busiest_cpu_pct']:.2f}x, "
+                 f"ceiling {many['ceiling_msg_per_s'] / one['ceiling_msg_per_s']:.2f}x (ceiling: the rate "
+                 "at which the busiest Redis would use a whole core, extrapolated)")
+    return text
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line (`--worker URL` is the driver process's)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny and short (a few seconds)")
+    parser.add_argument("--worker", metavar="URL", help=argparse.SUPPRESS)
+    for name in ("rooms", "users", "shards", "workers", "threads", "batch", "repetitions", "body"):
+        parser.add_argument(f"--{name}", type=int)
+    parser.add_argument("--duration", type=float, help="seconds of sending per run")
+    parser.add_argument("--json", type=Path, help="where to write the results (default: under run/bench/)")
+    return parser.parse_args(argv)
+
+
+def chosen_plan(args: argparse.Namespace) -> ShardsPlan:
+    """The full or smoke plan with the command line's overrides."""
+    base = SHARDS_SMOKE if args.smoke else SHARDS_FULL
+    overrides = {k: getattr(args, k) for k in asdict(base) if getattr(args, k, None) is not None}
+    return replace(base, **overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the plan and print the table (or, with --worker, be one driver)."""
+    args = parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.rooms, args.users, args.threads, args.batch, args.duration, args.body)
+        return 0
+    import signal
+
+    import report
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    plan = chosen_plan(args)
+    workdir = ROOT / "run" / "bench" / time.strftime("%Y%m%d-%H%M%S-shards")
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        rows = run(plan, workdir)
+    except (StartupError, BenchError) as error:
+        print(f"bench failed: {error}", file=sys.stderr)
+        return 1
+    summaries = summarize(rows)
+    json_path = args.json or workdir / "results.json"
+    json_path.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                                     "machine": report.machine(), "code": report.measured_code(),
+                                     "plan": asdict(plan), "runs": rows, "summaries": summaries}, indent=2))
+    print(render(summaries, plan))
+    print(f"\nJSON: {json_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
