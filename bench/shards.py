@@ -6,23 +6,26 @@ replicas out: driver processes make exactly the Redis calls a send makes (the st
 script with a send's keys and arguments: per-user quota, idempotency key, history with trimming,
 epoch, the announcement PUBLISH on one Redis / SPUBLISH on the room's shard; on a cluster the
 quota is its own call on the user's slot, as RedisClusterStore makes it), pipelined, over many
-rooms, as fast as Redis answers (closed loop). Both targets run with AOF (`appendfsync everysec`)
+rooms, as fast as Redis answers (closed loop). The drivers speak the Redis protocol themselves
+(a few µs per call, where redis-py spends more CPU per call than Redis spends on the script).
+Both targets run with AOF (`appendfsync everysec`)
 and no automatic AOF rewrite (a rewrite's forked child would escape the CPU accounting); the
 cluster has no replicas (neither has the one Redis).
 
 Per run: acknowledged appends per second, each Redis process's CPU (% of one core, /proc), Redis
 CPU per message (µs, all shards), Redis's own time in EVALSHA (INFO commandstats), the share of
-the appends each shard served, the drivers' CPU and everyone else's. `ceiling` is the rate at which
+the EVALSHA calls each shard served, the drivers' CPU and everyone else's. `ceiling` is the rate at which
 the busiest Redis would use a whole core, extrapolated linearly from the run: what the shards
 could take on machines with a core each, not a measurement. Afterwards every room's counter is
 read back: the stored messages must equal the acknowledged ones (`lost`).
 
-    .venv/bin/python bench/shards.py            # ~1 minute; compare.py runs it too (make bench)
+    .venv/bin/python bench/shards.py            # ~2 minutes; compare.py runs it too (make bench)
     .venv/bin/python bench/shards.py --smoke    # a few seconds
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -38,12 +41,15 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from measure import BenchError, cpu_seconds, machine_busy_seconds, settle  # noqa: E402
 from stacks import aof_on, redis_with_aof  # noqa: E402
+from realtime.store.base import Retention  # noqa: E402
 from realtime.devcluster import (RedisClusterNodes, StartupError, free_cluster_ports,  # noqa: E402
                                    free_port, stop_all)
 
 CHANNEL = "realtime"  # the default REALTIME_MQ_CHANNEL
 QUOTA_LIMIT = 10**9   # never refuses, still counted on every append
 QUOTA_WINDOW = 60
+KEEP = Retention()  # the default history and idempotency settings
+PREFIX = '{"method":"emit","event":"message","data":'  # the emit around the message, as the queue builds it
 
 
 @dataclass(frozen=True)
@@ -69,97 +75,192 @@ SHARDS_SMOKE = ShardsPlan(rooms=30, users=5, workers=1, threads=2, batch=5, dura
 # the driver (a child process per worker)
 
 
-def send_calls(store: Any, cluster: bool, room: str, user: str, n: int, body: str) -> list[tuple]:
-    """The Redis calls of one send to `room` by `user`: [(routing key, sha, keys, args)]."""
+@functools.lru_cache(maxsize=None)
+def room_parts(cluster: bool, room: str) -> tuple[str, ...]:
+    """What a send to `room` repeats: its keys, channel and the announcement's suffix."""
     from realtime.mq.roomchannels import room_channel
-    from realtime.store.base import Quota, Retention, new_epoch
-    from realtime.store.redis import limit_key, room_key
-    keep, now = Retention(), time.time()
-    message = json.dumps({"type": "text", "body": body, "user": {"id": user}, "ts": int(now * 1000),
-                          "client_id": n}, separators=(",", ":"))
-    idem = f"{user}:{os.getpid()}-{n}"
-    channel = room_channel(CHANNEL, "/chat", room, tagged=cluster)
-    prefix = '{"method":"emit","event":"message","data":'
+    from realtime.store.redis import room_key
     suffix = f',"namespace":"/chat","room":{json.dumps(room)},"skip_sid":null,"callback":null,"host_id":"bench"}}'
-    args = [message, int(now * 1000), keep.max_messages, int((now - keep.max_age) * 1000),
-            int(keep.idempotency_ttl * 1000), "1", "[]", room, channel, prefix, suffix, json.dumps(room),
-            new_epoch()]
+    return (room_key(room, "messages"), room_key(room, "seq"), room_key(room, "idem:"),
+            room_key(room, "unused") if cluster else "rt:webhooks", room_key(room, "epoch"),
+            room_channel(CHANNEL, "/chat", room, tagged=cluster), suffix, json.dumps(room))
+
+
+@functools.lru_cache(maxsize=None)
+def quota_key(cluster: bool, user: str) -> str:
+    """The key of `user`'s send quota (on the user's slot on a cluster)."""
+    from realtime.store.base import Quota
+    from realtime.store.redis import limit_key
+    from realtime.store.rediscluster import RedisClusterStore
     quota = Quota("send", user, QUOTA_LIMIT, QUOTA_WINDOW)
-    keys = [room_key(room, "messages"), room_key(room, "seq"), room_key(room, f"idem:{idem}")]
-    if cluster:  # RedisClusterStore.append_message: the quota first, on the user's slot
-        return [(store.limit_key(quota), store._take.sha, [store.limit_key(quota)], [QUOTA_LIMIT, QUOTA_WINDOW, 1]),
-                (keys[1], store._append.sha, keys + [room_key(room, "unused"), room_key(room, "epoch")], args)]
-    return [(keys[1], store._append.sha, keys + [store.WEBHOOKS, room_key(room, "epoch"), limit_key(quota)],
-             args + [QUOTA_LIMIT, QUOTA_WINDOW])]
+    return RedisClusterStore.limit_key(quota) if cluster else limit_key(quota)
 
 
-def drive(client: Any, rooms: list[str], users: int, batch: int, duration: float, body_chars: int,
-          out: dict[str, int]) -> None:
-    """Pipelines of `batch` sends over `rooms` until `duration` is over; counts into `out`."""
-    from realtime.store import is_cluster_client, redis_store
-    store = redis_store(client)
-    cluster = is_cluster_client(client)
+def send_commands(shas: tuple[str, str], cluster: bool, room: str, user: str, n: int, body: str) -> list[tuple]:
+    """The Redis calls of one send to `room` by `user`, as RedisStore / RedisClusterStore.append_message
+    makes them: [(routing key, whether it is the append, the EVALSHA in the protocol)]. `shas`: the
+    append and quota scripts'."""
+    from realtime.store.base import new_epoch
+    messages, seq, idem, fourth, epoch, channel, suffix, room_json = room_parts(cluster, room)
+    now = int(time.time() * 1000)
+    message = f'{{"type":"text","body":"{body}","user":{{"id":"{user}"}},"ts":{now},"client_id":{n}}}'
+    args = [message, now, KEEP.max_messages, now - int(KEEP.max_age * 1000), int(KEEP.idempotency_ttl * 1000),
+            "1", "[]", room, channel, PREFIX, suffix, room_json, new_epoch()]
+    keys = [messages, seq, f"{idem}{user}:{os.getpid()}-{n}", fourth, epoch]
+    quota = quota_key(cluster, user)
+    if cluster:  # the quota first, on the user's slot; then the append
+        return [(quota, False, resp(["EVALSHA", shas[1], 1, quota, QUOTA_LIMIT, QUOTA_WINDOW, 1])),
+                (seq, True, resp(["EVALSHA", shas[0], 5, *keys, *args]))]
+    return [(seq, True, resp(["EVALSHA", shas[0], 6, *keys, quota, *args, QUOTA_LIMIT, QUOTA_WINDOW]))]
+
+
+class Incomplete(Exception):
+    """The buffer ends inside a reply."""
+
+
+def resp(args: list[Any]) -> bytes:
+    """One command in the Redis protocol (every argument ASCII: JSON escapes the rest)."""
+    return "".join([f"*{len(args)}\r\n", *(f"${len(a)}\r\n{a}\r\n" for a in map(str, args))]).encode()
+
+
+def status(buffer: bytes, at: int) -> tuple[Any, int]:
+    """The first integer of the reply at `at` (an append's status, a quota's wait), an Exception for an
+    error reply; and where the next reply starts."""
+    if buffer.startswith(b"*4\r\n:", at):  # an append's {status, id, body, epoch}: skip the rest
+        end = buffer.find(b"\r\n", at + 5)
+        after = buffer.find(b"\r\n", end + 2)  # the id
+        if end < 0 or after < 0:
+            raise Incomplete
+        for _ in range(2):  # body and epoch: bulk strings
+            line = buffer.find(b"\r\n", after + 2)
+            if line < 0:
+                raise Incomplete
+            after = line + 2 + int(buffer[after + 3:line])
+            if len(buffer) < after + 2:
+                raise Incomplete
+        return int(buffer[at + 5:end]), after + 2
+    value, at = parse(buffer, at)
+    return (value if isinstance(value, Exception) else value[0]), at
+
+
+def parse(buffer: bytes, at: int) -> tuple[Any, int]:
+    """One reply starting at `at`: (value, where the next starts); an error reply is an Exception."""
+    end = buffer.find(b"\r\n", at)
+    if end < 0:
+        raise Incomplete
+    kind, line = buffer[at], buffer[at + 1:end]
+    if kind == 42:  # '*'
+        items, at = [], end + 2
+        for _ in range(int(line)):
+            item, at = parse(buffer, at)
+            items.append(item)
+        return items, at
+    if kind == 36:  # '$'
+        size = int(line)
+        if size < 0:
+            return None, end + 2
+        if len(buffer) < end + 4 + size:
+            raise Incomplete
+        return buffer[end + 2:end + 2 + size], end + 4 + size
+    if kind == 58:  # ':'
+        return int(line), end + 2
+    return (Exception(line.decode()) if kind == 45 else line), end + 2
+
+
+class Link:
+    """A raw connection to one Redis node: a batch of commands out, their replies counted.
+
+    The load generator speaks the protocol itself, as bench/loadgen.py speaks websockets: redis-py
+    spends more CPU per call than Redis spends running the script, and on two cores the generator
+    would then be the limit, not Redis.
+    """
+
+    def __init__(self, host: str, port: int):
+        import socket
+        self.sock = socket.create_connection((host, port), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buffer, self.at = b"", 0
+
+    def replies(self, count: int) -> list[Any]:
+        """The first integer (or the error) of each of the next `count` replies."""
+        out = []
+        while len(out) < count:
+            try:
+                value, self.at = status(self.buffer, self.at)
+                out.append(value)
+            except Incomplete:
+                self.buffer, self.at = self.buffer[self.at:] + self.sock.recv(1 << 20), 0
+        return out
+
+
+def drive(links: dict[Any, Link], route: Any, shas: tuple[str, str], cluster: bool, rooms: list[str],
+          users: int, batch: int, duration: float, body_chars: int, out: dict[str, int]) -> None:
+    """Batches of `batch` sends over `rooms` until `duration` is over, each node's commands in one
+    write and their replies read after all were written; counts into `out`."""
     body = "x" * body_chars
     rng = random.Random()
     deadline = time.monotonic() + duration
     n = 0
     while time.monotonic() < deadline:
-        pipes: dict[str, Any] = {}
+        commands: dict[Any, list[bytes]] = {}
         for _ in range(batch):
             n += 1
             room = rooms[rng.randrange(len(rooms))]
-            for key, sha, keys, args in send_calls(store, cluster, room, f"u{rng.randrange(users)}", n, body):
-                node = client.get_node_from_key(key).name if cluster else ""
-                if node not in pipes:
-                    target = client.get_redis_connection(client.get_node_from_key(key)) if cluster else client
-                    pipes[node] = target.pipeline(transaction=False)
-                pipes[node].evalsha(sha, len(keys), *keys, *args)
-        for pipe in pipes.values():
-            for answer in pipe.execute(raise_on_error=False):
+            for key, is_append, command in send_commands(shas, cluster, room, f"u{rng.randrange(users)}", n, body):
+                commands.setdefault(route(key), []).append((is_append, command))
+        for node, sent in commands.items():
+            links[node].sock.sendall(b"".join(command for _, command in sent))
+        for node, sent in commands.items():
+            for (is_append, _), answer in zip(sent, links[node].replies(len(sent))):
                 if isinstance(answer, Exception):
                     out["errors"] += 1
-                elif isinstance(answer, list) and len(answer) == 4:
-                    out["acked" if answer[0] == 0 else "refused"] += 1
+                elif answer != 0:  # refused by a quota (-1 from the append script, a wait from the take)
+                    out["refused"] += 1
+                elif is_append:
+                    out["acked"] += 1
 
 
 def worker(url: str, rooms: int, users: int, threads: int, batch: int, duration: float, body: int) -> None:
     """A driver process: load the scripts, say ready, wait for `go`, drive, print the counts."""
     import threading
 
+    from redis.crc import key_slot
+
     from realtime.store import create_redis, is_cluster_client, redis_store
-    from realtime.store.redis import room_key
     client = create_redis(url)
     store = redis_store(client)
     names = [f"room-{r:05d}" for r in range(rooms)]
     cluster = is_cluster_client(client)
-    for node_client in ([client.get_redis_connection(n) for n in client.get_primaries()] if cluster else [client]):
-        for script in (store._append, store._take):
-            node_client.script_load(script.script)
-    # One pipeline per thread; on a cluster each thread keeps to one shard's rooms, as a replica's
-    # concurrent sends reach every shard at once (on one Redis the rooms are split as many ways).
     if cluster:
-        by_node: dict[str, list[str]] = {}
-        for name in names:
-            by_node.setdefault(client.get_node_from_key(room_key(name, "seq")).name, []).append(name)
-        groups = [group for _, group in sorted(by_node.items())]
+        masters = [(node.host, node.port) for node in client.get_primaries()]
+        owner = {slot: (nodes[0].host, nodes[0].port) for slot, nodes in client.nodes_manager.slots_cache.items()}
+        route = lambda key: owner[key_slot(key.encode())]  # noqa: E731
     else:
-        groups = [names[t::threads] for t in range(threads)]
-    client.close()
-    # A client per pipeline, connected before the clock starts.
-    clients = [create_redis(url) for _ in groups]
-    for each in clients:
-        each.ping(target_nodes=each.get_primaries()) if cluster else each.ping()
+        address = client.connection_pool.connection_kwargs
+        masters = [(address["host"], address["port"])]
+        route = lambda key: masters[0]  # noqa: E731
+    for host, port in masters:
+        import redis
+        node = redis.Redis(host=host, port=port)
+        for script in (store._append, store._take):
+            node.script_load(script.script)
+        node.close()
+    # Each thread its own connections to every master and its share of the rooms, as a replica's
+    # concurrent sends reach every shard at once.
+    links = [{address: Link(*address) for address in masters} for _ in range(threads)]
+    groups = [names[t::threads] for t in range(threads)]
     print(json.dumps({"ready": True}), flush=True)
     sys.stdin.readline()
     counts = [{"acked": 0, "refused": 0, "errors": 0} for _ in groups]
-    runners = [threading.Thread(target=drive, args=(each, group, users, batch, duration, body, out))
-               for each, group, out in zip(clients, groups, counts)]
+    shas = (store._append.sha, store._take.sha)
+    runners = [threading.Thread(target=drive, args=(mine, route, shas, cluster, group, users, batch, duration,
+                                                    body, out))
+               for mine, group, out in zip(links, groups, counts)]
     for runner in runners:
         runner.start()
     for runner in runners:
         runner.join()
-    for each in clients:
-        each.close()
+    client.close()
     print(json.dumps({key: sum(c[key] for c in counts) for key in counts[0]}), flush=True)
 
 
