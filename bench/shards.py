@@ -54,7 +54,8 @@ PREFIX = '{"method":"emit","event":"message","data":'  # the emit around the mes
 
 @dataclass(frozen=True)
 class ShardsPlan:
-    """One Redis against `shards` masters; `workers` driver processes of `threads` pipelines each."""
+    """One Redis against `shards` masters; `workers` driver processes of `threads` pipelines each;
+    then realtime itself on each, bench/chatload.py's many rooms at `product_rate` msg/s."""
 
     rooms: int = 3000
     users: int = 200
@@ -65,10 +66,17 @@ class ShardsPlan:
     duration: float = 8.0
     repetitions: int = 3
     body: int = 150
+    product_rooms: int = 300
+    product_senders: int = 20
+    product_rate: float = 300.0
+    product_duration: float = 8.0
+    product_repetitions: int = 2
 
 
 SHARDS_FULL = ShardsPlan()
-SHARDS_SMOKE = ShardsPlan(rooms=30, users=5, workers=1, threads=2, batch=5, duration=1.0, repetitions=1)
+SHARDS_SMOKE = ShardsPlan(rooms=30, users=5, workers=1, threads=2, batch=5, duration=1.0, repetitions=1,
+                          product_rooms=12, product_senders=3, product_rate=20.0, product_duration=2.0,
+                          product_repetitions=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,6 +388,7 @@ def measure(target: Target, plan: ShardsPlan) -> dict[str, Any]:
             "shard_cpu_pct": shard_pct, "busiest_cpu_pct": busiest,
             "redis_cpu_pct": sum(shard_pct),
             "redis_us_per_msg": sum(per_master) / max(1, acked) * 1e6,
+            "busiest_us_per_msg": max(per_master) / max(1, acked) * 1e6,
             "evalsha_us_per_msg": sum(u for _, u in stats) / max(1, acked),
             "evalsha_share_pct": [c / calls * 100 for c, _ in stats],
             "ceiling_msg_per_s": rate / (busiest / 100) if busiest else float("nan"),
@@ -387,63 +396,120 @@ def measure(target: Target, plan: ShardsPlan) -> dict[str, Any]:
             "other_cpu_pct": max(0.0, machine - sum(per_master) - drivers) / wall * 100}
 
 
+def product(target: Target, plan: ShardsPlan, log_dir: Path) -> dict[str, Any]:
+    """realtime itself (3 replicas, every feature on, bench/stacks.py) on `target`: the many-rooms
+    workload of bench/chatload.py at a fixed rate; each Redis process's CPU, the replicas', loss."""
+    import chatload
+    from measure import pids, snapshot
+    from stacks import RealtimeStack
+    target.reset()
+    rooms = chatload.RoomsPlan(rooms=plan.product_rooms, senders=plan.product_senders,
+                               users=min(200, plan.product_rooms * 2))
+    stack = RealtimeStack("realtime", target.url, log_dir)
+    try:
+        stack.start(3, with_nginx=False)
+        members = chatload.make_members(stack, rooms, len(stack.replicas))
+        _, errors = chatload.connect_all(stack, members, 50)
+        if errors:
+            raise BenchError(f"realtime on {target.name}: {len(errors)} clients failed: {errors[:3]}")
+        drive = chatload.Drive(stack.name, members, rooms.rooms)
+        redis_pids = [m.pid for m in target.masters]
+        settle(pids(stack.replicas) + redis_pids)
+        groups = {"server": pids(stack.replicas), "generator": [os.getpid()],
+                  **{f"redis{n}": [pid] for n, pid in enumerate(redis_pids)}}
+        before = snapshot(groups)
+        result = drive.run(plan.product_rate, plan.product_duration)
+        after = snapshot(groups)
+        drive.close()
+    finally:
+        stop_all(stack.processes())
+    wall = after["wall"] - before["wall"]
+    cpu = {name: after[name] - before[name] for name in groups}
+    shard = [cpu[f"redis{n}"] for n in range(len(redis_pids))]
+    acked = max(1, result["acked"])
+    return {"target": target.name, "shards": len(redis_pids), "rate": plan.product_rate,
+            "msg_per_s": result["acked"] / plan.product_duration, "acked": result["acked"],
+            "lost": result["lost"], "refused": result["refused"], "unacked": result["unacked"],
+            "p99_ms": result["p99_ms"], "server_us_per_msg": cpu["server"] / acked * 1e6,
+            "shard_cpu_pct": [c / wall * 100 for c in shard], "redis_us_per_msg": sum(shard) / acked * 1e6,
+            "busiest_us_per_msg": max(shard) / acked * 1e6,
+            "other_cpu_pct": max(0.0, after["machine"] - before["machine"] - sum(cpu.values())) / wall * 100}
+
+
 def run(plan: ShardsPlan, workdir: Path) -> list[dict[str, Any]]:
-    """Every repetition, the one Redis and the cluster in alternating order; every run's row."""
+    """Every repetition, the one Redis and the cluster in alternating order, the drivers' runs, then
+    realtime's; every run's row (`kind` "redis" or "product")."""
     one, cluster, started = start_targets(workdir, plan.shards)
     rows = []
     try:
-        for repetition in range(plan.repetitions):
-            for target in ((one, cluster) if repetition % 2 == 0 else (cluster, one)):
-                row = {"repetition": repetition, **measure(target, plan)}
-                rows.append(row)
-                shown = {k: (round(v, 1) if isinstance(v, float) else
-                             [round(x, 1) for x in v] if isinstance(v, list) else v) for k, v in row.items()}
-                print(f"  shards: {json.dumps(shown)}", file=sys.stderr, flush=True)
+        for kind, repetitions in (("redis", plan.repetitions), ("product", plan.product_repetitions)):
+            for repetition in range(repetitions):
+                for target in ((one, cluster) if repetition % 2 == 0 else (cluster, one)):
+                    measured = measure(target, plan) if kind == "redis" else product(target, plan, workdir / "logs")
+                    row = {"kind": kind, "repetition": repetition, **measured}
+                    rows.append(row)
+                    shown = {k: (round(v, 1) if isinstance(v, float) else
+                                 [round(x, 1) for x in v] if isinstance(v, list) else v) for k, v in row.items()}
+                    print(f"  shards: {json.dumps(shown)}", file=sys.stderr, flush=True)
     finally:
         stop_all(started)
     return rows
 
 
-def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Medians per target (lost, refused and errors summed); lists by the median run's."""
+def summarize(rows: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per kind ("redis", "product") and target: medians (lost, refused, errors summed; the lists
+    those of the median run by msg/s)."""
     import statistics
-    out = []
-    for name in dict.fromkeys(r["target"] for r in rows):
-        mine = sorted((r for r in rows if r["target"] == name), key=lambda r: r["msg_per_s"])
-        middle = mine[(len(mine) - 1) // 2]
-        summary = {"target": name, "runs": len(mine), "shards": middle["shards"],
-                   "shard_cpu_pct": middle["shard_cpu_pct"], "evalsha_share_pct": middle["evalsha_share_pct"]}
-        for key in ("msg_per_s", "busiest_cpu_pct", "redis_cpu_pct", "redis_us_per_msg", "evalsha_us_per_msg",
-                    "ceiling_msg_per_s", "driver_cpu_pct", "other_cpu_pct"):
-            summary[key] = statistics.median(r[key] for r in mine)
-        for key in ("lost", "refused", "errors", "acked"):
-            summary[key] = sum(r[key] for r in mine)
-        out.append(summary)
+    out: dict[str, list[dict[str, Any]]] = {"redis": [], "product": []}
+    for kind in out:
+        group = [r for r in rows if r.get("kind", "redis") == kind]
+        for name in dict.fromkeys(r["target"] for r in group):
+            mine = sorted((r for r in group if r["target"] == name), key=lambda r: r["msg_per_s"])
+            middle = mine[(len(mine) - 1) // 2]
+            summary = {"target": name, "runs": len(mine), "shards": middle["shards"],
+                       **{k: v for k, v in middle.items() if isinstance(v, list)}}
+            for key, value in middle.items():
+                if key in ("lost", "refused", "errors", "unacked", "acked"):
+                    summary[key] = sum(r[key] for r in mine)
+                elif isinstance(value, float):
+                    summary[key] = statistics.median(r[key] for r in mine)
+            out[kind].append(summary)
     return out
 
 
-def render(summaries: list[dict[str, Any]], plan: ShardsPlan) -> str:
-    """The table, and the cluster's figures over the one Redis's."""
+def render(summaries: dict[str, list[dict[str, Any]]], plan: ShardsPlan) -> str:
+    """The two tables, and the cluster's figures over the one Redis's."""
     import report
     fmt = report.fmt
-    lines = [[s["target"], fmt(s["msg_per_s"], ".0f"), " / ".join(f"{p:.0f}" for p in s["shard_cpu_pct"]),
-              fmt(s["redis_us_per_msg"]), fmt(s["evalsha_us_per_msg"]),
-              " / ".join(f"{p:.0f}" for p in s["evalsha_share_pct"]), fmt(s["ceiling_msg_per_s"], ".0f"),
-              fmt(s["driver_cpu_pct"], ".0f"), fmt(s["other_cpu_pct"], ".0f"), str(s["lost"]),
-              str(s["refused"] + s["errors"])] for s in summaries]
+    per = lambda values: " / ".join(f"{p:.0f}" for p in values)  # noqa: E731
+    lines = [[s["target"], fmt(s["msg_per_s"], ".0f"), per(s["shard_cpu_pct"]), fmt(s["redis_us_per_msg"]),
+              fmt(s["busiest_us_per_msg"]), fmt(s["evalsha_us_per_msg"]), per(s["evalsha_share_pct"]),
+              fmt(s["ceiling_msg_per_s"], ".0f"), fmt(s["driver_cpu_pct"], ".0f"), fmt(s["other_cpu_pct"], ".0f"),
+              str(s["lost"]), str(s["refused"] + s["errors"])] for s in summaries["redis"]]
     text = (f"Redis as the limit: a send's Redis calls, pipelined, {plan.rooms} rooms, {plan.users} users, "
             f"{plan.body}-character bodies, AOF everysec ({plan.workers} driver processes x {plan.threads} "
             f"pipelines of {plan.batch}; medians of {plan.repetitions}):\n\n" + report.markdown(
-                ["target", "msg/s", "Redis cpu% per process", "redis µs/msg", "EVALSHA µs/msg",
-                 "EVALSHA % per shard", "ceiling msg/s", "driver cpu%", "other cpu%", "lost",
+                ["target", "msg/s", "Redis cpu% per process", "redis µs/msg", "busiest Redis µs/msg",
+                 "EVALSHA µs/msg", "EVALSHA % per shard", "ceiling msg/s", "driver cpu%", "other cpu%", "lost",
                  "refused+errors"], lines, left=1))
-    by = {s["shards"]: s for s in summaries}
+    by = {s["shards"]: s for s in summaries["redis"]}
     one, many = by.get(1), next((s for k, s in by.items() if k > 1), None)
     if one and many:
         text += (f"\n\n{many['target']} / one Redis: msg/s {many['msg_per_s'] / one['msg_per_s']:.2f}x, "
-                 f"busiest Redis cpu {many['busiest_cpu_pct'] / one['busiest_cpu_pct']:.2f}x, "
+                 f"busiest Redis µs/msg {many['busiest_us_per_msg'] / one['busiest_us_per_msg']:.2f}x, "
                  f"ceiling {many['ceiling_msg_per_s'] / one['ceiling_msg_per_s']:.2f}x (ceiling: the rate "
                  "at which the busiest Redis would use a whole core, extrapolated)")
+    if summaries["product"]:
+        lines = [[s["target"], fmt(s["msg_per_s"], ".0f"), str(s["lost"]), str(s["refused"] + s["unacked"]),
+                  fmt(s["p99_ms"]), fmt(s["server_us_per_msg"], ".0f"), per(s["shard_cpu_pct"]),
+                  fmt(s["redis_us_per_msg"]), fmt(s["busiest_us_per_msg"]), fmt(s["other_cpu_pct"], ".0f")]
+                 for s in summaries["product"]]
+        text += (f"\n\nrealtime itself on each (3 replicas, every feature on, {plan.product_rooms} rooms of "
+                 f"2-10 members at {plan.product_rate:g} msg/s for {plan.product_duration:g} s; the replicas, "
+                 f"not Redis, are this machine's limit; medians of {plan.product_repetitions}):\n\n"
+                 + report.markdown(["target", "msg/s", "lost", "refused+unacked", "p99 ms", "server µs/msg",
+                                    "Redis cpu% per process", "redis µs/msg", "busiest Redis µs/msg",
+                                    "other cpu%"], lines, left=1))
     return text
 
 
