@@ -1,26 +1,30 @@
 """Redis as the limit: what a send costs Redis on one Redis against a 3-shard Redis Cluster, same run.
 
 On this 2-core machine the Python replicas run out of CPU long before one Redis does, so the
-product-level many-rooms cell (bench/chatload.py) cannot show a Redis limit. This cell takes the
-replicas out: driver processes make exactly the Redis calls a send makes (the store's append
+product-level many-rooms cell (bench/chatload.py) cannot show a Redis limit. This cell first takes
+the replicas out: driver processes make exactly the Redis calls a send makes (the store's append
 script with a send's keys and arguments: per-user quota, idempotency key, history with trimming,
 epoch, the announcement PUBLISH on one Redis / SPUBLISH on the room's shard; on a cluster the
 quota is its own call on the user's slot, as RedisClusterStore makes it), pipelined, over many
 rooms, as fast as Redis answers (closed loop). The drivers speak the Redis protocol themselves
 (a few µs per call, where redis-py spends more CPU per call than Redis spends on the script).
-Both targets run with AOF (`appendfsync everysec`)
-and no automatic AOF rewrite (a rewrite's forked child would escape the CPU accounting); the
-cluster has no replicas (neither has the one Redis).
+Both targets run with AOF (`appendfsync everysec`) and no automatic AOF rewrite (a rewrite's
+forked child would escape the CPU accounting); the cluster has no replicas (neither has the one
+Redis).
 
 Per run: acknowledged appends per second, each Redis process's CPU (% of one core, /proc), Redis
-CPU per message (µs, all shards), Redis's own time in EVALSHA (INFO commandstats), the share of
-the EVALSHA calls each shard served, the drivers' CPU and everyone else's. `ceiling` is the rate at which
-the busiest Redis would use a whole core, extrapolated linearly from the run: what the shards
-could take on machines with a core each, not a measurement. Afterwards every room's counter is
-read back: the stored messages must equal the acknowledged ones (`lost`).
+CPU per message (µs, all shards, and the busiest's), Redis's own time in EVALSHA (INFO
+commandstats), the share of the EVALSHA calls each shard served, the drivers' CPU and everyone
+else's. `ceiling` is the rate at which the busiest Redis would use a whole core, extrapolated
+linearly from the run: what the shards could take on machines with a core each, not a
+measurement. Afterwards every room's counter is read back: the stored messages must equal the
+acknowledged ones (`lost`).
 
-    .venv/bin/python bench/shards.py            # ~2 minutes; compare.py runs it too (make bench)
-    .venv/bin/python bench/shards.py --smoke    # a few seconds
+Then realtime itself runs on each target (3 replicas, bench/chatload.py's many rooms at a fixed
+rate): the same accounting with the room channels' fan-out to the replicas included.
+
+    .venv/bin/python bench/shards.py            # ~5 minutes; compare.py runs it too (make bench)
+    .venv/bin/python bench/shards.py --smoke    # ~25 seconds
 """
 from __future__ import annotations
 
