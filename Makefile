@@ -67,7 +67,8 @@ cluster-status:
 ## (own redis-server, replicas, nginx and a Node load generator on free loopback ports; `npm ci`
 ## in bench/node when needed; ~15 minutes), then many small rooms, a connect storm and a failover
 ## storm against plain, node and node with the streams adapter (~20 more), then one Redis against a
-## 3-shard Redis Cluster, Redis as the limit, then realtime on each (bench/shards.py, ~5 more). BENCH_ARGS="--help"
+## 3-shard Redis Cluster, Redis as the limit, then realtime on each (bench/shards.py, ~5 more).
+## BENCH_ARGS="--help"
 bench: venv system-deps
 	$(BIN)/python bench/compare.py $(BENCH_ARGS)
 
