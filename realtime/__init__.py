@@ -24,7 +24,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from .mq.queue import StoreAnnounced
     from .ops import adminui, background, logs
     from .ops.metrics import Metrics, replica_gauges
-    from .transport import wirejson
+    from .transport import wirejson, wirepacket
     from .transport.roomindex import LocalManager
     from .services.bodies import schemas
     from .services.uploads import upload_service
@@ -44,7 +44,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     url = settings["REDIS_URL"]
     metrics = Metrics()
     store = create_store(url, settings["REDIS_SOCKET_TIMEOUT"], settings["REDIS_WAIT_REPLICAS"],
-                         settings["REDIS_WAIT_TIMEOUT"], observe=metrics.observe_store)
+                         settings["REDIS_WAIT_TIMEOUT"], observe=metrics.observe_store,
+                         group_commit=settings["GROUP_COMMIT"])
     sequencer = sequencer_for(store)
     app.config["RATELIMIT_STORAGE_OPTIONS"] = limiter_storage_options(settings, store)
     jwt.init_app(app)
@@ -59,10 +60,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # async_handlers=False: a client's events run one after another, in the order sent, in the
     # greenlet that read them (a greenlet per event less; a client's sends keep their order).
     # The transport layer is applied (or not) at worker start; here its state picks the two
-    # adapters an app is built with: the manager's room index and the packet JSON module.
+    # adapters an app is built with: the manager's room index, the packet class and its JSON module.
     fast = transport.active()
     manager = queue or (LocalManager() if fast else socketio_module.Manager())
     socketio.init_app(app, client_manager=manager, async_mode=settings["ASYNC_MODE"], json=wirejson if fast else json,
+                      serializer=wirepacket.WirePacket if fast else "default",
                       cors_allowed_origins=web.socketio_origins(origins),
                       cors_credentials=web.socketio_credentials(origins),
                       max_http_buffer_size=settings["MAX_HTTP_BUFFER_SIZE"], async_handlers=False)

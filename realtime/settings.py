@@ -98,6 +98,9 @@ DEFAULTS: dict[str, Any] = {
     # lose it; 0: once the master has it (asynchronous replication, see docs/deployment.md).
     "REDIS_WAIT_REPLICAS": 0,
     "REDIS_WAIT_TIMEOUT": 1.0,
+    # The appends of concurrent sends go to Redis as one pipeline (group commit; gevent replicas,
+    # not with REDIS_WAIT_REPLICAS); each send is still acked only after its own append's reply.
+    "GROUP_COMMIT": True,
     # The largest event is a 4000-character text (about 25 kB of JSON at worst); a bigger cap
     # only lets one client make the worker unmask and validate megabytes per frame.
     "MAX_HTTP_BUFFER_SIZE": 100_000,

@@ -12,9 +12,9 @@ from typing import Any
 from . import auth
 from .mq.sequencer import Sequencer
 from .ops.dashboard import DashboardFeed
-from .services import (AccessPolicy, ClusterService, MessageService, PresenceService, RateLimiter, ReceiptService,
-                       Relay, Revocations, TokenWatch, TypingService, WebhookPublisher, message_policy, parse_rules,
-                       webhook_policy)
+from .services import (AccessPolicy, ClusterService, JoinService, MessageService, PresenceService, RateLimiter,
+                       ReceiptService, Relay, Revocations, TokenWatch, TypingService, WebhookPublisher, message_policy,
+                       parse_rules, webhook_policy)
 from .store import Store, Uninvited
 
 
@@ -27,6 +27,7 @@ class Services:
     messages: MessageService
     cluster: ClusterService
     presence: PresenceService
+    joins: JoinService
     receipts: ReceiptService
     typing: TypingService
     access: AccessPolicy
@@ -72,13 +73,14 @@ def build_services(settings: dict[str, Any], store: Store, broadcast: Any,
     revocations.uninvite_listeners.append(access.forget)
     verifier = auth.Verifier(revocations, cache_size, max_lifetime=settings["JWT_MAX_LIFETIME"],
                              audience=settings["JWT_AUDIENCE"])
+    messages = MessageService(store, broadcast, message_policy(settings), schemas, webhooks.message_endpoints(), relay)
+    presence = PresenceService(store, broadcast, instance)
+    receipts = ReceiptService(store, broadcast)
     return Services(
         settings=settings, store=store, webhooks=webhooks, metrics=metrics, uploads=uploads,
-        messages=MessageService(store, broadcast, message_policy(settings), schemas,
-                                webhooks.message_endpoints(), relay),
+        messages=messages, presence=presence, receipts=receipts,
+        joins=JoinService(store, presence, messages, receipts),
         cluster=ClusterService(store, instance, settings["INSTANCE_TTL"]),
-        presence=PresenceService(store, broadcast, instance),
-        receipts=ReceiptService(store, broadcast),
         typing=TypingService(store, broadcast, settings["TYPING_THROTTLE"], settings["TYPING_EXPIRES"]),
         access=access, revocations=revocations, verifier=verifier,
         limits=RateLimiter(store, parse_rules(settings["RATE_LIMITS"])),

@@ -39,8 +39,7 @@ def acked(handler: Callable) -> Callable:
         metrics = getattr(getattr(self, "services", None), "metrics", None)
         elapsed = time.perf_counter() - started
         if metrics is not None:
-            metrics.events.labels(self.namespace, event, outcome).inc()
-            metrics.event_seconds.labels(self.namespace, event).observe(elapsed)
+            metrics.event_handled(self.namespace, event, outcome, elapsed)
         room = payload.get("room") if isinstance(payload, dict) else None
         # One line per event: debug for the chatty ones, info for the rest.
         events_log.log(logging.DEBUG if event in QUIET else logging.INFO, "%s %s %s", self.namespace, event,
@@ -81,18 +80,37 @@ def refuse(error: AppError) -> ConnectionRefusedError:
     return ConnectionRefusedError(error.message, data)
 
 
-def authenticate(services: Any, auth_payload: Any, limit_connects: bool = True) -> Any:
-    """The principal of a connecting client, or the contract's refusal (rate limit, token, store)."""
+def authenticate(services: Any, auth_payload: Any, limit_connects: bool = True,
+                 admit: Callable[[Any, Any], None] | None = None) -> Any:
+    """The principal of a connecting client, or the contract's refusal (rate limit, token, store).
+
+    `admit(principal, quota)` records the connection and takes the connect limit's quota (None when
+    it is off) in the same store call; without it the limit is counted on its own, first.
+    """
     try:
+        if limit_connects and admit is not None:
+            # A refused token still counts its hit (taken_by_store), as it did when counted first.
+            with services.limits.taken_by_store("connect", request.remote_addr or "unknown") as quota:
+                principal = services.verifier.verify(token_of(services, auth_payload))
+                admit(principal, quota)
+            return principal
         if limit_connects:
             services.limits.hit("connect", request.remote_addr or "unknown")
-        # ?token= only when switched on: a query string ends up in access logs and proxies' logs.
-        query_token = request.args.get("token") if services.settings["QUERY_TOKEN"] else None
-        return services.verifier.verify(auth.token_from(auth_payload, query_token))
+        principal = services.verifier.verify(token_of(services, auth_payload))
+        if admit is not None:
+            admit(principal, None)
+        return principal
     except AppError as exc:
         raise refuse(exc)
     except StoreUnavailable as exc:
         raise refuse(AppError("unavailable", f"cannot check the token now: {exc}", 503, 1.0))
+
+
+def token_of(services: Any, auth_payload: Any) -> str:
+    """The token a connecting client sent (in `auth`, or ?token= when that is switched on)."""
+    # ?token= only when switched on: a query string ends up in access logs and proxies' logs.
+    query_token = request.args.get("token") if services.settings["QUERY_TOKEN"] else None
+    return auth.token_from(auth_payload, query_token)
 
 
 def refreshed(services: Any, payload: Any, current: Any) -> Any:

@@ -11,12 +11,13 @@ from .. import auth
 from ..errors import AppError, ValidationError
 from ..services import validation
 from ..services.messages import now_ms, user_room
-from ..store import StoreUnavailable
+from ..store import OverLimit, StoreUnavailable
 from ..wiring import Services
 from ..version import VERSION
 from .base import AckNamespace, authenticate, refreshed
 
 log = logging.getLogger(__name__)
+TAKEN_BY_STORE = {"send", "join"}  # events whose rate limit the store counts in the handler's own call
 
 
 def leave_lost_rooms(socketio: Any, services: Services, sid: str, principal: auth.Principal,
@@ -51,15 +52,13 @@ class ChatNamespace(AckNamespace):
 
     def on_connect(self, auth_payload: Any = None) -> None:
         """Authenticate, track the connection, and greet the client."""
-        principal = authenticate(self.services, auth_payload)
+        cluster = self.services.cluster
+        # Tracked with the connect limit's hit: one store call for both.
+        principal = authenticate(self.services, auth_payload,
+                                 admit=lambda who, quota: cluster.connected(request.sid, who, quota))
         session["principal"] = principal
         join_room(user_room(principal.id))  # private messages reach every connection of the user
         self.services.tokens.track(request.sid, principal)
-        cluster = self.services.cluster
-        try:
-            cluster.connected(request.sid, principal)
-        except StoreUnavailable as exc:
-            log.warning("connection %s not tracked: %s", request.sid, exc)
         # The greetings go to this connection only, which is on this replica: straight to it, not
         # through Redis to every replica (two PUBLISHes per connect, decoded by each replica).
         emit("welcome", {"instance": cluster.instance_id, "user": principal.user, "sid": request.sid,
@@ -79,8 +78,8 @@ class ChatNamespace(AckNamespace):
         self.services.webhooks.publish("client.disconnected", self.hook_data(reason=str(reason)))
 
     def before_event(self, event: str) -> None:
-        """Every event counts against the user's limit for that event type (`send` in its write)."""
-        if event != "send":
+        """Every event counts against the user's limit for that event type (`send`, `join` in their store call)."""
+        if event not in TAKEN_BY_STORE:
             # uninvite shares invite's limit: one rule for managing a room's invitations.
             self.services.limits.hit("invite" if event == "uninvite" else event, session["principal"].id)
 
@@ -108,24 +107,25 @@ class ChatNamespace(AckNamespace):
 
     def on_join(self, payload: Any) -> dict[str, Any]:
         """Join a room; with `since` (and the `epoch` it counts in), the ack carries what was missed."""
-        data = validation.payload_dict(payload)
-        user = self.principal.user
-        room = self.room(data.get("room"))
-        since = validation.message_id(data.get("since"), "since")
-        epoch = validation.epoch(data.get("epoch"))
-        # Join before reading so that nothing falls between; overlap is deduplicated by id.
-        join_room(room)
-        state = self.services.store.room_state(room)
-        bounds = (state.oldest, state.newest)
+        # The store counts the join limit with the room's reads and presence: one round trip.
+        with self.services.limits.taken_by_store("join", self.principal.id) as quota:
+            data = validation.payload_dict(payload)
+            room = self.room(data.get("room"))
+            since = validation.message_id(data.get("since"), "since")
+            epoch = validation.epoch(data.get("epoch"))
+            member = self.is_member(room)
+            # Join before reading so that nothing falls between; overlap is deduplicated by id.
+            join_room(room)
+            try:
+                ack, state = self.services.joins.join(request.sid, self.principal.user, room, since, epoch, quota)
+            except OverLimit:
+                if not member:  # refused: as if it had been refused before joining
+                    leave_room(room)
+                raise
         # From here on this replica delivers the room without gaps (see Sequencer).
         self.services.sequencer.note(room, state.newest, state.epoch)
-        self.services.presence.joined(request.sid, user, room)
-        missed, truncated, reset = self.services.messages.recover(room, since, epoch, state)
-        reads = self.services.receipts.reads(room)
         self.services.webhooks.publish("room.joined", self.hook_data(room=room))
-        return {"room": room, "epoch": state.epoch, "reset": reset, "missed": missed, "truncated": truncated,
-                "unread": self.services.receipts.unread(room, reads.get(user["id"], 0), bounds),
-                "online": self.services.presence.online(room), "reads": reads}
+        return ack
 
     def on_leave(self, payload: Any) -> dict[str, Any]:
         """Leave a room."""
@@ -217,12 +217,16 @@ class ChatNamespace(AckNamespace):
     def joined_room(self, value: Any) -> str:
         """A room this connection is in, or a structured refusal."""
         room = self.room(value)
+        if not self.is_member(room):
+            raise AppError("not_joined", f"join {room!r} first", 403)
+        return room
+
+    def is_member(self, room: str) -> bool:
+        """Whether this connection is in `room` on this replica."""
         # One lookup in the room's members: flask_socketio.rooms() scans every room of the
         # replica (each connection has its own): O(connections) per send.
         members = self.socketio.server.manager.rooms.get(self.namespace, {}).get(room)
-        if members is None or request.sid not in members:
-            raise AppError("not_joined", f"join {room!r} first", 403)
-        return room
+        return members is not None and request.sid in members
 
     @staticmethod
     def quietly(action: Any, *args: Any) -> None:

@@ -91,7 +91,7 @@ class ShardListeners:
         """Whether a channel's slot is now owned by another master than the one it is subscribed on."""
         return any(self.cluster.get_node_from_key(channel).name != name for channel, name in self.channels.items())
 
-    def messages(self) -> Iterator[dict[str, Any]]:
+    def listen(self) -> Iterator[dict[str, Any]]:
         """Messages as a plain pub/sub gives them (`message`, `subscribe`); raises to start over."""
         checked = time.monotonic()
         while True:
@@ -133,6 +133,7 @@ class RedisClusterQueue(RedisQueue):
     """RedisQueue over a Redis Cluster's sharded pub/sub (redis+cluster:// URLs)."""
 
     name = "realtime-redis-cluster"
+    publish_command = "spublish"  # a cluster pipeline sends each to the shard of its channel
 
     def __init__(self, *args: Any, socket_timeout: float = 5.0, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -163,23 +164,6 @@ class RedisClusterQueue(RedisQueue):
         self.pubsub = None
         self.connected = True
 
-    def _publish_batch(self, batch: list[Any]) -> None:
-        """SPUBLISH a batch, pipelined per shard; reconnect and retry once, as the stock manager does."""
-        channels = [self.channel_of(data) for data in batch]
-        for attempt in (1, 2):
-            try:
-                if not self.connected:
-                    self._redis_connect()
-                pipe = self.redis.pipeline(transaction=False)
-                for channel, data in zip(channels, batch):
-                    pipe.spublish(channel, self.json.dumps(data))
-                pipe.execute()
-                return
-            except Exception as exc:
-                self.connected = False
-                log.error("cannot publish %d message(s) to the Redis Cluster (attempt %d): %s",
-                          len(batch), attempt, exc)
-
     def send_to_listener(self, command: str, channel: str) -> None:
         """SSUBSCRIBE/SUNSUBSCRIBE through the listener; on failure, make it start over."""
         shards = self.listening
@@ -206,57 +190,21 @@ class RedisClusterQueue(RedisQueue):
         log.warning("could not catch up %d room(s) after %d tries; their next message fills the gap",
                     len(self.sequencer.unsettled), CATCH_UP_TRIES)
 
+    def subscribing(self, channels: list[str]) -> None:
+        """Shards confirm in no common order: the (re)subscription is on once every channel is."""
+        self.awaiting = set(channels)
+
+    def new_listener(self) -> ShardListeners:
+        """One pub/sub connection per master, opened as channels need them."""
+        return ShardListeners(self.redis)
+
     def confirmed(self, channel: str) -> None:
         """A shard channel is confirmed: wake its joins; once a whole (re)subscription is, catch up."""
         if channel in self.awaiting:
-            # Shards confirm in no common order: the main channel coming last says nothing here.
             self.awaiting.discard(channel)
             if channel != self.channel:
-                subscription = self.rooms_wanted.confirmed(channel)
-                if subscription is not None and subscription.late:
-                    subscription.late = False
-                    self.catch_up_due = True
+                self.room_confirmed(channel)  # main_confirmed is false until the last one: no catch-up yet
             if not self.awaiting:
-                self.main_confirmed = True
-                if self.subscriptions > 1 or self.catch_up_due:
-                    self.catch_up_due = False
-                    self.server.start_background_task(self.catch_up)
-            return
-        if channel == self.channel:
-            return
-        subscription = self.rooms_wanted.confirmed(channel)
-        if subscription is not None and subscription.late:
-            subscription.late = False
-            if self.main_confirmed:
-                self.server.start_background_task(self.catch_up)
-            else:
-                self.catch_up_due = True
-
-    def _redis_listen_with_retries(self) -> Iterator[dict[str, Any]]:
-        """Yield shard-channel messages forever, starting over with a capped backoff."""
-        self.listener_ident = threading.get_ident()
-        delay = 0.1
-        while True:
-            shards = None
-            try:
-                self._redis_connect()
-                shards = ShardListeners(self.redis)
-                with self._subscribing:
-                    self.main_confirmed = False
-                    rooms = [s.channel for s in self.rooms_wanted.restart()]
-                    self.awaiting = {*rooms, self.channel}
-                    shards.subscribe(*rooms, self.channel)
-                    self.listening = shards
-                self.subscriptions += 1
-                delay = 0.1
-                yield from shards.messages()
-            except Exception as exc:
-                log.warning("message queue listener lost a shard (%s); retrying in %.1fs", exc, delay)
-            finally:
-                with self._subscribing:
-                    if self.listening is shards:
-                        self.listening = None
-                if shards is not None:
-                    shards.close()
-            time.sleep(delay)
-            delay = min(delay * 2, self.retry_max)
+                self.resubscribed()
+        elif channel != self.channel:
+            self.room_confirmed(channel)

@@ -89,6 +89,7 @@ class RedisQueue(RoomIndex, socketio.RedisManager):
     """RedisManager whose listener retries every `retry_max` seconds at most (rooms indexed)."""
 
     name = "realtime-redis"
+    publish_command = "publish"
 
     def __init__(self, url: str, channel: str, retry_max: float = 2.0, write_only: bool = False,
                  sequencer: Sequencer | None = None, room_channels: Any = "on",
@@ -164,8 +165,9 @@ class RedisQueue(RoomIndex, socketio.RedisManager):
                 if not self.connected:
                     self._redis_connect()
                 pipe = self.redis.pipeline(transaction=False)
+                publish = getattr(pipe, self.publish_command)
                 for channel, data in zip(channels, batch):
-                    pipe.publish(channel, self.json.dumps(data))
+                    publish(channel, self.json.dumps(data))
                 pipe.execute()
                 return
             except Exception as exc:
@@ -311,11 +313,19 @@ class RedisQueue(RoomIndex, socketio.RedisManager):
         """Redis confirmed a SUBSCRIBE: wake its joins; after a reconnect or a late one, catch up."""
         if channel == self.channel:
             # Subscribed last in a (re)subscription: every room channel before it is on, too.
-            self.main_confirmed = True
-            if self.subscriptions > 1 or self.catch_up_due:
-                self.catch_up_due = False
-                self.server.start_background_task(self.catch_up)
-            return
+            self.resubscribed()
+        else:
+            self.room_confirmed(channel)
+
+    def resubscribed(self) -> None:
+        """A whole (re)subscription is on: after a reconnect, or a room confirmed late, catch up."""
+        self.main_confirmed = True
+        if self.subscriptions > 1 or self.catch_up_due:
+            self.catch_up_due = False
+            self.server.start_background_task(self.catch_up)
+
+    def room_confirmed(self, channel: str) -> None:
+        """A room channel is on: wake its joins; one confirmed late catches up (now or with the rest)."""
         subscription = self.rooms_wanted.confirmed(channel)
         if subscription is not None and subscription.late:
             subscription.late = False
@@ -325,34 +335,41 @@ class RedisQueue(RoomIndex, socketio.RedisManager):
                 self.catch_up_due = True
 
     def _redis_listen_with_retries(self) -> Iterator[dict[str, Any]]:
-        """Yield pub/sub messages forever, reconnecting with a capped backoff."""
+        """Yield pub/sub messages forever, starting over on fresh connections with a capped backoff."""
         self.listener_ident = threading.get_ident()
         delay = 0.1
         while True:
-            pubsub = None
+            listener = None
             try:
                 self._redis_connect()
-                # Our own connection: a failed publish reconnects too and swaps self.pubsub.
-                pubsub = ListenerPubSub(self.redis.connection_pool, ignore_subscribe_messages=False)
+                listener = self.new_listener()
                 with self._subscribing:
                     self.main_confirmed = False
-                    rooms = [s.channel for s in self.rooms_wanted.restart()]
-                    pubsub.subscribe(*rooms, self.channel)  # main last: its confirmation ends the batch
-                    self.listening = pubsub
+                    channels = [*(s.channel for s in self.rooms_wanted.restart()), self.channel]
+                    self.subscribing(channels)
+                    listener.subscribe(*channels)  # main last: on one Redis its confirmation ends the batch
+                    self.listening = listener
                 self.subscriptions += 1
                 delay = 0.1
-                yield from pubsub.listen()
+                yield from listener.listen()
                 log.warning("message queue subscription ended; subscribing again")
             except Exception as exc:
                 log.warning("message queue listener lost Redis (%s); retrying in %.1fs", exc, delay)
             finally:
                 with self._subscribing:
-                    if self.listening is pubsub:
+                    if self.listening is listener:
                         self.listening = None
-                if pubsub is not None:
-                    pubsub.close()
+                if listener is not None:
+                    listener.close()
             time.sleep(delay)
             delay = min(delay * 2, self.retry_max)
+
+    def new_listener(self) -> Any:
+        """The listener's own connection: a failed publish reconnects too and swaps self.pubsub."""
+        return ListenerPubSub(self.redis.connection_pool, ignore_subscribe_messages=False)
+
+    def subscribing(self, channels: list[str]) -> None:
+        """A (re)subscription of `channels` starts (a hook: one Redis confirms them in order)."""
 
 
 class StoreAnnounced:

@@ -6,7 +6,7 @@ from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ..store import StoreUnavailable, deadline
 from ..transport import greenlets, status as transport_status
@@ -46,10 +46,30 @@ class Metrics:
                                      registry=self.registry)
         for reason in ("connect_timeout", "per_address", "binary", "slow_reader"):
             self.refused.labels(reason)  # every reason scraped from the start, at 0
+        # The labelled children of the per-event and per-store-call metrics, by their labels:
+        # `labels()` validates and takes a lock on every call. The label values are bounded (known
+        # events, error codes, store methods), so these stay small.
+        self._event_counts: dict[tuple[str, str, str], Any] = {}
+        self._event_times: dict[tuple[str, str], Any] = {}
+        self._store_times: dict[str, Any] = {}
+
+    def event_handled(self, namespace: str, event: str, outcome: str, seconds: float) -> None:
+        """One Socket.IO event answered: counted by outcome, its handling time observed."""
+        count = self._event_counts.get((namespace, event, outcome))
+        if count is None:
+            count = self._event_counts[(namespace, event, outcome)] = self.events.labels(namespace, event, outcome)
+        count.inc()
+        times = self._event_times.get((namespace, event))
+        if times is None:
+            times = self._event_times[(namespace, event)] = self.event_seconds.labels(namespace, event)
+        times.observe(seconds)
 
     def observe_store(self, operation: str, seconds: float, failed: bool) -> None:
         """One store call (the Redis backend reports every call here)."""
-        self.store_calls.labels(operation).observe(seconds)
+        times = self._store_times.get(operation)
+        if times is None:
+            times = self._store_times[operation] = self.store_calls.labels(operation)
+        times.observe(seconds)
         if failed:
             self.store_errors.labels(operation).inc()
 
@@ -122,6 +142,12 @@ def replica_gauges(services: Any, server: Any, queue: Any = None) -> Callable[[]
                                   labels=["state"])
         paths.add_metric([transport_status()["state"]], 1)
         yield paths
+        commit = getattr(services.store, "group_commit", None)
+        if commit is not None and commit.calls:  # appends per round trip: how much group commit merges under this load
+            yield CounterMetricFamily("realtime_store_appends", "Message appends sent to the store",
+                                      value=commit.calls)
+            yield CounterMetricFamily("realtime_store_append_round_trips", "Round trips those appends "
+                                      "took (one per call on its own or per pipeline)", value=commit.batches)
         worker = services.webhook_worker
         if worker is not None:
             outcomes = GaugeMetricFamily("realtime_webhook_deliveries", "Webhook deliveries by outcome "

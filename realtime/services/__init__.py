@@ -6,6 +6,7 @@ from typing import Any
 from ..store import Retention
 from .access import AccessPolicy
 from .cluster import ClusterService
+from .joins import JoinService
 from .messages import MessagePolicy, MessageService, Relay
 from .presence import PresenceService
 from .ratelimit import RateLimiter, parse_rules
@@ -15,8 +16,8 @@ from .tokens import TokenWatch
 from .typing import TypingService
 from .webhooks import EVENTS, WebhookPolicy, WebhookPublisher
 
-__all__ = ["AccessPolicy", "ClusterService", "MessagePolicy", "MessageService", "PresenceService", "RateLimiter",
-           "ReceiptService", "Relay", "Revocations", "TokenWatch", "TypingService", "WebhookPublisher",
+__all__ = ["AccessPolicy", "ClusterService", "JoinService", "MessagePolicy", "MessageService", "PresenceService",
+           "RateLimiter", "ReceiptService", "Relay", "Revocations", "TokenWatch", "TypingService", "WebhookPublisher",
            "message_policy", "parse_rules", "webhook_policy"]
 
 

@@ -5,7 +5,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..store import Store, StoreUnavailable
+from ..store import Quota, Store, StoreUnavailable
 
 if TYPE_CHECKING:  # auth imports services.validation
     from ..auth import Principal
@@ -42,10 +42,22 @@ class ClusterService:
         """Replicas that stopped beating; each is handed to exactly one live replica to clean up."""
         return [i for i in self.store.claim_expired_instances() if i != self.instance_id]
 
-    def connected(self, sid: str, who: Principal) -> None:
-        """Track a new connection on this replica."""
+    def connected(self, sid: str, who: Principal, quota: Quota | None = None) -> None:
+        """Track a new connection on this replica, taking `quota` (the connect limit) in the same step.
+
+        OverLimit: nothing tracked. A store outage refuses the connection when it had a quota to
+        take (the limit could not be checked); without one it costs a log line (the heartbeat
+        writes the replica's connections again once its registration is lost).
+        """
+        try:
+            self.store.add_connection(self.instance_id, sid, who.user, quota)
+        except StoreUnavailable as exc:
+            if quota is not None:
+                if exc.outcome_unknown:  # it may be tracked: nothing will untrack a refused connection
+                    self.disconnected(sid)
+                raise
+            log.warning("connection %s not tracked: %s", sid, exc)
         self.connections[sid] = who
-        self.store.add_connection(self.instance_id, sid, who.user)
 
     def disconnected(self, sid: str) -> None:
         """Stop tracking a connection; tolerate a store outage (the heartbeat expiry cleans up)."""

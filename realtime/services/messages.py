@@ -126,32 +126,36 @@ class MessageService:
             self.broadcast("message", appended.message, to)
         return appended.message
 
-    def missed(self, room: str, since: int,
-               bounds: tuple[int, int] | None = None) -> tuple[list[dict[str, Any]], bool]:
-        """Messages after `since`, and whether some were lost to retention or the bound."""
+    def missed(self, room: str, since: int, bounds: tuple[int, int] | None = None,
+               after: list[dict[str, Any]] | None = None) -> tuple[list[dict[str, Any]], bool]:
+        """Messages after `since`, and whether some were lost to retention or the bound.
+
+        `after`: those messages, already read with `bounds` (by the join's store call).
+        """
         oldest, newest = bounds or self.store.room_bounds(room)
         if since > newest:
             # The client saw ids the store no longer has (it lost data): start over, flagged.
             return self.store.messages_after(room, 0, self.policy.recovery_max), True
-        messages = self.store.messages_after(room, since, self.policy.recovery_max)
+        messages = after if after is not None else self.store.messages_after(room, since, self.policy.recovery_max)
         gap = oldest > since + 1 if oldest else newest > since
         cut = bool(messages) and messages[-1]["id"] < newest
         return messages, gap or cut
 
-    def recover(self, room: str, since: int | None, epoch: str | None,
-                state: RoomState) -> tuple[list[dict[str, Any]], bool, bool]:
+    def recover(self, room: str, since: int | None, epoch: str | None, state: RoomState,
+                after: list[dict[str, Any]] | None = None) -> tuple[list[dict[str, Any]], bool, bool]:
         """What a joining client missed: (messages, truncated, reset).
 
         A client whose `epoch` is not the room's current one saw another history (the store lost
         the room's data since): it gets `reset` and the room's most recent messages, like a first
         join, never a partial recovery by ids that now name other messages. No `since`: nothing.
+        `after`: the messages after `since`, when the caller read them with `state`.
         """
         if since is None:
             return [], False, False
         if epoch is not None and epoch != state.epoch:
             recent = self.store.messages_before(room, None, self.policy.recovery_max)
             return recent, bool(recent) and recent[0]["id"] > 1, True
-        missed, truncated = self.missed(room, since, (state.oldest, state.newest))
+        missed, truncated = self.missed(room, since, (state.oldest, state.newest), after)
         return missed, truncated, False
 
     def page(self, room: str, before: int | None, after: int | None,

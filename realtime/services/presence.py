@@ -27,11 +27,15 @@ class PresenceService:
 
     def joined(self, sid: str, user: dict[str, Any], room: str) -> None:
         """A connection entered a room."""
+        self.track(sid, user, room)
+        if self.store.presence_join(room, self.instance_id, sid, user):
+            self.announce(room, user, True)
+
+    def track(self, sid: str, user: dict[str, Any], room: str) -> None:
+        """Note on this replica that a connection is in a room (restored and cleared from here)."""
         known, rooms = self.local.get(sid, ((user["id"], user["name"]), ()))
         if room not in rooms:
             self.local[sid] = (known, (*rooms, room))
-        if self.store.presence_join(room, self.instance_id, sid, user):
-            self.announce(room, user, True)
 
     def left(self, sid: str, room: str) -> None:
         """A connection left a room."""

@@ -4,14 +4,14 @@ from __future__ import annotations
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from .base import (Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, RoomState, Store,
+from .base import (Announcement, Appended, Joined, NotReplicated, OverLimit, Quota, Retention, RoomState, Store,
                    StoreUnavailable, Uninvited, UserCutoff)
 from .memory import MemoryStore
 from .redis import RedisStore, create_redis as create_single_redis
 from .rediscluster import CLUSTER_SCHEMES, RedisClusterStore, create_redis_cluster, is_cluster_url
 
-__all__ = ["Announcement", "Appended", "NotReplicated", "OverLimit", "Quota", "Retention", "RoomState", "Store",
-           "StoreUnavailable", "Uninvited", "UserCutoff", "create_store", "create_redis", "redis_store",
+__all__ = ["Announcement", "Appended", "Joined", "NotReplicated", "OverLimit", "Quota", "Retention", "RoomState",
+           "Store", "StoreUnavailable", "Uninvited", "UserCutoff", "create_store", "create_redis", "redis_store",
            "is_cluster_url"]
 
 REDIS_SCHEMES = {"redis", "rediss", "unix", "redis+sentinel"}
@@ -36,7 +36,8 @@ def is_cluster_client(client: Any) -> bool:
 
 
 def create_store(url: str | None, socket_timeout: float = 5.0, wait_replicas: int = 0,
-                 wait_timeout: float = 1.0, observe: Callable[[str, float, bool], None] | None = None) -> Store:
+                 wait_timeout: float = 1.0, observe: Callable[[str, float, bool], None] | None = None,
+                 group_commit: bool = False) -> Store:
     """A store for `url`: memory:// (or nothing), redis://, rediss://, unix://, redis+sentinel://
     or redis+cluster:// (rediss+cluster://)."""
     scheme = urlsplit(url).scheme if url else "memory"
@@ -44,7 +45,7 @@ def create_store(url: str | None, socket_timeout: float = 5.0, wait_replicas: in
         return MemoryStore()
     if scheme in REDIS_SCHEMES or scheme in CLUSTER_SCHEMES:
         return redis_store(create_redis(url, socket_timeout), observe=observe, wait_replicas=wait_replicas,
-                           wait_timeout=wait_timeout)
+                           wait_timeout=wait_timeout, group_commit=group_commit)
     raise ValueError(f"unsupported store URL scheme {scheme!r} "
                      "(use memory://, redis://, redis+sentinel:// or redis+cluster://)")
 

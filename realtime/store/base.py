@@ -120,6 +120,16 @@ class RoomState(NamedTuple):
     epoch: str | None
 
 
+class Joined(NamedTuple):
+    """What a connection entering a room needs, read in the step that recorded its presence."""
+
+    state: RoomState
+    first: bool                   # the user's first connection in the room (announce it)
+    reads: dict[str, int]         # every user's last-read id
+    online: list[dict[str, Any]]  # users with a connection in the room, sorted by id
+    after: list[dict[str, Any]]   # up to `limit` messages after `since` ([] when no `since`)
+
+
 def new_epoch() -> str:
     """A fresh epoch: short, random, safe in JSON and URLs without escaping."""
     return secrets.token_urlsafe(8)
@@ -196,8 +206,9 @@ class Store(ABC):
         """Live replicas with their connection counts, sorted by id."""
 
     @abstractmethod
-    def add_connection(self, instance_id: str, sid: str, user: dict[str, Any]) -> None:
-        """Track one connection on a replica."""
+    def add_connection(self, instance_id: str, sid: str, user: dict[str, Any], quota: Quota | None = None) -> None:
+        """Track one connection on a replica; `quota` (the connect limit) is taken first, in the same
+        step: OverLimit, and nothing tracked, when it is used up."""
 
     @abstractmethod
     def remove_connection(self, instance_id: str, sid: str) -> None:
@@ -224,6 +235,17 @@ class Store(ABC):
     @abstractmethod
     def online(self, room: str) -> list[dict[str, Any]]:
         """Users with at least one connection in the room, sorted by id."""
+
+    @abstractmethod
+    def join_room(self, room: str, instance_id: str, sid: str, user: dict[str, Any], since: int | None,
+                  limit: int, quota: Quota | None = None) -> Joined:
+        """A connection enters a room: `presence_join`, then the room's state, read positions, who is
+        online and (with `since`) up to `limit` messages after it, read at once.
+
+        `quota` (the join limit) is taken first, in the same step: OverLimit, and nothing written,
+        when it is used up. One round trip where the backend can (a cluster: the quota and the
+        replica's room set are other slots).
+        """
 
     @abstractmethod
     def instance_presence(self, instance_id: str) -> list[tuple[str, str]]:

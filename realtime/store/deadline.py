@@ -46,6 +46,16 @@ def remaining() -> float | None:
     return None if until is None else until - time.monotonic()
 
 
+def until() -> float | None:
+    """This greenlet's deadline (time.monotonic()); None when it has none."""
+    return _until.get()
+
+
+def mark_unsent(exc: BaseException) -> None:
+    """Say that the call `exc` interrupted never reached the store (so its outcome is known)."""
+    exc.realtime_unsent = True  # type: ignore[attr-defined]
+
+
 def bounded() -> bool:
     """Whether a wait can be interrupted here: a gevent-patched process (a gunicorn gevent worker)."""
     global _patched
@@ -79,6 +89,7 @@ def call(function: Callable[..., Any], *args: Any, write: bool = False, **kwargs
     except gevent.Timeout as exc:
         if exc is not timer:  # an outer bound of the caller's own
             raise
-        raise Expired(outcome_unknown=write) from None
+        # A call that could tell (store/groupcommit.py: still queued) says it never left.
+        raise Expired(outcome_unknown=write and not getattr(exc, "realtime_unsent", False)) from None
     finally:
         timer.close()

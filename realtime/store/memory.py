@@ -6,8 +6,8 @@ import time
 from collections import defaultdict
 from typing import Any, Callable
 
-from .base import (Appended, Counts, OverLimit, Quota, Retention, RoomState, Store, message_hook, new_epoch,
-                   take_hit)
+from .base import (Appended, Counts, Joined, OverLimit, Quota, Retention, RoomState, Store, message_hook,
+                   new_epoch, take_hit)
 
 
 class MemoryStore(Store):
@@ -26,6 +26,8 @@ class MemoryStore(Store):
         self._connections: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
         self._reads: dict[str, dict[str, int]] = defaultdict(dict)
         self._presence: dict[str, dict[tuple[str, str], dict[str, Any]]] = defaultdict(dict)
+        # room -> user id -> [connections there, user]: `online` costs the room's users, not its connections
+        self._online: dict[str, dict[str, list[Any]]] = defaultdict(dict)
         self._conversations: dict[str, dict[str, int]] = defaultdict(dict)
         self._claims: dict[str, float] = {}
         self._limits: dict[tuple[str, str], tuple[Counts, float]] = {}  # (rule, key) -> (counts, expires at)
@@ -92,9 +94,13 @@ class MemoryStore(Store):
     def room_state(self, room):
         """(oldest retained id, newest id, epoch) of a room; (0, 0, None) when it has none."""
         with self._lock:
-            messages = self._rooms.get(room)
-            oldest = messages[0]["id"] if messages else 0
-            return RoomState(oldest, self._last_id.get(room, 0), self._epochs.get(room))
+            return self._room_state(room)
+
+    def _room_state(self, room: str) -> RoomState:
+        """`room_state` under the lock."""
+        messages = self._rooms.get(room)
+        oldest = messages[0]["id"] if messages else 0
+        return RoomState(oldest, self._last_id.get(room, 0), self._epochs.get(room))
 
     def register_instance(self, info, ttl):
         """Announce a replica (or refresh its heartbeat) for `ttl` seconds; False if it was unknown."""
@@ -137,9 +143,11 @@ class MemoryStore(Store):
                 self._forget(instance_id)
             return sorted(expired)
 
-    def add_connection(self, instance_id, sid, user):
-        """Track one connection on a replica."""
+    def add_connection(self, instance_id, sid, user, quota=None):
+        """Track one connection on a replica (`quota` taken first: OverLimit, nothing tracked)."""
         with self._lock:
+            if quota is not None:
+                self._take(quota, self._clock())
             self._connections[instance_id][sid] = dict(user)
 
     def remove_connection(self, instance_id, sid):
@@ -166,26 +174,55 @@ class MemoryStore(Store):
     def presence_join(self, room, instance_id, sid, user):
         """Record a connection in a room; True if it is the user's first there."""
         with self._lock:
-            members = self._presence[room]
-            if (instance_id, sid) in members:
-                return False
-            first = all(u["id"] != user["id"] for u in members.values())
-            members[(instance_id, sid)] = dict(user)
-            return first
+            return self._presence_join(room, instance_id, sid, user)
+
+    def _presence_join(self, room: str, instance_id: str, sid: str, user: dict[str, Any]) -> bool:
+        """`presence_join` under the lock."""
+        members = self._presence[room]
+        if (instance_id, sid) in members:
+            return False
+        members[(instance_id, sid)] = dict(user)
+        entry = self._online[room].setdefault(user["id"], [0, None])
+        entry[0] += 1
+        entry[1] = dict(user)  # the latest connection's name, as the Redis stores keep it
+        return entry[0] == 1
 
     def presence_leave(self, room, instance_id, sid):
         """Forget a connection in a room; the user if it was their last there."""
         with self._lock:
             user = self._presence.get(room, {}).pop((instance_id, sid), None)
-            if user is None or any(u["id"] == user["id"] for u in self._presence[room].values()):
+            if user is None:
                 return None
+            users = self._online[room]
+            entry = users.get(user["id"])
+            if entry is not None and entry[0] > 1:
+                entry[0] -= 1
+                return None
+            users.pop(user["id"], None)
+            if not users:
+                del self._online[room]
             return user
 
     def online(self, room):
         """Users with at least one connection in the room, sorted by id."""
         with self._lock:
-            users = {u["id"]: u for u in self._presence.get(room, {}).values()}
-            return [users[k] for k in sorted(users)]
+            return self._online_users(room)
+
+    def _online_users(self, room: str) -> list[dict[str, Any]]:
+        """`online` under the lock."""
+        users = self._online.get(room, {})
+        return [dict(users[k][1]) for k in sorted(users)]
+
+    def join_room(self, room, instance_id, sid, user, since, limit, quota=None):
+        """A connection enters a room: presence, state, reads, who is online, what came after `since`."""
+        with self._lock:
+            if quota is not None:
+                self._take(quota, self._clock())
+            first = self._presence_join(room, instance_id, sid, user)
+            after = ([dict(m) for m in self._rooms.get(room, ()) if m["id"] > since][:limit]
+                     if since is not None and limit > 0 else [])
+            return Joined(self._room_state(room), first, dict(self._reads.get(room, {})),
+                          self._online_users(room), after)
 
     def instance_presence(self, instance_id):
         """(room, sid) of every presence entry a replica holds."""

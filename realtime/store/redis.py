@@ -14,7 +14,8 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from . import deadline
-from .base import (Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, RoomState, Store,
+from .groupcommit import GroupCommit
+from .base import (Announcement, Appended, Joined, NotReplicated, OverLimit, Quota, Retention, RoomState, Store,
                    StoreUnavailable, Uninvited, UserCutoff, new_epoch)
 
 # store.base.take_hit in Lua, on a hash {i = window index, c = hits in it, p = hits in the one
@@ -202,14 +203,52 @@ redis.call('HSET', KEYS[1], ARGV[1], wanted)
 return {1, wanted}
 """
 
-# members: "<instance>|<sid>" -> user JSON; online: user id -> number of connections; the
-# replica's room set (what to clear if it dies) in the same round trip.
-PRESENCE_JOIN_SCRIPT = """
-redis.call('SADD', KEYS[3], ARGV[4])
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-return redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+# members: "<instance>|<sid>" -> user JSON (what a dead replica's cleanup reads); online: user
+# id -> number of connections; users: user id -> user JSON, one per user online (what `online`
+# reads: a room's users, not its connections). `enter` records one connection, 1 if it is the
+# user's first in the room.
+PRESENCE_FUNCTION = """
+local function enter(members, online, users, field, user, id)
+  if redis.call('HSETNX', members, field, user) == 0 then return 0 end
+  redis.call('HSET', users, id, user)
+  return redis.call('HINCRBY', online, id, 1)
+end
 """
 
+# The users online in a room as one JSON array, from the users hash. A user counted in `online`
+# but missing from `users` was recorded by a replica that predates the users hash (a rolling
+# upgrade): then every connection's entry is read, as those replicas did (distinct JSONs).
+ONLINE_FUNCTION = """
+local function online_users(online, users, members)
+  local known, out = {}, {}
+  local flat = redis.call('HGETALL', users)
+  for i = 1, #flat, 2 do known[flat[i]] = flat[i + 1] end
+  for _, id in ipairs(redis.call('HKEYS', online)) do
+    if not known[id] then
+      local seen = {}
+      out = {}
+      for _, user in ipairs(redis.call('HVALS', members)) do
+        if not seen[user] then
+          seen[user] = true
+          out[#out + 1] = user
+        end
+      end
+      break
+    end
+    out[#out + 1] = known[id]
+  end
+  return '[' .. table.concat(out, ',') .. ']'
+end
+"""
+
+# KEYS: members, online, users, the replica's room set (what to clear if it dies; a cluster
+# passes none and adds to it first: another slot).
+PRESENCE_JOIN_SCRIPT = PRESENCE_FUNCTION + """
+if KEYS[4] then redis.call('SADD', KEYS[4], ARGV[4]) end
+return enter(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
+"""
+
+# KEYS: members, online, users. The user JSON if this was the user's last connection in the room.
 PRESENCE_LEAVE_SCRIPT = """
 local user = redis.call('HGET', KEYS[1], ARGV[1])
 if not user then return false end
@@ -217,23 +256,48 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 local id = cjson.decode(user)['id']
 if redis.call('HINCRBY', KEYS[2], id, -1) <= 0 then
   redis.call('HDEL', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
   return user
 end
 return false
 """
 
-# The distinct user JSONs of a room's connections as one JSON array: a user with many tabs is
-# sent once, and the reply is decoded in one call, so a join's `online` list costs the room's
-# users, not its connections.
-ONLINE_SCRIPT = """
-local seen, out = {}, {}
-for _, user in ipairs(redis.call('HVALS', KEYS[1])) do
-  if not seen[user] then
-    seen[user] = true
-    out[#out + 1] = user
-  end
+ONLINE_SCRIPT = ONLINE_FUNCTION + """
+return online_users(KEYS[1], KEYS[2], KEYS[3])
+"""
+
+# A connection enters a room, and everything its join ack needs, in one round trip.
+# KEYS: messages, seq, epoch, members, online, users, reads, then (one Redis) the replica's room
+# set and the join quota. ARGV: member field, user JSON, user id, room, since ('' for none),
+# how many messages after it, quota limit, quota window. Returns {-1, ms to wait} when the
+# quota is used up (nothing written), else {0, oldest entry id, newest id, epoch, first,
+# reads (flat), online (JSON array), entries after `since`}.
+JOIN_SCRIPT = TAKE_FUNCTION + PRESENCE_FUNCTION + ONLINE_FUNCTION + """
+if KEYS[9] then
+  local wait = take(KEYS[9], tonumber(ARGV[7]), tonumber(ARGV[8]), redis_now())
+  if wait then return {-1, wait} end
 end
-return '[' .. table.concat(out, ',') .. ']'
+if KEYS[8] then redis.call('SADD', KEYS[8], ARGV[4]) end
+local first = enter(KEYS[4], KEYS[5], KEYS[6], ARGV[1], ARGV[2], ARGV[3])
+local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+local after = {}
+if ARGV[5] ~= '' and tonumber(ARGV[6]) > 0 then
+  after = redis.call('XRANGE', KEYS[1], (tonumber(ARGV[5]) + 1) .. '-0', '+', 'COUNT', ARGV[6])
+end
+return {0, oldest[1] and oldest[1][1] or '', redis.call('GET', KEYS[2]) or '', redis.call('GET', KEYS[3]) or '',
+        first, redis.call('HGETALL', KEYS[7]), online_users(KEYS[5], KEYS[6], KEYS[4]), after}
+"""
+
+# Track a connection (KEYS[1]: the replica's connections), the connect quota (KEYS[2]) first:
+# ms to wait when it is used up (nothing tracked), else 0.
+CONNECT_SCRIPT = TAKE_FUNCTION + """
+if KEYS[2] then
+  local wait = take(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), redis_now())
+  if wait then return wait end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 0
 """
 
 CLAIM_EXPIRED_SCRIPT = """
@@ -258,8 +322,8 @@ CLUSTER_REFUSALS = (exceptions.ClusterError, exceptions.AskError, exceptions.Try
 
 
 # Writes a client asked for: one that times out may still have happened (its outcome is unknown).
-CLIENT_WRITES = {"append_message", "advance_read", "presence_join", "presence_leave", "invite",
-                 "touch_conversation", "revoke_token"}
+CLIENT_WRITES = {"append_message", "add_connection", "advance_read", "presence_join", "presence_leave", "join_room",
+                 "invite", "touch_conversation", "revoke_token"}
 
 
 def unavailable_on_error(method: Callable) -> Callable:
@@ -339,6 +403,43 @@ def decode_message(room: str, message_id: int, body: bytes, epoch: str | None) -
     return {**json.loads(body), "id": message_id, "room": room, "epoch": epoch}
 
 
+def presence_keys(room: str) -> list[str]:
+    """The room's presence hashes: members (per connection), online (counts per user), users."""
+    return [room_key(room, "members"), room_key(room, "online"), room_key(room, "users")]
+
+
+def join_keys(room: str) -> list[str]:
+    """The room's keys JOIN_SCRIPT reads and writes, all on the room's slot."""
+    members, online, users = presence_keys(room)
+    return [room_key(room, "messages"), room_key(room, "seq"), room_key(room, "epoch"), members, online, users,
+            room_key(room, "reads")]
+
+
+def join_args(room: str, instance_id: str, sid: str, user: dict[str, Any], since: int | None,
+              limit: int) -> list[Any]:
+    """JOIN_SCRIPT's arguments before the quota's."""
+    return [f"{instance_id}|{sid}", json.dumps(user), user["id"], room, "" if since is None else since,
+            limit if since is not None else 0]
+
+
+def sorted_users(raw: bytes) -> list[dict[str, Any]]:
+    """ONLINE_SCRIPT's JSON array as users sorted by id, one per id."""
+    users = {user["id"]: user for user in json.loads(raw)}
+    return [users[k] for k in sorted(users)]
+
+
+def joined(room: str, answer: list[Any], quota: Quota | None) -> Joined:
+    """JOIN_SCRIPT's answer as a Joined (OverLimit when the quota was used up)."""
+    if answer[0] == -1:
+        raise OverLimit(quota, answer[1] / 1000)
+    _, oldest, newest, epoch, first, reads, online, after = answer
+    state = RoomState(int(oldest.split(b"-")[0]) if oldest else 0, int(newest or 0), decode_epoch(epoch))
+    return Joined(state, first == 1, {k.decode(): int(v) for k, v in zip(reads[::2], reads[1::2])},
+                  sorted_users(online),
+                  [decode_entry(room, entry_id, dict(zip(fields[::2], fields[1::2])), state.epoch)
+                   for entry_id, fields in after])
+
+
 def decode_epoch(raw: bytes | None) -> str | None:
     """An epoch as Redis returns it (None or b'': the room has none yet)."""
     return raw.decode() if raw else None
@@ -359,7 +460,7 @@ class RedisStore(Store):
     FEED_PING = 1.0  # seconds of silence before the revocation feed checks that Redis is there
 
     def __init__(self, client: redis.Redis, observe: Callable[[str, float, bool], None] | None = None,
-                 wait_replicas: int = 0, wait_timeout: float = 1.0):
+                 wait_replicas: int = 0, wait_timeout: float = 1.0, group_commit: bool = False):
         self.client = client
         self.observe = observe
         # With wait_replicas, an append counts only once that many replicas have it (WAIT): a
@@ -372,11 +473,21 @@ class RedisStore(Store):
         self._presence_join = client.register_script(PRESENCE_JOIN_SCRIPT)
         self._presence_leave = client.register_script(PRESENCE_LEAVE_SCRIPT)
         self._online = client.register_script(ONLINE_SCRIPT)
+        self._join = client.register_script(JOIN_SCRIPT)
+        self._connect = client.register_script(CONNECT_SCRIPT)
         self._claim_expired = client.register_script(CLAIM_EXPIRED_SCRIPT)
         self._replay_one = client.register_script(REPLAY_SCRIPT)
         self._take = client.register_script(TAKE_SCRIPT)
         self._revoke_user = client.register_script(REVOKE_USER_SCRIPT)
         self._connection_ttl_ms = 15_000
+        # Appends of many greenlets in one pipeline (gevent replicas; not with WAIT, whose count
+        # is per connection and per call).
+        self._group_commit = GroupCommit(self._append_one, self._append_batch) if group_commit and not wait_replicas else None
+
+    @property
+    def group_commit(self) -> GroupCommit | None:
+        """The appends' group commit (its counts), or None when appends go out one by one."""
+        return self._group_commit
 
     def lost_connection(self) -> None:
         """A call failed on its connection: nothing to do here (the pool reconnects)."""
@@ -407,7 +518,7 @@ class RedisStore(Store):
             keys.append(limit_key(quota))
             args += [quota.limit, quota.window]
         if not self.wait_replicas:
-            duplicate, message_id, stored, epoch = self._append(keys=keys, args=args)
+            duplicate, message_id, stored, epoch = self._run_append(keys, args)
             if duplicate == -1:
                 raise OverLimit(quota, message_id / 1000)
             return Appended(decode_message(room, int(message_id), stored, decode_epoch(epoch)),
@@ -427,6 +538,36 @@ class RedisStore(Store):
         # replica's sequencer drops what it already delivered).
         return Appended(decode_message(room, int(message_id), stored, decode_epoch(epoch)),
                         duplicate=bool(duplicate), broadcast_repeat=bool(duplicate))
+
+    def _run_append(self, keys: list[str], args: list[Any]) -> Any:
+        """The append script's reply: through group commit in a gevent replica, else on its own."""
+        if self._group_commit is not None and deadline.bounded():
+            return self._group_commit.call(keys, args)
+        return self._append(keys=keys, args=args)
+
+    def _append_one(self, keys: list[str], args: list[Any]) -> Any:
+        """The append script on its own (nothing else in flight)."""
+        return self._append(keys=keys, args=args)
+
+    def _append_batch(self, calls: Any) -> list[Any]:
+        """The append script for each (keys, args) in one pipeline: each reply or error in place."""
+        replies = self._evalsha_all(calls)
+        missing = [n for n, reply in enumerate(replies) if isinstance(reply, exceptions.NoScriptError)]
+        if missing:
+            # Redis restarted or flushed its scripts: none of these ran, so run them again in order.
+            self._redis.script_load(self._append.script)
+            for n, reply in zip(missing, self._evalsha_all([calls[n] for n in missing])):
+                replies[n] = reply
+        return replies
+
+    def _evalsha_all(self, calls: Any) -> list[Any]:
+        """One EVALSHA of the append script per call, pipelined (a Script object in a pipeline
+        would cost a SCRIPT EXISTS round trip per pipeline)."""
+        sha = self._append.sha
+        with self._redis.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+            return pipe.execute(raise_on_error=False)
 
     def _entries_with_epoch(self, room: str, read: Callable[[Any], Any]) -> tuple[list, str | None]:
         """Stream entries (`read` queues the XRANGE/XREVRANGE) and the room's epoch, read atomically."""
@@ -515,13 +656,16 @@ class RedisStore(Store):
         return instances
 
     @unavailable_on_error
-    def add_connection(self, instance_id, sid, user):
-        """Track one connection on a replica."""
-        key = f"rt:instance:{instance_id}:connections"
-        with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(key, sid, json.dumps(user))
-            pipe.pexpire(key, self._connection_ttl_ms)
-            pipe.execute()
+    def add_connection(self, instance_id, sid, user, quota=None):
+        """Track one connection on a replica, `quota` taken first in the same script (OverLimit)."""
+        keys = [f"rt:instance:{instance_id}:connections"]
+        args = [sid, json.dumps(user), self._connection_ttl_ms]
+        if quota is not None:
+            keys.append(limit_key(quota))
+            args += [quota.limit, quota.window]
+        wait = self._connect(keys=keys, args=args)
+        if wait:
+            raise OverLimit(quota, wait / 1000)
 
     @unavailable_on_error
     def remove_connection(self, instance_id, sid):
@@ -552,25 +696,31 @@ class RedisStore(Store):
     @unavailable_on_error
     def presence_join(self, room, instance_id, sid, user):
         """Record a connection in a room; True if it is the user's first there."""
-        count = self._presence_join(keys=[room_key(room, "members"), room_key(room, "online"),
-                                          f"rt:instance:{instance_id}:rooms"],
+        count = self._presence_join(keys=[*presence_keys(room), f"rt:instance:{instance_id}:rooms"],
                                     args=[f"{instance_id}|{sid}", json.dumps(user), user["id"], room])
         return count == 1
 
     @unavailable_on_error
     def presence_leave(self, room, instance_id, sid):
         """Forget a connection in a room; the user if it was their last there."""
-        user = self._presence_leave(keys=[room_key(room, "members"), room_key(room, "online")],
-                                    args=[f"{instance_id}|{sid}"])
+        user = self._presence_leave(keys=presence_keys(room), args=[f"{instance_id}|{sid}"])
         return json.loads(user) if user else None
 
     @unavailable_on_error
     def online(self, room):
         """Users with at least one connection in the room, sorted by id."""
-        users = {}
-        for user in json.loads(self._online(keys=[room_key(room, "members")])):
-            users[user["id"]] = user
-        return [users[k] for k in sorted(users)]
+        members, online, users = presence_keys(room)
+        return sorted_users(self._online(keys=[online, users, members]))
+
+    @unavailable_on_error
+    def join_room(self, room, instance_id, sid, user, since, limit, quota=None):
+        """A connection enters a room; the join quota, presence and every read in one script."""
+        keys = [*join_keys(room), f"rt:instance:{instance_id}:rooms"]
+        args = join_args(room, instance_id, sid, user, since, limit)
+        if quota is not None:
+            keys.append(limit_key(quota))
+            args += [quota.limit, quota.window]
+        return joined(room, self._join(keys=keys, args=args), quota)
 
     @unavailable_on_error
     def instance_presence(self, instance_id):

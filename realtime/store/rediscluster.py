@@ -7,7 +7,8 @@ What the single-Redis scripts wrote outside the room's slot is written here in a
   acknowledged; with an idempotency key a marker in the room's slot (`hooked:<id>`) records it,
   so the retry of a send whose second call failed queues them, and any other repeat does not;
 - the send quota (`rt:limit:<rule>:{<subject>}`): taken before the append;
-- the replica's room set (`rt:instance:<id>:rooms`): added before the presence entry.
+- the replica's room set (`rt:instance:<id>:rooms`): added before the presence entry;
+- the connect and join quotas: taken before the connection is tracked or the room entered.
 Room announcements use SPUBLISH on the room's shard channel, which carries the same hash tag.
 """
 from __future__ import annotations
@@ -24,16 +25,14 @@ from redis.crc import key_slot
 from redis.retry import Retry
 
 from .base import Announcement, Appended, NotReplicated, OverLimit, Quota, Retention, new_epoch
-from .redis import (APPEND_SCRIPT, PRESENCE_JOIN_SCRIPT, RedisStore, decode_epoch, decode_message, room_key,
-                    unavailable_on_error)
+from .redis import (APPEND_SCRIPT, RedisStore, decode_epoch, decode_message, join_args, join_keys, joined,
+                    presence_keys, room_key, unavailable_on_error)
 
 CLUSTER_SCHEMES = {"redis+cluster", "rediss+cluster"}
 SLOT_REFRESH = 0.5  # seconds between slot-map refreshes after failed calls (a failover storms them)
 
 # The room's announcement goes to its shard only; its channel hashes to the room's slot.
 CLUSTER_APPEND_SCRIPT = APPEND_SCRIPT.replace("redis.call('PUBLISH'", "redis.call('SPUBLISH'")
-# The replica's room set is another slot: the caller adds to it first.
-CLUSTER_PRESENCE_JOIN_SCRIPT = PRESENCE_JOIN_SCRIPT.replace("redis.call('SADD', KEYS[3], ARGV[4])\n", "")
 
 
 def is_cluster_url(url: str | None) -> bool:
@@ -105,7 +104,6 @@ class RedisClusterStore(RedisStore):
     def __init__(self, client: RedisCluster, **kwargs: Any):
         super().__init__(client, **kwargs)
         self._append = client.register_script(CLUSTER_APPEND_SCRIPT)
-        self._presence_join = client.register_script(CLUSTER_PRESENCE_JOIN_SCRIPT)
         self._refreshed = 0.0  # monotonic time of the last slot-map refresh
 
     @staticmethod
@@ -140,7 +138,7 @@ class RedisClusterStore(RedisStore):
                  else ["", "", "", ""])
         args.append(new_epoch())
         if not self.wait_replicas:
-            duplicate, message_id, stored, epoch = self._append(keys=keys, args=args)
+            duplicate, message_id, stored, epoch = self._run_append(keys, args)
             replicas = None
         else:
             duplicate, message_id, stored, epoch, replicas = self._append_and_wait(room, keys, args)
@@ -212,14 +210,37 @@ class RedisClusterStore(RedisStore):
         return [(entry_id, fields if isinstance(fields, dict) else dict(zip(fields[::2], fields[1::2])))
                 for entry_id, fields in entries], epoch
 
+    def _take_one(self, quota: Quota) -> None:
+        """Take one quota on its subject's slot (OverLimit when it is used up)."""
+        answer = self._take(keys=[self.limit_key(quota)], args=[quota.limit, quota.window, quota.weight])
+        if answer[0]:
+            raise OverLimit(quota, answer[0] / 1000)
+
+    @unavailable_on_error
+    def add_connection(self, instance_id, sid, user, quota=None):
+        """Track one connection on a replica (the quota first: another slot)."""
+        if quota is not None:
+            self._take_one(quota)
+        self._connect(keys=[f"rt:instance:{instance_id}:connections"],
+                      args=[sid, json.dumps(user), self._connection_ttl_ms])
+
     @unavailable_on_error
     def presence_join(self, room, instance_id, sid, user):
         """Record a connection in a room; True if it is the user's first there."""
         # The room set first: a replica that dies between the two leaves nothing it cannot clear.
         self._redis.sadd(f"rt:instance:{instance_id}:rooms", room)
-        count = self._presence_join(keys=[room_key(room, "members"), room_key(room, "online")],
+        count = self._presence_join(keys=presence_keys(room),
                                     args=[f"{instance_id}|{sid}", json.dumps(user), user["id"], room])
         return count == 1
+
+    @unavailable_on_error
+    def join_room(self, room, instance_id, sid, user, since, limit, quota=None):
+        """A connection enters a room: the quota, the replica's room set, then one script on the room's slot."""
+        if quota is not None:
+            self._take_one(quota)
+        self._redis.sadd(f"rt:instance:{instance_id}:rooms", room)
+        return joined(room, self._join(keys=join_keys(room), args=join_args(room, instance_id, sid, user, since,
+                                                                            limit)), quota)
 
     @unavailable_on_error
     def remove_instance(self, instance_id):

@@ -11,8 +11,8 @@ nothing: it only reads `active()` to pick the client manager's room index and th
 Process-wide patches (install/uninstall): wsfast (gevent-websocket's reader), wsdirect
 (engine.io's Socket, python-socketio's Manager.emit; with wsframes, keptenviron, interned),
 socketsession (Flask-SocketIO's session class). Chosen at app build time: roomindex (the client
-manager's rooms), wirejson (the packet JSON module). The gunicorn worker (worker.py) can detach
-websockets; it does so only when wsdirect asks. greenlets counts live greenlets through gevent's
+manager's rooms), wirepacket (the packet class), wirejson (the packet JSON module). The gunicorn
+worker (worker.py) can detach websockets; it does so only when wsdirect asks. greenlets counts live greenlets through gevent's
 public spawn callback, in every state (the /metrics gauge reads it).
 """
 from __future__ import annotations

@@ -5,11 +5,11 @@ import secrets
 import threading
 
 import pytest
-import requests
 import socketio
 
 from chatclient import ChatClient
-from realtime.devcluster import Replica, clean_environ, free_port, stop_all
+from lonereplica import demo_token, lone_replica
+from realtime.devcluster import clean_environ
 
 pytestmark = pytest.mark.integration
 NAMESPACE = "/socketio-admin"
@@ -24,18 +24,12 @@ def replica(redis_server, tmp_path_factory, start_processes):
            "REALTIME_ENV_FILE": str(workdir / "no.env"), "REALTIME_UPLOAD_DIR": str(workdir / "up"),
            "REALTIME_ADMIN_UI": "1", "REALTIME_DEMO_ADMINS": "boss",
            "REALTIME_DEMO_ADMINS_UNSAFE": "acknowledged"}
-    server = Replica(free_port(), env, workdir, instance_id="adminui-1")
-    try:
-        start_processes(server)
+    with lone_replica(workdir, env, "adminui-1", start_processes) as server:
         yield server
-    finally:
-        stop_all([server])
 
 
 def token(replica, name: str) -> str:
-    response = requests.post(replica.url + "/api/auth/token", json={"username": name}, timeout=5)
-    response.raise_for_status()
-    return response.json()["access_token"]
+    return demo_token(replica.url, name)
 
 
 def admin_ui_client(replica, password: str) -> tuple[socketio.Client, dict, threading.Event]:
@@ -82,9 +76,7 @@ def test_development_mode_reports_the_chat_messages_a_replica_sends(redis_server
            "REALTIME_ENV_FILE": str(tmp_path / "no.env"), "REALTIME_UPLOAD_DIR": str(tmp_path / "up"),
            "REALTIME_ADMIN_UI": "1", "REALTIME_ADMIN_UI_MODE": "development", "REALTIME_DEMO_ADMINS": "boss",
            "REALTIME_DEMO_ADMINS_UNSAFE": "acknowledged"}
-    server = Replica(free_port(), env, tmp_path, instance_id="adminui-dev")
-    try:
-        start_processes(server)
+    with lone_replica(tmp_path, env, "adminui-dev", start_processes) as server:
         client, _, _ = admin_ui_client(server, token(server, "boss"))
         sent, reported = [], threading.Event()
 
@@ -102,5 +94,4 @@ def test_development_mode_reports_the_chat_messages_a_replica_sends(redis_server
         finally:
             chat.close()
             client.disconnect()
-    finally:
-        stop_all([server])
+

@@ -9,7 +9,8 @@ import requests
 
 from chatclient import ChatClient
 from clusterfixtures import fast_paths_env
-from realtime.devcluster import Replica, clean_environ, free_port, stop_all
+from lonereplica import demo_token, lone_replica
+from realtime.devcluster import clean_environ
 
 pytestmark = pytest.mark.integration
 
@@ -19,12 +20,8 @@ def embedded(tmp_path_factory, start_processes):
     """One replica exactly as `make run` starts it (no REALTIME_REDIS_URL, no secret)."""
     workdir = tmp_path_factory.mktemp("embedded")
     env = {**clean_environ(), **fast_paths_env(), "REALTIME_ENV_FILE": str(workdir / "no.env")}
-    replica = Replica(free_port(), env, workdir, instance_id="embedded")
-    try:
-        start_processes(replica)
+    with lone_replica(workdir, env, "embedded", start_processes) as replica:
         yield replica
-    finally:
-        stop_all([replica])
 
 
 @pytest.fixture(scope="module")
@@ -32,18 +29,11 @@ def embedded_query_token(tmp_path_factory, start_processes):
     """The same, with the opt-in `?token=` query parameter switched on (REALTIME_QUERY_TOKEN)."""
     workdir = tmp_path_factory.mktemp("embedded-query")
     env = {**clean_environ(), **fast_paths_env(), "REALTIME_ENV_FILE": str(workdir / "no.env"), "REALTIME_QUERY_TOKEN": "1"}
-    replica = Replica(free_port(), env, workdir, instance_id="embedded-query")
-    try:
-        start_processes(replica)
+    with lone_replica(workdir, env, "embedded-query", start_processes) as replica:
         yield replica
-    finally:
-        stop_all([replica])
 
 
-def login(url: str, name: str) -> str:
-    response = requests.post(url + "/api/auth/token", json={"username": name}, timeout=5)
-    assert response.status_code == 200, response.text
-    return response.json()["access_token"]
+login = demo_token
 
 
 def test_demo_and_assets_are_served(embedded):

@@ -1001,14 +1001,14 @@ def message_problem(entry_id: bytes, fields: dict[bytes, bytes]) -> str | None:
     return f"entry {entry_id!r}: {problem}: {short(message['body'])}" if problem else None
 
 
-ROOM_KEY = re.compile(r"rt:room:\{(?P<room>[^{}]*)\}:(?P<part>messages|seq|epoch|reads|members|online|invited"
+ROOM_KEY = re.compile(r"rt:room:\{(?P<room>[^{}]*)\}:(?P<part>messages|seq|epoch|reads|members|online|users|invited"
                       r"|idem:(?P<idem>.*))", re.S)
 INSTANCE_KEY = re.compile(r"rt:instance:(?P<id>[^:]+)(?P<part>:connections|:rooms)?", re.S)
 FIGURES_KEY = re.compile(r"rt:figures:(?P<id>[^:]+)", re.S)  # each replica's dashboard figures
 USER_KEY = re.compile(r"rt:user:(?P<user>[^:]*):conversations", re.S)
 CLAIM_KEY = re.compile(r"rt:claim:typing:(?P<room>.*):(?P<user>[^:]*)", re.S)
 ROOM_PART_TYPES = {"messages": "stream", "seq": "string", "epoch": "string", "reads": "hash", "members": "hash",
-                   "online": "hash", "invited": "set", "idem": "string"}
+                   "online": "hash", "users": "hash", "invited": "set", "idem": "string"}
 EPOCH_RULE = re.compile(r"[A-Za-z0-9_\-]{1,64}")  # opaque, as docs/api.md describes it
 LIMITER_PREFIXES = ("LIMITS:", "rt-http")  # flask-limiter's HTTP counters
 LIMIT_KEY = re.compile(r"rt:limit:(?P<rule>[a-z_]+):(?P<key>.+)", re.S)  # Socket.IO rate limits
@@ -1044,6 +1044,10 @@ def room_key_problems(store: redis.Redis, raw: bytes, match: re.Match, kind: str
             instance = field.decode("utf-8", "replace").partition("|")[0]
             if instance not in instances or not valid_user_id(json.loads(user).get("id")):
                 problems.append(f"member {field!r}: {user!r}")
+    elif part == "users":  # user id -> the user, one per user online in the room
+        for user_id, user in store.hgetall(raw).items():
+            if json.loads(user).get("id") != user_id.decode("utf-8", "replace"):
+                problems.append(f"online user {user_id!r}: {user!r}")
     elif part == "seq" and not store.get(raw).isdigit():
         problems.append("seq is not an integer")
     elif part == "epoch" and not EPOCH_RULE.fullmatch(store.get(raw).decode("ascii", "replace")):

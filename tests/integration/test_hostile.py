@@ -18,7 +18,8 @@ import requests
 import websocket
 
 from chatclient import ChatClient, bound_session, wait_until
-from realtime.devcluster import Replica, clean_environ, free_port, stop_all
+from lonereplica import demo_token, lone_replica
+from realtime.devcluster import clean_environ
 
 pytestmark = pytest.mark.integration
 
@@ -39,20 +40,25 @@ def replica(request, tmp_path_factory, start_processes):
            "REALTIME_MESSAGE_MAX_CHARS": "50000",
            "REALTIME_RATE_LIMITS": "connect=10/minute; send=100000/minute; join=100000/minute",
            "REALTIME_HTTP_RATE_LIMIT": "100000/minute", "REALTIME_LOGIN_RATE_LIMIT": "100000/minute"}
-    server = Replica(free_port(), env, workdir, instance_id="hostile")
-    server.fast_paths = env["REALTIME_FAST_PATHS"]
-    try:
-        start_processes(server)
+    with lone_replica(workdir, env, "hostile", start_processes) as server:
+        server.fast_paths = env["REALTIME_FAST_PATHS"]
         yield server
-    finally:
-        stop_all([server])
 
 
 def token(replica, name: str) -> str:
     """A demo token."""
-    response = requests.post(replica.url + "/api/auth/token", json={"username": name}, timeout=5)
-    response.raise_for_status()
-    return response.json()["access_token"]
+    return demo_token(replica.url, name)
+
+
+def polling_chat(replica, address: str, name: str) -> tuple[requests.Session, str]:
+    """A long-polling session from `address` connected to /chat as `name`, and its URL."""
+    http = bound_session(address)
+    base = replica.url + "/socket.io/?EIO=4&transport=polling"
+    sid = json.loads(http.get(base, timeout=5).text[1:])["sid"]
+    url = f"{base}&sid={sid}"
+    assert http.post(url, data="40/chat," + json.dumps({"token": token(replica, name)}), timeout=5).ok
+    assert "40/chat," in http.get(url, timeout=5).text
+    return http, url
 
 
 def refused(replica, reason: str) -> float:
@@ -174,12 +180,7 @@ def test_binary_packets_close_the_websocket(replica, message):
 
 def test_binary_packets_close_a_polling_session(replica):
     before = refused(replica, "binary")
-    http = bound_session("127.0.0.25")
-    base = replica.url + "/socket.io/?EIO=4&transport=polling"
-    sid = json.loads(http.get(base, timeout=5).text[1:])["sid"]
-    url = f"{base}&sid={sid}"
-    assert http.post(url, data="40/chat," + json.dumps({"token": token(replica, "Poll")}), timeout=5).ok
-    assert "40/chat," in http.get(url, timeout=5).text
+    http, url = polling_chat(replica, "127.0.0.25", "Poll")
     http.post(url, data="bAAAAAAAAAA==", timeout=5)  # a base64 binary Engine.IO message
     answer = http.get(url, timeout=5)
     assert answer.status_code == 400 or answer.text.endswith("1")
@@ -233,12 +234,7 @@ def test_a_websocket_client_that_stops_reading_is_cut_off_and_others_are_not(rep
 
 def test_a_polling_client_that_stops_polling_is_cut_off(replica):
     before = refused(replica, "slow_reader")
-    http = bound_session("127.0.0.29")
-    base = replica.url + "/socket.io/?EIO=4&transport=polling"
-    sid = json.loads(http.get(base, timeout=5).text[1:])["sid"]
-    url = f"{base}&sid={sid}"
-    http.post(url, data="40/chat," + json.dumps({"token": token(replica, "Napper")}), timeout=5)
-    assert "40/chat," in http.get(url, timeout=5).text
+    http, url = polling_chat(replica, "127.0.0.29", "Napper")
     http.post(url, data='42/chat,1["join",{"room":"naproom"}]', timeout=5)
     assert "43/chat,1" in http.get(url, timeout=5).text
     sender = ChatClient(replica.url, token(replica, "Loud"), source_ip="127.0.0.30").connect()

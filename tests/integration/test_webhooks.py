@@ -51,17 +51,14 @@ class Hooked:
         return done.stdout
 
 
-@pytest.fixture(scope="module")
-def hooked(tmp_path_factory, system_executable, start_processes):
-    system_executable("redis-server")
-    workdir = tmp_path_factory.mktemp("hooked")
-    redis_port, tester_port, *ports = free_ports(4)
+def start_hooked(redis_url: str, workdir: Path, start_processes) -> tuple[WebhookReceiver, list[Replica]]:
+    """The webhook testing service and two replicas delivering to it, on the Redis at `redis_url`."""
+    tester_port, *ports = free_ports(3)
     secret = secrets.token_urlsafe(32)
-    redis = RedisServer(redis_port, workdir / "redis", log_dir=workdir)
     tester = WebhookReceiver(tester_port, workdir, env={**clean_environ(), "WEBHOOK_SECRET": secret,
-                                                        "WEBHOOK_REDIS_URL": redis.url,
+                                                        "WEBHOOK_REDIS_URL": redis_url,
                                                         "WEBHOOK_UI_TOKEN": UI_TOKEN})
-    env = {**clean_environ(), "REALTIME_ENV_FILE": str(workdir / "no.env"), "REALTIME_REDIS_URL": redis.url,
+    env = {**clean_environ(), "REALTIME_ENV_FILE": str(workdir / "no.env"), "REALTIME_REDIS_URL": redis_url,
            "REALTIME_JWT_SECRET_KEY": secrets.token_urlsafe(32), "REALTIME_DEMO_LOGIN": "1",
            "REALTIME_API_KEYS": f"tests:{hash_key(API_KEY)}", "REALTIME_RATE_LIMITS": "",
            "REALTIME_WEBHOOK_URLS": tester.url + "/webhook", "REALTIME_WEBHOOK_SECRET": secret,
@@ -71,11 +68,26 @@ def hooked(tmp_path_factory, system_executable, start_processes):
            "REALTIME_WEBHOOK_RECLAIM_IDLE": "4", "REALTIME_UPLOAD_DIR": str(workdir / "uploads")}
     replicas = [Replica(port, env, workdir, instance_id=f"hooks-{n}") for n, port in enumerate(ports)]
     try:
-        start_processes(redis)
         start_processes(tester, *replicas)
-        yield Hooked(redis, replicas, tester)
-    finally:
+    except BaseException:
         stop_all([*replicas, tester])
+        raise
+    return tester, replicas
+
+
+@pytest.fixture(scope="module")
+def hooked(tmp_path_factory, system_executable, start_processes):
+    system_executable("redis-server")
+    workdir = tmp_path_factory.mktemp("hooked")
+    redis = RedisServer(free_ports(1)[0], workdir / "redis", log_dir=workdir)
+    start_processes(redis)
+    try:
+        tester, replicas = start_hooked(redis.url, workdir, start_processes)
+        try:
+            yield Hooked(redis, replicas, tester)
+        finally:
+            stop_all([*replicas, tester])
+    finally:
         redis.stop()
 
 

@@ -251,3 +251,37 @@ def test_a_join_with_another_epoch_is_reset_with_the_recent_messages(chat):
 def test_a_malformed_epoch_is_refused(chat, epoch):
     ack = call(chat("Ana"), "join", {"room": "lobby", "since": 0, "epoch": epoch})
     assert ack["ok"] is False and ack["error"]["code"] == "invalid_payload"
+
+
+def jwt_for(app, name: str) -> str:
+    """An access token of `name` signed by this app."""
+    with app.app_context():
+        return create_access_token(identity=name.lower(), additional_claims={"name": name})
+
+
+def test_a_join_over_its_limit_is_refused_and_enters_nothing(app_factory_with):
+    # The join limit is counted in the join's own store call: a refusal still joins nothing.
+    app = app_factory_with(RATE_LIMITS="join=3/minute")
+    ana = socketio.test_client(app, namespace="/chat", auth={"token": jwt_for(app, "Ana")})
+    assert call(ana, "join", {"room": 42})["error"]["code"] == "invalid_room"  # counts, as before
+    assert call(ana, "join", {"room": "a"})["ok"] and call(ana, "join", {"room": "a"})["ok"]
+    refused = call(ana, "join", {"room": "b"})
+    assert refused["error"]["code"] == "rate_limited" and refused["error"]["retry_after"] > 0
+    send = {"type": "text", "body": "hi", "client_id": "c1"}
+    assert call(ana, "send", {"room": "b", **send})["error"]["code"] == "not_joined"
+    assert app.extensions["realtime"].store.online("b") == []
+    assert call(ana, "join", {"room": "a"})["error"]["code"] == "rate_limited"  # already in a: stays in
+    assert call(ana, "send", {"room": "a", **send})["ok"]
+    ana.disconnect(namespace="/chat")
+
+
+def test_a_connect_over_its_limit_is_refused_and_not_tracked(app_factory_with):
+    app = app_factory_with(RATE_LIMITS="connect=2/minute")
+    cluster = app.extensions["realtime"].cluster
+    cluster.heartbeat()
+    bad = socketio.test_client(app, namespace="/chat", auth={"token": "not-a-jwt"})  # counts a hit
+    ana = socketio.test_client(app, namespace="/chat", auth={"token": jwt_for(app, "Ana")})
+    bo = socketio.test_client(app, namespace="/chat", auth={"token": jwt_for(app, "Bo")})
+    assert (bad.is_connected("/chat"), ana.is_connected("/chat"), bo.is_connected("/chat")) == (False, True, False)
+    assert cluster.stats()["clients_total"] == 1 and len(cluster.connections) == 1
+    ana.disconnect(namespace="/chat")

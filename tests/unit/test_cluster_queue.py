@@ -6,7 +6,6 @@ through basic_enter_room/basic_leave_room.
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -19,38 +18,26 @@ from realtime.mq.sequencer import Sequencer
 from realtime.store import Announcement, Retention, StoreUnavailable, create_redis
 from realtime.store.rediscluster import RedisClusterStore
 
-from test_room_subscriptions import ThreadServer, wait_until
+from test_room_subscriptions import Replica, ThreadServer, wait_until
 
 CHANNEL = "rt-shards"
 KEEP = Retention(max_messages=1000, max_age=3600, idempotency_ttl=60)
 
 
-class ClusterReplica:
-    """A RedisClusterQueue with a listener thread recording the emits other replicas make."""
+class ClusterReplica(Replica):
+    """test_room_subscriptions' Replica on a RedisClusterQueue; it can deliver to local members."""
 
-    def __init__(self, url, **options):
-        self.queue = queue_for(url, CHANNEL, retry_max=0.2, socket_timeout=2.0, **options)
-        assert isinstance(self.queue, RedisClusterQueue)
-        self.queue.server = ThreadServer()
-        self.received: list[dict] = []
-        self.stopping = threading.Event()
-        self.thread = None
+    @staticmethod
+    def make_queue(url, **options):
+        queue = queue_for(url, CHANNEL, retry_max=0.2, socket_timeout=2.0, **options)
+        assert isinstance(queue, RedisClusterQueue)
+        return queue
 
-    def listen(self):
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        wait_until(lambda: self.queue.main_confirmed)
-        return self
-
-    def _run(self):
-        for raw in self.queue._listen():
-            if self.stopping.is_set():
-                return
-            data = json.loads(raw)
-            if data.get("host_id") != self.queue.host_id and data.get("method") == "emit":
-                self.received.append(data)
-                if isinstance(self.queue.server, DeliveringServer):
-                    self.queue._handle_emit(data)
+    def dispatch(self, data):
+        if data.get("method") == "emit":
+            self.received.append(data)
+            if isinstance(self.queue.server, DeliveringServer):
+                self.queue._handle_emit(data)
 
     def member(self, sid, room):
         self.queue.basic_enter_room(sid, "/chat", None, eio_sid="e-" + sid)

@@ -76,3 +76,22 @@ def test_a_connections_rooms_are_kept_once_each_until_it_leaves_them():
     presence.disconnected("s1")
     assert "s1" not in presence.local and store.online("news") == []
     assert ("presence", {"room": "news", "user": ANA, "online": False}, "news") in sent
+
+
+def test_reaping_a_dead_replica_keeps_users_still_connected_elsewhere(store):
+    # Every backend: presence counts a user's connections per room; the users online are kept
+    # beside those counts, and the dead replica's entries leave both.
+    dying, dying_presence, _ = replica(store, "dying", ttl=0.2)
+    survivor, survivor_presence, sent = replica(store, "survivor")
+    for service in (dying, survivor):
+        service.heartbeat()
+    dying_presence.joined("s1", ANA, "lobby")   # Ana on both replicas
+    survivor_presence.joined("s2", ANA, "lobby")
+    dying_presence.joined("s3", BO, "lobby")    # Bo only on the one that dies
+    time.sleep(0.3)
+    assert survivor.claim_expired() == ["dying"]
+    assert survivor_presence.reap("dying") == 1  # Bo went offline, Ana did not
+    assert [data["user"] for event, data, _ in sent if event == "presence" and not data["online"]] == [BO]
+    assert store.online("lobby") == [ANA]
+    survivor_presence.disconnected("s2")
+    assert store.online("lobby") == []

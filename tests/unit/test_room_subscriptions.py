@@ -39,14 +39,18 @@ class ThreadServer:
 
 
 class Replica:
-    """A RedisQueue with a listener thread that records the emits it receives from others."""
+    """A message queue with a listener thread that records the emits it receives from others."""
 
     def __init__(self, url, **options):
-        self.queue = RedisQueue(url, CHANNEL, retry_max=0.2, **options)
+        self.queue = self.make_queue(url, **options)
         self.queue.server = ThreadServer()
         self.received: list[dict] = []
         self.stopping = threading.Event()
         self.thread = None
+
+    @staticmethod
+    def make_queue(url, **options):
+        return RedisQueue(url, CHANNEL, retry_max=0.2, **options)
 
     def listen(self):
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -59,12 +63,14 @@ class Replica:
             if self.stopping.is_set():
                 return
             data = json.loads(raw)
-            if data.get("host_id") == self.queue.host_id:
-                continue
-            if data.get("method") == "emit":
-                self.received.append(data)
-            elif data.get("method") == "enter_room":  # as PubSubManager._thread dispatches it
-                self.queue._handle_enter_room(data)
+            if data.get("host_id") != self.queue.host_id:
+                self.dispatch(data)
+
+    def dispatch(self, data):
+        if data.get("method") == "emit":
+            self.received.append(data)
+        elif data.get("method") == "enter_room":  # as PubSubManager._thread dispatches it
+            self.queue._handle_enter_room(data)
 
     def connect(self, sid):
         self.queue.basic_enter_room(sid, "/chat", None, eio_sid="e-" + sid)

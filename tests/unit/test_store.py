@@ -425,3 +425,76 @@ def test_online_reads_each_user_once_however_many_connections(redis_url):
     client.set_response_callback("EVALSHA", lambda reply, **_: sent.append(reply) or reply)
     assert store.online("big") == [ANA, BO]
     assert len(json.loads(sent[0])) == 2 and len(sent) == 1
+
+
+def test_join_room_records_presence_and_reads_everything_a_join_ack_needs(store):
+    for n in range(5):
+        store.append_message("r", text(str(n)), None, KEEP)
+    store.advance_read("r", "bo", 2)
+    store.presence_join("r", "i2", "s9", BO)
+    first = store.join_room("r", "i1", "s1", ANA, since=2, limit=2)
+    epoch = store.room_state("r").epoch
+    assert first.state == (1, 5, epoch) and first.first is True
+    assert first.reads == {"bo": 2} and first.online == [ANA, BO]
+    assert ids(first.after) == [3, 4] and all(m["epoch"] == epoch and m["room"] == "r" for m in first.after)
+    again = store.join_room("r", "i2", "s2", ANA, since=None, limit=500)  # a second connection of Ana
+    assert again.first is False and again.after == [] and again.online == [ANA, BO]
+    assert store.join_room("r", "i1", "s1", ANA, since=5, limit=500).after == []  # the same connection again
+    assert store.instance_presence("i1") == [("r", "s1")]
+    assert store.presence_leave("r", "i1", "s1") is None       # Ana still has s2
+    assert store.presence_leave("r", "i2", "s2") == ANA
+    assert store.online("r") == [BO]
+
+
+def test_join_room_of_an_empty_room(store):
+    joined = store.join_room("new", "i1", "s1", ANA, since=0, limit=10)
+    assert joined.state == (0, 0, None) and joined.first is True and joined.reads == {}
+    assert joined.online == [ANA] and joined.after == []
+
+
+def test_join_room_over_its_quota_writes_nothing(store):
+    quota = Quota("join", "ana", 1, 60.0)
+    store.join_room("r", "i1", "s1", ANA, since=None, limit=10, quota=quota)
+    with pytest.raises(OverLimit) as refused:
+        store.join_room("r", "i1", "s2", ANA, since=None, limit=10, quota=quota)
+    assert refused.value.quota == quota and refused.value.retry_after > 0
+    assert store.instance_presence("i1") == [("r", "s1")]
+    assert store.presence_leave("r", "i1", "s1") == ANA  # s2 was never counted
+    assert store.online("r") == []
+
+
+def test_add_connection_over_its_quota_tracks_nothing(store):
+    quota = Quota("connect", "127.0.0.1", 2, 60.0)
+    store.register_instance({"id": "i1", "started_at": 1}, ttl=30)
+    store.add_connection("i1", "s1", ANA, quota)
+    store.add_connection("i1", "s2", BO, quota)
+    with pytest.raises(OverLimit):
+        store.add_connection("i1", "s3", BO, quota)
+    store.add_connection("i1", "s4", BO)  # no quota: always tracked
+    assert store.list_instances()[0]["clients"] == 3
+
+
+def test_online_keeps_a_user_until_their_last_connection_leaves(store):
+    store.presence_join("r", "i1", "s1", ANA)
+    store.presence_join("r", "i2", "s2", {"id": "ana", "name": "Ana B."})  # a renamed second tab
+    assert store.online("r") == [{"id": "ana", "name": "Ana B."}]
+    assert store.presence_leave("r", "i2", "s2") is None
+    assert [u["id"] for u in store.online("r")] == ["ana"]
+    assert store.presence_leave("r", "i1", "s1") is not None
+    assert store.online("r") == []
+    store.presence_join("r", "i1", "s3", ANA)  # back: listed again
+    assert store.online("r") == [ANA]
+
+
+def test_online_lists_users_recorded_before_the_users_hash(redis_url):
+    # A rolling upgrade: a replica of the previous version recorded presence without the users
+    # hash (members and counts only); `online` and a join still list that user.
+    client = create_redis(redis_url)
+    client.flushdb()
+    store = RedisStore(client)
+    client.hset("rt:room:{r}:members", "old|s1", json.dumps(ANA))
+    client.hincrby("rt:room:{r}:online", "ana", 1)
+    assert store.online("r") == [ANA]
+    assert store.join_room("r", "i1", "s2", BO, since=None, limit=10).online == [ANA, BO]
+    assert store.presence_leave("r", "old", "s1") == ANA
+    assert store.online("r") == [BO]

@@ -13,7 +13,7 @@ from socketio.manager import Manager
 
 from realtime import transport
 from realtime.settings import load_settings
-from realtime.transport import roomindex, socketsession, wirejson, wsdirect, wsfast
+from realtime.transport import roomindex, socketsession, wirejson, wirepacket, wsdirect, wsfast
 
 ON = {"FAST_PATHS": "on", "MAX_HTTP_BUFFER_SIZE": 100_000}
 
@@ -100,6 +100,7 @@ def test_create_app_patches_nothing_and_takes_the_stock_path_with_the_layer_off(
     app_factory_with()
     assert library_objects() == stock
     assert type(ext.server.manager) is socketio.Manager and ext.server.packet_class.json is json
+    assert ext.server.packet_class is socketio.packet.Packet
 
 
 def test_create_app_picks_the_room_index_and_wire_json_with_the_layer_on(stock, app_factory_with):
@@ -109,6 +110,7 @@ def test_create_app_picks_the_room_index_and_wire_json_with_the_layer_on(stock, 
     app_factory_with()
     assert library_objects() == patched  # create_app added no patch of its own
     assert isinstance(ext.server.manager, roomindex.LocalManager) and ext.server.packet_class.json is wirejson
+    assert ext.server.packet_class is wirepacket.WirePacket
 
 
 def test_metrics_and_the_dashboard_say_which_path_runs(stock, app_factory_with):

@@ -1,11 +1,14 @@
-"""The packet JSON decoder and the websocket unmasking adapter."""
+"""The packet JSON decoder, the packet class and the websocket unmasking adapter."""
 import json
 import os
+import random
+from collections import OrderedDict
 
 import pytest
 from geventwebsocket.websocket import Header
+from socketio.packet import ACK, BINARY_ACK, EVENT, Packet
 
-from realtime.transport import wirejson, wsfast
+from realtime.transport import wirejson, wirepacket, wsfast
 
 
 @pytest.fixture(autouse=True)
@@ -132,3 +135,39 @@ def test_a_frame_header_over_the_limit_is_refused_before_its_payload(monkeypatch
     ws, _ = stock_websocket(bytes((0x81, 0xFF)) + struct.pack("!Q", 10**12) + b"\x00" * 4)
     with pytest.raises(wsfast.MessageTooBig):
         ws.read_message()
+
+
+class Tagged(list):
+    """A list subclass (stock python-socketio walks into those too)."""
+
+
+def random_payload(rng: random.Random, depth: int = 0):
+    """A random payload of the shapes handlers return, now and then with bytes somewhere."""
+    leaves = [None, True, 0, 1.5, "text", b"bytes", bytearray(b"x"), ("tuple", b"not walked"), {1, 2}]
+    if depth > 4 or rng.random() < 0.3:
+        return rng.choice(leaves[:5] if rng.random() < 0.9 else leaves)
+    shape = rng.choice([list, dict, Tagged, OrderedDict])
+    items = [random_payload(rng, depth + 1) for _ in range(rng.randint(0, 5))]
+    if shape in (dict, OrderedDict):
+        return shape((f"k{n}", item) for n, item in enumerate(items))
+    return shape(items)
+
+
+def test_the_packet_class_finds_binary_data_exactly_where_stock_does():
+    rng = random.Random(22)
+    payloads = [random_payload(rng) for _ in range(3000)]
+    assert any(Packet.data_is_binary(p) for p in payloads) and not all(Packet.data_is_binary(p) for p in payloads)
+    for payload in payloads:
+        assert wirepacket.WirePacket.data_is_binary(payload) == Packet.data_is_binary(payload), payload
+
+
+ACK_OF_A_JOIN = [{"ok": True, "online": [{"id": "a", "name": "A"}], "reads": {"a": 3}}]
+
+
+@pytest.mark.parametrize("data, binary", [(ACK_OF_A_JOIN, False), ([{"ok": True, "file": b"\x00\x01"}], True)])
+def test_the_packet_class_encodes_acks_and_events_as_stock(data, binary):
+    for kind in (ACK, EVENT):
+        ours = wirepacket.WirePacket(kind, namespace="/chat", id=7, data=data)
+        stock = Packet(kind, namespace="/chat", id=7, data=data)
+        assert (ours.packet_type, ours.encode()) == (stock.packet_type, stock.encode())
+    assert wirepacket.WirePacket(ACK, data=data).packet_type == (BINARY_ACK if binary else ACK)
