@@ -66,11 +66,13 @@ cluster-status:
 ## bench: realtime vs plain Flask-SocketIO vs Socket.IO 4 on Node, 3 replicas each, same run
 ## (own redis-server, replicas, nginx and a Node load generator on free loopback ports; `npm ci`
 ## in bench/node when needed; ~15 minutes), then many small rooms, a connect storm and a failover
-## storm against plain, node and node with the streams adapter (~20 more). BENCH_ARGS="--help"
+## storm against plain, node and node with the streams adapter (~20 more), then one Redis against a
+## 3-shard Redis Cluster, Redis as the limit, then realtime on each (bench/shards.py, ~5 more).
+## BENCH_ARGS="--help"
 bench: venv system-deps
 	$(BIN)/python bench/compare.py $(BENCH_ARGS)
 
-## bench-smoke: the same, all stacks once at 50 clients, the chat workloads tiny (~2 minutes); the integration tests run it
+## bench-smoke: the same, all stacks once at 50 clients, the chat and shards cells tiny (~2 minutes); the integration tests run it
 bench-smoke: venv system-deps
 	$(BIN)/python bench/compare.py --smoke $(BENCH_ARGS)
 

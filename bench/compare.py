@@ -8,7 +8,8 @@ connection and the generator's own CPU; stacks alternate order across repetition
 emitter path, the nginx path and a saturation search come after; then bench/chatload.py's
 chat-shaped workloads (many small rooms, a connect-and-join storm, a failover storm) for realtime,
 plain, node and node-streams (Socket.IO 4 with @socket.io/redis-streams-adapter and connection
-state recovery). Prints markdown tables, writes JSON. Every process it starts is stopped by PID. No figure is checked against a threshold.
+state recovery); last bench/shards.py's cell, where Redis is the limit: a send's Redis calls on one
+Redis against a 3-shard Redis Cluster. Prints markdown tables, writes JSON. Every process it starts is stopped by PID. No figure is checked against a threshold.
 
     .venv/bin/python bench/compare.py            # full run, ~15 minutes (make bench)
     .venv/bin/python bench/compare.py --smoke    # all three stacks once, tiny (make bench-smoke)
@@ -32,6 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import chatload  # noqa: E402
 import report  # noqa: E402
+import shards  # noqa: E402
 from measure import (BenchError, LoadGen, pids, raise_fd_limit, rss_bytes,  # noqa: E402
                      settle, snapshot)
 from stacks import (STACKS, RealtimeStack, Stack, describe, ensure_node_modules, loadgen_config,  # noqa: E402
@@ -80,13 +82,15 @@ class Plan:
     stacks: tuple[str, ...] = ("realtime", "plain", "node")
     subscriber_client: str = "lite"       # or "socket.io" (see bench/node/loadgen.js)
     chat: chatload.ChatPlan | None = None  # many rooms, storm, failover (bench/chatload.py)
+    shards: shards.ShardsPlan | None = None  # one Redis against a Redis Cluster (bench/shards.py)
 
 
 FULL = Plan(cells={300: (50, 100), 1000: (20, 50), 3000: (10, 20)}, duration=10, repetitions=2,
             publishers=4, users=50, emitter=(1000, 20), nginx=(1000, 20),
-            saturation=Saturation(1000, 20, 1.5, 10, 6), chat=chatload.CHAT_FULL)
+            saturation=Saturation(1000, 20, 1.5, 10, 6), chat=chatload.CHAT_FULL, shards=shards.SHARDS_FULL)
 SMOKE = Plan(cells={50: (10,)}, duration=2, repetitions=1, publishers=2, users=10,
-             emitter=(50, 10), nginx=(50, 10), saturation=None, chat=chatload.CHAT_SMOKE)
+             emitter=(50, 10), nginx=(50, 10), saturation=None, chat=chatload.CHAT_SMOKE,
+             shards=shards.SHARDS_SMOKE)
 
 
 @dataclass
@@ -99,6 +103,7 @@ class Bench:
     rows: list[dict] = field(default_factory=list)
     saturation: list[dict] = field(default_factory=list)
     chat: list[dict] = field(default_factory=list)
+    shards: list[dict] = field(default_factory=list)
     started: list[Stack] = field(default_factory=list)
     runs: int = 0
 
@@ -363,6 +368,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--chat", help="comma-separated subset of rooms,storm,failover")
     parser.add_argument("--chat-stacks", help="comma-separated subset of realtime,plain,node,node-streams")
     parser.add_argument("--chat-repetitions", type=int, help="runs per stack of each chat workload")
+    parser.add_argument("--no-shards", action="store_true",
+                        help="skip the one Redis against a Redis Cluster cell (bench/shards.py)")
+    parser.add_argument("--shards-only", action="store_true",
+                        help="only the one Redis against a Redis Cluster cell")
     parser.add_argument("--realtime-root", type=Path,
                         help="run realtime from this tree instead of the checkout (e.g. an older "
                              "commit: git archive COMMIT | tar -x -C DIR)")
@@ -380,6 +389,11 @@ def chosen_plan(args: argparse.Namespace) -> Plan:
             repetitions=args.chat_repetitions or chat.repetitions,
             stacks=tuple(args.chat_stacks.split(",")) if args.chat_stacks else chat.stacks,
             workloads=tuple(args.chat.split(",")) if args.chat else chat.workloads)
+    sharding = None if args.no_shards else base.shards
+    if args.shards_only:
+        return Plan(cells={}, duration=base.duration, repetitions=1, publishers=base.publishers,
+                    users=base.users, emitter=None, nginx=None, saturation=None, chat=None,
+                    shards=base.shards)
     if args.chat_only:
         return Plan(cells={}, duration=base.duration, repetitions=1, publishers=base.publishers,
                     users=base.users, emitter=None, nginx=None, saturation=None, chat=chat)
@@ -391,7 +405,8 @@ def chosen_plan(args: argparse.Namespace) -> Plan:
                 nginx=None if args.no_nginx else base.nginx,
                 saturation=None if args.no_saturation else base.saturation,
                 stacks=tuple(args.stacks.split(",")) if args.stacks else base.stacks,
-                subscriber_client=args.subscriber_client or base.subscriber_client, chat=chat)
+                subscriber_client=args.subscriber_client or base.subscriber_client, chat=chat,
+                shards=sharding)
 
 
 def start_redis(bench: Bench) -> None:
@@ -424,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
             run_saturation(bench)
         if plan.chat:
             run_chat(bench)
+        if plan.shards:
+            bench.shards = shards.run(plan.shards, bench.workdir / "shards")
     except (StartupError, BenchError, subprocess.SubprocessError) as error:
         print(f"bench failed: {error}\n(logs in {bench.workdir / 'logs'})", file=sys.stderr)
         return 1
@@ -434,11 +451,15 @@ def main(argv: list[str] | None = None) -> int:
             stop_all([bench.redis])
     results = report.results(bench, argv, time.time() - started)
     results["chat"] = {"runs": bench.chat, "summaries": chatload.summarize(bench.chat)}
+    results["shards"] = {"plan": vars(plan.shards) if plan.shards else None, "runs": bench.shards,
+                         "summaries": shards.summarize(bench.shards)}
     json_path.write_text(json.dumps(results, indent=2))
     if bench.rows or bench.saturation:
         print(report.render(results))
     if bench.chat:
         print("\n" + chatload.render(results["chat"]["summaries"]))
+    if bench.shards:
+        print("\n" + shards.render(results["shards"]["summaries"], plan.shards))
     print(f"\nJSON: {json_path}")
     return 0
 

@@ -80,7 +80,11 @@ def ensure_node_modules() -> None:
 
 def redis_with_aof(port: int, workdir: Path) -> RedisServer:
     """A throwaway redis-server that appends to an AOF fsynced every second, like docker-compose's."""
-    server = RedisServer(port, workdir / "redis", log_dir=workdir / "logs")
+    return aof_on(RedisServer(port, workdir / "redis", log_dir=workdir / "logs"))
+
+
+def aof_on(server: RedisServer) -> RedisServer:
+    """Turn a (not started) redis-server's AOF on, fsynced every second."""
     flag = server.argv.index("--appendonly")
     server.argv[flag + 1] = "yes"
     server.argv += ["--appendfsync", "everysec"]

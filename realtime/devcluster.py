@@ -407,6 +407,40 @@ class RedisClusterNodes:
                         return next(n for n in self.nodes if n.port == port)
         raise LookupError(f"no master serves {key!r}")
 
+    def masters(self) -> list[RedisServer]:
+        """The running nodes that are masters now."""
+        return [n for n in self.nodes if n.running() and self.cli(n, "role").startswith("master")]
+
+    def move_slot(self, slot: int, target: RedisServer, batch: int = 100) -> int:
+        """Move `slot` and its keys to `target`, as `redis-cli --cluster reshard` does for each slot:
+        IMPORTING on the target, MIGRATING on the owner, MIGRATE the keys in batches, then the new
+        owner announced to every master. Returns the keys moved; raises StartupError on a refusal."""
+        owner = next(n for n in self.masters() if self.serves(self.slot_ranges(n), slot))
+        if owner is target:
+            return 0
+        target_id, owner_id = (self.cli(n, "cluster", "myid").strip() for n in (target, owner))
+        self._ok(target, "cluster", "setslot", str(slot), "importing", owner_id)
+        self._ok(owner, "cluster", "setslot", str(slot), "migrating", target_id)
+        moved = 0
+        while keys := self.cli(owner, "cluster", "getkeysinslot", str(slot), str(batch)).split():
+            self._ok(owner, "migrate", target.host, str(target.port), "", "0", "10000", "KEYS", *keys)
+            moved += len(keys)
+        for node in (target, owner, *self.masters()):
+            self._ok(node, "cluster", "setslot", str(slot), "node", target_id)
+        return moved
+
+    def slot_ranges(self, node: RedisServer) -> list[str]:
+        """The slot ranges `node` serves, as its own CLUSTER NODES line says."""
+        line = next(line for line in self.cli(node, "cluster", "nodes").splitlines() if "myself" in line)
+        return line.split()[8:]
+
+    def _ok(self, node: RedisServer, *args: str) -> str:
+        """redis-cli against one node; an error answer raises."""
+        answer = self.cli(node, *args)
+        if answer.startswith(("ERR", "(error)")) or "ERR" in answer.split("\n", 1)[0]:
+            raise StartupError(f"redis-cli {' '.join(args[:4])} on {node.port}: {answer.strip()}")
+        return answer
+
     @staticmethod
     def serves(ranges: list[str], slot: int) -> bool:
         """Whether `slot` is in CLUSTER NODES slot ranges like ['0-5460', '7000']."""

@@ -18,6 +18,7 @@ import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from redis import BlockingConnectionPool
 from redis.backoff import ExponentialBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.crc import key_slot
@@ -65,13 +66,15 @@ def create_redis_cluster(url: str, socket_timeout: float = 5.0, max_connections:
     """A RedisCluster client for the seed nodes of `url`: per-node pools, timeouts on every call.
 
     redis-py follows MOVED/ASK and refreshes its slot map after a connection error (a shard's
-    master that died is replaced by its promoted replica on a later try).
+    master that died is replaced by its promoted replica on a later try). Each node's pool is a
+    blocking one, as on one Redis: a burst of calls (a replica's clients all disconnecting) waits
+    up to `socket_timeout` for a connection instead of failing when the pool is full.
     """
     seeds, options = cluster_address(url)
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in seeds],
         socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, max_connections=max_connections,
-        health_check_interval=30,
+        connection_pool_class=BlockingConnectionPool, timeout=socket_timeout, health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
         **options, **extra)
 

@@ -65,6 +65,32 @@ def test_compare_smoke_runs_all_three_stacks_and_loses_nothing(tmp_path, system_
     # realtime recovers what its clients missed while their replica was down (join {since}).
     realtime = next(s for s in chat["failover"] if s["stack"] == "realtime")
     assert realtime["lost"] == 0 and realtime["recovered"] == realtime["victims"] > 0, realtime
+    # The Redis-bound cell (bench/shards.py): one Redis and a 3-shard Redis Cluster.
+    assert "Redis as the limit" in result.stdout
+    assert_shards(results["shards"]["summaries"])
+
+
+def assert_shards(summaries: dict[str, list[dict]]) -> None:
+    """Both targets ran the drivers and realtime; every acknowledged message was stored (and, for
+    realtime, delivered to every member); every shard served some."""
+    for kind in ("redis", "product"):
+        assert sorted(s["shards"] for s in summaries[kind]) == [1, 3], summaries
+        for summary in summaries[kind]:
+            assert summary["acked"] > 0 and summary["lost"] == summary["refused"] == 0, summary
+            assert summary.get("errors", 0) == summary.get("unacked", 0) == 0, summary
+    three = next(s for s in summaries["redis"] if s["shards"] == 3)
+    assert len(three["shard_cpu_pct"]) == 3 and all(share > 0 for share in three["evalsha_share_pct"]), three
+
+
+def test_shards_smoke_runs_one_redis_and_a_cluster(tmp_path, system_executable):
+    """bench/shards.py alone (compare.py's smoke runs it too, after everything else)."""
+    for executable in ("redis-server", "redis-cli"):
+        system_executable(executable)
+    result = run_bench("shards.py", tmp_path / "shards.json", timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ceiling msg/s" in result.stdout and "3 shards / one Redis" in result.stdout
+    assert "realtime itself on each" in result.stdout
+    assert_shards(json.loads((tmp_path / "shards.json").read_text())["summaries"])
 
 
 def test_rss_per_connection_is_the_least_squares_slope_over_the_readings():

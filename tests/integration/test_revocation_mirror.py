@@ -1,21 +1,25 @@
-"""The revocation mirror on a real Redis: feed, snapshot, a lost link, and two replicas' mirrors."""
+"""The revocation mirror on a real Redis: feed, snapshot, a lost link, and two replicas' mirrors.
+
+test_redis_cluster_tokens.py runs these tests again on the session's Redis Cluster: its
+`redis_url` is the cluster's URL and its `redis_server` stops and starts the whole cluster.
+"""
 from __future__ import annotations
 
 import threading
 
 import pytest
-import redis
 
 from chatclient import wait_until
 from realtime.services.revocations import Revocations
-from realtime.store import StoreUnavailable
-from realtime.store.redis import RedisStore, create_redis
+from realtime.store import StoreUnavailable, create_redis, is_cluster_client, redis_store
+from realtime.store.redis import RedisStore
+from realtime.store.rediscluster import RedisClusterStore
 
 pytestmark = pytest.mark.integration
 
 
-class StoppableStore(RedisStore):
-    """The store, with a feed that ends at its next event once the test stops following."""
+class Stoppable:
+    """A store whose feed ends at its next event once the test stops following."""
 
     following = True
 
@@ -26,11 +30,34 @@ class StoppableStore(RedisStore):
             yield event
 
 
+def stoppable_store(url: str):
+    """The store for `url` (one Redis or a cluster), with a feed the test can end."""
+    client = create_redis(url, socket_timeout=2)
+    base = RedisClusterStore if is_cluster_client(client) else RedisStore
+    return type(f"Stoppable{base.__name__}", (Stoppable, base), {})(client)
+
+
+def pools(client) -> list:
+    """Every connection pool of a client (one per node on a cluster)."""
+    if is_cluster_client(client):
+        return [node.redis_connection.connection_pool for node in client.get_nodes() if node.redis_connection]
+    return [client.connection_pool]
+
+
+def kill_pubsub_links(client) -> None:
+    """CLIENT KILL TYPE pubsub on the Redis, or on every node of a cluster."""
+    if is_cluster_client(client):
+        for node in client.get_nodes():
+            client.get_redis_connection(node).client_kill_filter(_type="pubsub")
+    else:
+        client.client_kill_filter(_type="pubsub")
+
+
 class Following:
     """A replica's mirror following the feed in a thread, run again whenever the feed ends."""
 
     def __init__(self, url: str):
-        self.store = StoppableStore(create_redis(url, socket_timeout=2))
+        self.store = stoppable_store(url)
         self.revocations = Revocations(self.store)
         self.reloads = 0
         self.revocations.resynced.append(self.count_reload)
@@ -58,7 +85,8 @@ class Following:
         when the session's Redis went away). The client's retries may reconnect the feed at once
         instead; it then re-subscribes, and that event ends it."""
         self.running = self.store.following = False
-        self.store.client.connection_pool.disconnect()
+        for pool in pools(self.store.client):
+            pool.disconnect()
         self.thread.join(timeout=10)
         assert not self.thread.is_alive(), "the mirror's thread did not end"
         self.store.client.close()
@@ -85,7 +113,7 @@ def test_a_revocation_reaches_the_other_replicas_mirror(replicas):
 
 
 def test_a_new_mirror_loads_what_was_revoked_before(redis_url):
-    store = RedisStore(create_redis(redis_url))
+    store = redis_store(create_redis(redis_url))
     store.revoke_token("old", 60)
     late = Following(redis_url)
     try:
@@ -98,12 +126,12 @@ def test_a_new_mirror_loads_what_was_revoked_before(redis_url):
 
 def test_after_a_lost_link_the_mirror_reloads_what_it_missed(replicas, redis_url):
     a, b = replicas
-    raw = redis.Redis.from_url(redis_url)
+    raw = create_redis(redis_url)
     # A revocation whose message b never gets: written without the publish.
     raw.set("rt:revoked:missed", 1, px=60_000)
     assert not b.revocations.is_revoked("missed")
     reloads = b.reloads
-    raw.client_kill_filter(_type="pubsub")  # both mirrors lose their subscription
+    kill_pubsub_links(raw)  # both mirrors lose their subscription
     wait_until(lambda: b.reloads > reloads and b.revocations.synced, timeout=10)
     assert b.revocations.is_revoked("missed")
     a.revocations.revoke("after", 60)  # and the feed works again

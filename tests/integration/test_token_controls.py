@@ -1,4 +1,7 @@
-"""Tokens and sessions on two real replicas sharing one Redis (issue 19: items 2, 4, 5 and 7)."""
+"""Tokens and sessions on two real replicas sharing one Redis (issue 19: items 2, 4, 5 and 7).
+
+test_redis_cluster_tokens.py runs these tests again with its `pair` on the session's Redis Cluster.
+"""
 from __future__ import annotations
 
 import secrets
@@ -43,20 +46,24 @@ class Pair:
                              headers={"X-API-Key": API_KEY}, timeout=5)
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory, system_executable, start_processes):
-    system_executable("redis-server")
-    workdir = tmp_path_factory.mktemp("tokens")
-    redis_port, *ports = free_ports(3)
-    secret = secrets.token_urlsafe(48)
-    redis = RedisServer(redis_port, workdir / "redis", log_dir=workdir)
+def pair_replicas(redis_url: str, secret: str, workdir) -> list[Replica]:
+    """Two replicas (not started) on `redis_url` with the Admin UI, an API key and short token limits."""
     env = {**clean_environ(), "REALTIME_ENV_FILE": str(workdir / "no.env"),
-           "REALTIME_REDIS_URL": redis.url, "REALTIME_JWT_SECRET_KEY": secret,
+           "REALTIME_REDIS_URL": redis_url, "REALTIME_JWT_SECRET_KEY": secret,
            "REALTIME_JWT_LEEWAY": "1", "REALTIME_TOKEN_EXPIRING_NOTICE": "60",
            "REALTIME_JWT_MAX_LIFETIME": "3600", "REALTIME_API_KEYS": f"ci:{hash_key(API_KEY)}",
            "REALTIME_ADMIN_UI": "1", "REALTIME_RATE_LIMITS": "connect=1000/minute",
            "REALTIME_HTTP_RATE_LIMIT": "1000/minute"}
-    replicas = [Replica(port, env, workdir, instance_id=f"tokens-{n}") for n, port in enumerate(ports)]
+    return [Replica(port, env, workdir, instance_id=f"tokens-{n}") for n, port in enumerate(free_ports(2))]
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, system_executable, start_processes):
+    system_executable("redis-server")
+    workdir = tmp_path_factory.mktemp("tokens")
+    secret = secrets.token_urlsafe(48)
+    redis = RedisServer(free_ports(1)[0], workdir / "redis", log_dir=workdir)
+    replicas = pair_replicas(redis.url, secret, workdir)
     try:
         start_processes(redis)
         start_processes(*replicas)

@@ -54,3 +54,29 @@ def test_make_cluster_runs_its_replicas_on_a_redis_cluster_url(tmp_path):
     processes = [p for wave in cluster_plan(config) for p in wave]
     assert config.redis_url == url and not any(isinstance(p, RedisServer) for p in processes)
     assert all(p.env["REALTIME_REDIS_URL"] == url for p in processes if p.name.startswith("replica"))
+
+
+def test_a_burst_larger_than_the_pool_waits_for_a_connection(redis_cluster_url):
+    """As with one Redis (a blocking pool): more concurrent calls on a node than its pool holds
+    queue for a connection instead of failing with "Too many connections" (a disconnect storm of
+    a replica's clients makes hundreds of store calls at once)."""
+    import threading
+
+    from realtime.store.rediscluster import create_redis_cluster
+    client = create_redis_cluster(redis_cluster_url, max_connections=2)
+    errors = []
+
+    def hold_a_connection():
+        try:
+            client.blpop(["{burst}:nothing"], timeout=0.2)
+        except Exception as exc:  # what the test is about
+            errors.append(exc)
+    try:
+        threads = [threading.Thread(target=hold_a_connection) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+    finally:
+        client.close()
