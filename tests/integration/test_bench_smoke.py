@@ -112,6 +112,13 @@ def test_fanout_smoke_compares_both_broadcast_paths():
     assert "stock python-socketio emit" in result.stdout and "direct broadcast" in result.stdout
 
 
+def test_dispatchcost_smoke_prints_a_send_and_its_pieces():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "dispatchcost.py"), "--smoke"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "µs/event" in result.stdout and "Flask-SocketIO dispatch to a no-op handler" in result.stdout
+
+
 def test_roombook_smoke_compares_both_managers():
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "roombook.py"), "--smoke"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
