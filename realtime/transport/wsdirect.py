@@ -327,6 +327,15 @@ class Reader:
         self.watcher.stop()
         of_hub(ReaderGreenlets).run(self)
 
+    def throw(self, *_error: Any) -> None:
+        """gevent cancels the wait on a socket closed under us (a worker shutting down): end.
+
+        gevent's cancel_wait throws into whatever the watcher's callback is bound to, which it
+        takes for a waiting greenlet; here that is the reader (no greenlet waits), in the hub.
+        """
+        if not self.ended:
+            gevent.spawn(self.end)  # end runs engine.io's close and disconnect handlers: not in the hub
+
     def run(self, data: bytes | None = None) -> None:
         """Read once, dispatch every complete message, then wait again (or end)."""
         try:

@@ -279,6 +279,22 @@ def test_the_reader_waits_on_the_sockets_own_watcher_and_the_close_releases_it(a
     assert not watcher.active and reader.sock._read_event is None  # gevent's close dropped it
 
 
+def test_a_socket_closed_under_a_waiting_reader_ends_its_connection(app, monkeypatch):
+    """A worker shutting down closes sockets while their readers wait: gevent then throws into
+    the watcher's callback owner, the reader, which ends the connection (no hub error)."""
+    errors = []
+    hub = gevent.get_hub()
+    monkeypatch.setattr(hub, "handle_error", lambda *args: errors.append(args))
+    client = Client(app)
+    client.connect()
+    wait_for(lambda: len(app.pool) == 1)
+    reader = app.eio.sockets[client.sid].__dict__["_rt_reader"]
+    assert reader.watcher.active
+    reader.sock.close()
+    wait_for(lambda: app.gone and len(app.pool) == 0)
+    assert client.sid not in app.eio.sockets and not errors
+
+
 def test_a_protocol_error_is_answered_with_its_close_code(app):
     client = Client(app)
     client.connect()
