@@ -74,7 +74,7 @@ class ShardListeners:
 
     def fail(self, error: BaseException) -> None:
         """Make the listener start over."""
-        self.inbox.put(error)
+        self.inbox.put(error if isinstance(error, ShardsChanged) else ShardsChanged(str(error)))
 
     def _read(self, name: str, pubsub: ListenerPubSub) -> None:
         """Hand every message of one master's connection to the inbox; an error ends it."""
@@ -163,15 +163,6 @@ class RedisClusterQueue(RedisQueue):
             self.redis.nodes_manager.initialize()
         self.pubsub = None
         self.connected = True
-
-    def send_to_listener(self, command: str, channel: str) -> None:
-        """SSUBSCRIBE/SUNSUBSCRIBE through the listener; on failure, make it start over."""
-        shards = self.listening
-        try:
-            getattr(shards, command)(channel)
-        except Exception as exc:
-            log.warning("cannot %s %s (%s); the listener reconnects", command, channel, exc)
-            shards.fail(ShardsChanged(str(exc)))
 
     # -- listening ----------------------------------------------------------------------------
 

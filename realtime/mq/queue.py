@@ -66,6 +66,12 @@ class ListenerPubSub(redis.client.PubSub):
         kwargs.setdefault("push_handler_func", as_received)
         super().__init__(*args, **kwargs)
 
+    def fail(self, error: BaseException) -> None:
+        """Make the listener start over: its blocked read ends with an error."""
+        connection = self.connection
+        if connection is not None:
+            connection.disconnect()
+
     def _execute(self, conn: Any, command: Any, *args: Any, **kwargs: Any) -> Any:
         """Run the command once; errors go to the caller."""
         return command(*args, **kwargs)
@@ -282,15 +288,13 @@ class RedisQueue(RoomIndex, socketio.RedisManager):
                 self.send_to_listener("unsubscribe", channel)
 
     def send_to_listener(self, command: str, channel: str) -> None:
-        """SUBSCRIBE/UNSUBSCRIBE on the listener's connection; on failure, make it start over."""
-        pubsub = self.listening
+        """(S)SUBSCRIBE/(S)UNSUBSCRIBE through the listener; on failure, make it start over."""
+        listener = self.listening
         try:
-            getattr(pubsub, command)(channel)
+            getattr(listener, command)(channel)
         except Exception as exc:
             log.warning("cannot %s %s (%s); the listener reconnects", command, channel, exc)
-            connection = pubsub.connection
-            if connection is not None:
-                connection.disconnect()  # wakes the listener's read with an error
+            listener.fail(exc)
 
     # -- listening ----------------------------------------------------------------------------
 
